@@ -1,0 +1,55 @@
+# Aftercare: `make demo` runs the pipeline on the embedded local stack;
+# `make test` runs lint, types and the test suite. Both set up .venv themselves.
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+STAGE ?= dev
+REGION ?= us-east-1
+PACKAGE_DIR ?= build/package
+
+.PHONY: install test lint typecheck unit demo run bench package package-smoke schema clean
+
+$(STAMP): pyproject.toml requirements.txt
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check app.py chalicelib tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy app.py chalicelib
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test: lint typecheck unit
+
+demo: $(STAMP)
+	$(BIN)/aftercare demo --out out
+
+run: $(STAMP)
+	$(BIN)/aftercare run
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+schema: $(STAMP)
+	$(BIN)/aftercare schema > campaigns/schema.json
+
+# chalice package needs a region but no credentials. The stage is also exported
+# as AFTERCARE_STAGE because queue names are read when app.py is imported.
+package: $(STAMP)
+	rm -rf $(PACKAGE_DIR)
+	AFTERCARE_STAGE=$(STAGE) AWS_DEFAULT_REGION=$(REGION) $(BIN)/chalice package --stage $(STAGE) $(PACKAGE_DIR)
+	$(BIN)/cfn-lint $(PACKAGE_DIR)/sam.json infra/*.yaml
+
+package-smoke: package
+	AFTERCARE_PACKAGE_DIR=$(PACKAGE_DIR) $(BIN)/python -m pytest -q -m package tests/package
+
+clean:
+	rm -rf build out .pytest_cache .mypy_cache .ruff_cache

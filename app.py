@@ -1,0 +1,32 @@
+"""Aftercare's Chalice app: wiring only; the logic lives in chalicelib."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Chalice, Rate
+
+from chalicelib import handlers, settings
+
+app = Chalice(app_name="aftercare")
+
+# Event-source names are read here, at import, before stage variables apply
+# (aws/chalice#1385): they follow the aftercare-{stage}-{what} convention, with
+# the stage taken from AFTERCARE_STAGE (set by `make package/deploy STAGE=...`).
+EVENTS_QUEUE = settings.resource_name("events")
+SENDS_QUEUE = settings.resource_name("sends")
+
+
+@app.on_sqs_message(queue=EVENTS_QUEUE, batch_size=10, name="ingest")
+def ingest(event: Any) -> dict[str, Any]:
+    return handlers.ingest_batch(event)
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="tick")
+def tick(event: Any) -> dict[str, int]:
+    return handlers.tick()
+
+
+@app.on_sqs_message(queue=SENDS_QUEUE, batch_size=10, name="send")
+def send(event: Any) -> dict[str, Any]:
+    return handlers.send_batch(event)

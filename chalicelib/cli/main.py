@@ -1,0 +1,165 @@
+"""``aftercare``: validate, preview and simulate campaigns; run the local stack.
+
+Every command reports bad input as one line per problem and a non-zero exit code,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from chalicelib.cli import output
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+
+def _when(text: str) -> datetime:
+    from chalicelib.events.envelope import EventError, parse_time
+
+    try:
+        value = text if "T" in text else f"{text}T00:00:00Z"
+        return parse_time(value, "--from/--to")
+    except EventError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def _load(paths: Sequence[Path], template_dir: Path) -> tuple[list[Any], list[Any]]:
+    from chalicelib.config.loader import Problem, load_bundles
+    from chalicelib.render import load_template_dir
+
+    if not template_dir.is_dir():
+        return [], [Problem(str(template_dir), "$", "templates folder not found")]
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        return [], [Problem(str(p), "$", "no such file or folder") for p in missing]
+    return load_bundles(paths, load_template_dir(template_dir), str(template_dir))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    bundles, problems = _load(args.paths, args.templates)
+    for p in problems:
+        print(p, file=sys.stderr if p.severity == "error" else sys.stdout)
+    errors = sum(p.severity == "error" for p in problems)
+    if not errors:
+        print(f"ok: {len(bundles)} campaign(s) valid")
+    return EXIT_INVALID if errors else EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from chalicelib.config.model import json_schema
+
+    print(json.dumps(json_schema(), indent=2, sort_keys=False))
+    return EXIT_OK
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from chalicelib.cli.preview import preview
+
+    return preview(args)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from chalicelib.journeys.engine import CampaignSet
+
+    bundles, problems = _load([args.campaigns], args.templates)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        for p in errors:
+            print(p, file=sys.stderr)
+        return EXIT_INVALID
+    if not args.events.is_file():
+        print(f"{args.events}: $: no such file", file=sys.stderr)
+        return EXIT_INVALID
+    from chalicelib.journeys.simulate import simulate
+
+    campaigns = CampaignSet(b.compiled() for b in bundles)
+    with args.events.open(encoding="utf-8") as fh:
+        sim = simulate(fh, campaigns, start=args.start, end=args.end, default_tz=args.timezone)
+    output.write_rows(sim, args.format, sys.stdout)
+    for bad in sim.bad:
+        print(f"{args.events}: line {bad.line}: {bad.reason}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from chalicelib.local.generator import generate, write_jsonl
+
+    events = generate(customers=args.customers, days=args.days, seed=args.seed)
+    write_jsonl(events, args.out)
+    print(f"wrote {len(events)} events to {args.out}")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from chalicelib.local.demo import run_demo
+
+    return run_demo(args.out, customers=args.customers, days=args.days, seed=args.seed)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aftercare", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("validate", help="check campaigns, rules and templates")
+    v.add_argument("paths", nargs="*", type=Path, default=[Path("campaigns")])
+    v.add_argument("--templates", type=Path, default=Path("templates"))
+    v.set_defaults(func=cmd_validate)
+
+    pv = sub.add_parser("preview", help="show each step as a customer would see it")
+    pv.add_argument("campaign", type=Path, help="campaign file, or id in --campaigns")
+    pv.add_argument("--customer", type=Path, required=True, help="customer JSON file")
+    pv.add_argument("--order", type=Path, help="order JSON file (default: a sample order)")
+    pv.add_argument("--locale")
+    pv.add_argument("--campaigns", type=Path, default=Path("campaigns"))
+    pv.add_argument("--templates", type=Path, default=Path("templates"))
+    pv.set_defaults(func=cmd_preview)
+
+    s = sub.add_parser("simulate", help="backtest an event log on a virtual clock")
+    s.add_argument("--events", type=Path, required=True, help="JSONL event log")
+    s.add_argument("--campaigns", type=Path, default=Path("campaigns"))
+    s.add_argument("--templates", type=Path, default=Path("templates"))
+    s.add_argument("--from", dest="start", type=_when)
+    s.add_argument("--to", dest="end", type=_when)
+    s.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    s.add_argument("--timezone", default="America/New_York",
+                   help="timezone for customers without a valid one")
+    s.set_defaults(func=cmd_simulate)
+
+    sc = sub.add_parser("schema", help="print the campaign JSON Schema")
+    sc.set_defaults(func=cmd_schema)
+
+    g = sub.add_parser("generate", help="write a seeded sample event log")
+    g.add_argument("--customers", type=int, default=300)
+    g.add_argument("--days", type=int, default=120)
+    g.add_argument("--seed", type=int, default=7)
+    g.add_argument("--out", type=Path, default=Path("out/events.jsonl"))
+    g.set_defaults(func=cmd_generate)
+
+    d = sub.add_parser("demo", help="replay a generated log through the local pipeline")
+    d.add_argument("--out", type=Path, default=Path("out"))
+    d.add_argument("--customers", type=int, default=120)
+    d.add_argument("--days", type=int, default=120)
+    d.add_argument("--seed", type=int, default=7)
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

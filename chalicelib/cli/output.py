@@ -1,0 +1,36 @@
+"""Simulate's output: a table for people, JSON or CSV for tools."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chalicelib.journeys.simulate import Simulator
+
+COLUMNS = ("customer", "campaign", "step", "at", "outcome", "reason")
+
+
+def write_rows(sim: Simulator, fmt: str, out: IO[str]) -> None:
+    rows = sorted(sim.rows, key=lambda r: (r.at, r.customer, r.campaign, r.step))
+    if fmt == "json":
+        for r in rows:
+            out.write(json.dumps(dict(zip(COLUMNS, r.as_tuple(), strict=True))) + "\n")
+        return
+    if fmt == "csv":
+        writer = csv.writer(out)
+        writer.writerow(COLUMNS)
+        writer.writerows(r.as_tuple() for r in rows)
+        return
+    widths = [max([len(c)] + [len(str(r.as_tuple()[i])) for r in rows]) for i, c in
+              enumerate(COLUMNS)]
+    out.write("  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)) + "\n")
+    for r in rows:
+        out.write("  ".join(str(v).ljust(w) for v, w in zip(r.as_tuple(), widths, strict=True))
+                  .rstrip() + "\n")
+    counts = Counter(r.outcome for r in rows)
+    summary = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+    out.write(f"\n{sim.events} events ({sim.duplicates} duplicates, {len(sim.bad)} bad); "
+              f"{summary}; {len(sim.pending())} still pending\n")

@@ -1,0 +1,34 @@
+"""The one source of "now": real time in Lambda, a settable clock locally.
+
+The local stack and the demo replay months of events in seconds by setting this
+clock; the handlers call :func:`now` and never ``datetime.now`` directly.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+_fixed: datetime | None = None
+
+
+def now() -> datetime:
+    return _fixed if _fixed is not None else datetime.now(UTC)
+
+
+def set_now(value: datetime | None) -> None:
+    """Freeze the clock at ``value`` (timezone-aware), or release it with None."""
+    global _fixed
+    if value is not None and value.tzinfo is None:
+        raise ValueError("clock.set_now needs a timezone-aware datetime")
+    _fixed = value.astimezone(UTC) if value is not None else None
+
+
+def iso(value: datetime) -> str:
+    """UTC ISO-8601 with a Z, second precision: the format stored everywhere."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(value: str) -> datetime:
+    """Parse an ISO-8601 datetime; naive values are taken as UTC."""
+    dt = datetime.fromisoformat(value)
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)

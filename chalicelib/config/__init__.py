@@ -1,0 +1,1 @@
+"""Campaign configuration: the model, its JSON Schema, loading and validation."""

@@ -1,0 +1,139 @@
+"""The runtime form of a campaign: parsed durations and compiled rules.
+
+Built once per campaign version (at push, or when a Lambda refreshes its cache)
+so that the decision core never parses or walks anything per event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import time, timedelta
+from typing import Any
+
+from chalicelib.config.durations import parse_duration
+from chalicelib.config.model import WEEKDAYS, Campaign, DateTrigger, EventTrigger, IdleTrigger
+from chalicelib.rules import compile_rule, truthy
+
+Predicate = Callable[[Mapping[str, Any]], bool]
+
+
+def _predicate(rule: Any, path: str) -> Predicate | None:
+    if rule is None:
+        return None
+    compiled = compile_rule(rule, path=path)
+
+    def predicate(context: Mapping[str, Any]) -> bool:
+        return truthy(compiled(context))
+
+    return predicate
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledStep:
+    id: str
+    index: int
+    after: timedelta
+    at: time | None
+    weekdays: frozenset[int] | None
+    channel: str
+    template: str
+    condition: Predicate | None
+    survey: str | None
+    expire_after: timedelta | None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledVariant:
+    id: str
+    weight: int
+    templates: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledCampaign:
+    id: str
+    name: str
+    version: int
+    active: bool
+    trigger_kind: str  # "event" | "date" | "idle"
+    trigger_event: str | None
+    date_field: str | None
+    leap_day: str
+    idle_after: timedelta | None
+    audience: Predicate | None
+    steps: tuple[CompiledStep, ...]
+    exit_events: frozenset[str]
+    exit_rule: Predicate | None
+    goal_event: str | None
+    goal_within: timedelta | None
+    holdout_percent: float
+    variants: tuple[CompiledVariant, ...]
+    reentry_policy: str
+    reentry_window: timedelta | None
+    priority: int
+    definition: Mapping[str, Any]
+
+    def step(self, step_id: str) -> CompiledStep | None:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        return None
+
+    def template_for(self, step: CompiledStep, variant: str | None) -> str:
+        for v in self.variants:
+            if v.id == variant:
+                return v.templates.get(step.id, step.template)
+        return step.template
+
+
+def _step(step: Any, index: int) -> CompiledStep:
+    return CompiledStep(
+        id=step.id,
+        index=index,
+        after=parse_duration(step.after),
+        at=time.fromisoformat(step.at) if step.at else None,
+        weekdays=frozenset(WEEKDAYS.index(d) for d in step.weekdays) if step.weekdays else None,
+        channel=step.channel,
+        template=step.template,
+        condition=_predicate(step.condition, f"$.steps[{index}].condition"),
+        survey=step.survey,
+        expire_after=parse_duration(step.expire_after) if step.expire_after else None,
+    )
+
+
+def compile_campaign(campaign: Campaign, version: int = 1) -> CompiledCampaign:
+    trigger = campaign.trigger
+    exit_ = campaign.exit
+    reentry = campaign.reentry
+    return CompiledCampaign(
+        id=campaign.id,
+        name=campaign.name,
+        version=version,
+        active=campaign.status == "active",
+        trigger_kind=(
+            "event"
+            if isinstance(trigger, EventTrigger)
+            else "date"
+            if isinstance(trigger, DateTrigger)
+            else "idle"
+        ),
+        trigger_event=trigger.event if isinstance(trigger, EventTrigger) else None,
+        date_field=trigger.date.split(".", 1)[1] if isinstance(trigger, DateTrigger) else None,
+        leap_day=trigger.leap_day if isinstance(trigger, DateTrigger) else "feb28",
+        idle_after=parse_duration(trigger.idle) if isinstance(trigger, IdleTrigger) else None,
+        audience=_predicate(campaign.audience, "$.audience"),
+        steps=tuple(_step(s, i) for i, s in enumerate(campaign.steps)),
+        exit_events=frozenset(exit_.all_events) if exit_ else frozenset(),
+        exit_rule=_predicate(exit_.rule, "$.exit.rule") if exit_ else None,
+        goal_event=campaign.goal.event if campaign.goal else None,
+        goal_within=parse_duration(campaign.goal.within) if campaign.goal else None,
+        holdout_percent=float(campaign.holdout_percent),
+        variants=tuple(
+            CompiledVariant(v.id, v.weight, dict(v.templates)) for v in campaign.variants
+        ),
+        reentry_policy=reentry.policy if reentry else "once_per_order",
+        reentry_window=parse_duration(reentry.window) if reentry and reentry.window else None,
+        priority=campaign.priority,
+        definition=campaign.model_dump(mode="json", by_alias=True, exclude_none=True),
+    )

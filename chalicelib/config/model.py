@@ -1,0 +1,247 @@
+"""The campaign model: what a marketer writes in ``campaigns/*.json``.
+
+Pydantic validates the file and generates the JSON Schema checked in at
+``campaigns/schema.json``; :mod:`chalicelib.config.compiled` turns a validated
+campaign into the runtime form the decision core uses (parsed durations,
+compiled rules).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from chalicelib.config.durations import SCHEMA_DURATION_PATTERN, parse_duration
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
+TEMPLATE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+LOCAL_TIME_PATTERN = r"^([01]\d|2[0-3]):[0-5]\d$"
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+Duration = Annotated[
+    str,
+    AfterValidator(_check_duration),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": SCHEMA_DURATION_PATTERN,
+            "description": "ISO 8601 duration in weeks/days/hours/minutes/seconds, "
+            "e.g. P2D, P3W, PT12H.",
+            "examples": ["P2D", "P3W", "PT6H"],
+        }
+    ),
+]
+Rule = Annotated[
+    Any,
+    Field(
+        description="A JSON Logic rule (https://jsonlogic.com) plus Aftercare's domain "
+        "operators; evaluated against {customer, event, now}. See docs/rules.md.",
+    ),
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EventTrigger(_Strict):
+    """Enroll when an event of this type arrives (e.g. ``order.delivered``)."""
+
+    event: str = Field(pattern=EVENT_TYPE_PATTERN)
+
+
+class DateTrigger(_Strict):
+    """Enroll every year on the anniversary of a date on the customer profile."""
+
+    date: Literal["customer.birthday", "customer.first_order_at"] = Field(
+        description="The profile date whose anniversary triggers the campaign."
+    )
+    recurrence: Literal["yearly"] = "yearly"
+    leap_day: Literal["feb28", "mar1"] = Field(
+        "feb28",
+        description="Where a 29 February date is celebrated in non-leap years.",
+    )
+
+
+class IdleTrigger(_Strict):
+    """Enroll when a customer has placed no order for this long since their last one."""
+
+    idle: Duration
+
+
+def _trigger_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        for key in ("event", "date", "idle"):
+            if key in value:
+                return key
+        return None
+    if isinstance(value, BaseModel):
+        return {EventTrigger: "event", DateTrigger: "date", IdleTrigger: "idle"}.get(type(value))
+    return None
+
+
+Trigger = Annotated[
+    Annotated[EventTrigger, Tag("event")]
+    | Annotated[DateTrigger, Tag("date")]
+    | Annotated[IdleTrigger, Tag("idle")],
+    Discriminator(
+        _trigger_kind,
+        custom_error_type="trigger_kind",
+        custom_error_message="trigger needs one of 'event', 'date' or 'idle'",
+    ),
+]
+TRIGGER_TAGS = frozenset({"event", "date", "idle"})
+
+
+class Step(_Strict):
+    id: str = Field(pattern=ID_PATTERN)
+    after: Duration = Field("PT0S", description="Delay after the enrollment time.")
+    at: str | None = Field(
+        None,
+        pattern=LOCAL_TIME_PATTERN,
+        description="Local send time HH:MM in the customer's timezone.",
+    )
+    weekdays: list[Weekday] | None = Field(
+        None, min_length=1, description="Allowed local weekdays; the step moves to the next one."
+    )
+    channel: Literal["sms", "email"]
+    template: str = Field(pattern=TEMPLATE_PATTERN)
+    condition: Rule | None = Field(
+        None, description="Checked at send time; when false the step is skipped."
+    )
+    survey: Literal["csat", "nps", "ces"] | None = None
+    expire_after: Duration | None = Field(
+        None,
+        description="Drop the step, with a reason, when its send time has passed by more "
+        "than this (late event, outage).",
+    )
+
+
+class Exit(_Strict):
+    event: str | None = Field(None, pattern=EVENT_TYPE_PATTERN)
+    events: list[Annotated[str, Field(pattern=EVENT_TYPE_PATTERN)]] = Field(default_factory=list)
+    rule: Rule | None = Field(
+        None, description="Checked at send time against the current profile: true exits."
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> Exit:
+        if self.event is None and not self.events and self.rule is None:
+            raise ValueError("exit needs 'event', 'events' or 'rule'")
+        return self
+
+    @property
+    def all_events(self) -> tuple[str, ...]:
+        return tuple(([self.event] if self.event else []) + list(self.events))
+
+
+class Goal(_Strict):
+    event: str = Field(pattern=EVENT_TYPE_PATTERN)
+    within: Duration
+
+
+class Variant(_Strict):
+    id: str = Field(pattern=ID_PATTERN)
+    weight: int = Field(ge=1, le=10_000)
+    templates: dict[str, Annotated[str, Field(pattern=TEMPLATE_PATTERN)]] = Field(
+        default_factory=dict,
+        description="Step id -> template used instead of the step's own for this variant.",
+    )
+
+
+class Reentry(_Strict):
+    policy: Literal["once", "once_per_window", "once_per_order", "always"] = "once_per_order"
+    window: Duration | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> Reentry:
+        if self.policy == "once_per_window" and self.window is None:
+            raise ValueError("policy 'once_per_window' needs 'window'")
+        return self
+
+
+class Campaign(_Strict):
+    schema_: str | None = Field(None, alias="$schema")
+    id: str = Field(pattern=ID_PATTERN)
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = None
+    status: Literal["active", "paused", "draft", "archived"] = "active"
+    trigger: Trigger
+    audience: Rule | None = Field(None, description="Who enrolls; absent means everyone.")
+    steps: list[Step] = Field(min_length=1, max_length=20)
+    exit: Exit | None = None
+    goal: Goal | None = None
+    holdout_percent: float = Field(0, ge=0, le=50)
+    variants: list[Variant] = Field(default_factory=list, max_length=10)
+    reentry: Reentry | None = Field(
+        None,
+        description="Event triggers only (default once_per_order). Date triggers enroll once "
+        "per yearly occurrence, idle triggers once per idle spell.",
+    )
+    priority: int = Field(100, ge=0, le=1000, description="Lower runs first.")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("steps")
+    @classmethod
+    def _unique_steps(cls, steps: list[Step]) -> list[Step]:
+        seen: set[str] = set()
+        for step in steps:
+            if step.id in seen:
+                raise ValueError(f"duplicate step id {step.id!r}")
+            seen.add(step.id)
+        return steps
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Campaign:
+        ids = {s.id for s in self.steps}
+        variant_ids = [v.id for v in self.variants]
+        if len(set(variant_ids)) != len(variant_ids):
+            raise ValueError("duplicate variant id")
+        for variant in self.variants:
+            unknown = set(variant.templates) - ids
+            if unknown:
+                raise ValueError(f"variant {variant.id!r} names unknown steps {sorted(unknown)}")
+        if self.reentry is not None and not isinstance(self.trigger, EventTrigger):
+            raise ValueError("reentry applies to event triggers only")
+        return self
+
+    def templates_used(self) -> set[tuple[str, str]]:
+        """(template name, channel) pairs this campaign can send."""
+        used = {(s.template, s.channel) for s in self.steps}
+        by_id = {s.id: s for s in self.steps}
+        for variant in self.variants:
+            for step_id, name in variant.templates.items():
+                used.add((name, by_id[step_id].channel))
+        return used
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema for campaign files (checked in at campaigns/schema.json)."""
+    schema = Campaign.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://aftercare.dev/schema/campaign.json"
+    schema["title"] = "Aftercare campaign"
+    return schema
+

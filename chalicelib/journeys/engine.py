@@ -1,0 +1,441 @@
+"""The decision core: what an event changes, and whether a due step is sent.
+
+Pure functions over plain data (profile dicts, compiled campaigns, datetimes):
+no boto3, no pynamodb, no twilio. The Lambda pipeline (``chalicelib.pipeline``)
+and ``aftercare simulate`` (``chalicelib.journeys.simulate``) both call exactly
+these functions, and a differential test holds them to the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from chalicelib.clock import iso, parse_iso
+from chalicelib.config.compiled import CompiledCampaign
+from chalicelib.journeys import keys
+from chalicelib.journeys.dates import next_anniversary, parse_date
+from chalicelib.journeys.profile import Profile, apply_event, new_profile
+from chalicelib.journeys.timing import _local, next_allowed, plan_send_time, zone
+
+MAX_REFS_KEPT = 50
+CONTACT_FIELD = {"sms": "phone", "email": "email"}
+
+
+@dataclass(slots=True)
+class PlannedStep:
+    """One step of one enrollment, waiting in the schedule."""
+
+    id: str
+    customer_id: str
+    campaign_id: str
+    campaign_version: int
+    step_id: str
+    ref: str
+    enrolled_at: str
+    due_at: datetime
+    holdout: bool
+    variant: str | None
+    event_id: str
+    order: dict[str, Any] | None = None
+
+    @property
+    def shard(self) -> str:
+        return keys.shard_for(self.customer_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "customer_id": self.customer_id, "campaign_id": self.campaign_id,
+            "campaign_version": self.campaign_version, "step_id": self.step_id,
+            "ref": self.ref, "enrolled_at": self.enrolled_at, "due_at": iso(self.due_at),
+            "holdout": self.holdout, "variant": self.variant, "event_id": self.event_id,
+            "order": self.order,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PlannedStep:
+        return cls(
+            id=d["id"], customer_id=d["customer_id"], campaign_id=d["campaign_id"],
+            campaign_version=int(d["campaign_version"]), step_id=d["step_id"], ref=d["ref"],
+            enrolled_at=d["enrolled_at"], due_at=parse_iso(d["due_at"]),
+            holdout=bool(d["holdout"]), variant=d.get("variant"), event_id=d["event_id"],
+            order=d.get("order"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One decision, as simulate prints it and the differential test compares it."""
+
+    customer: str
+    campaign: str
+    step: str
+    at: str
+    outcome: str
+    reason: str
+
+    def as_tuple(self) -> tuple[str, str, str, str, str, str]:
+        return (self.customer, self.campaign, self.step, self.at, self.outcome, self.reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Conversion:
+    campaign_id: str
+    arm: str  # "treatment" | "holdout"
+    variant: str | None
+    enrolled_at: str
+
+
+@dataclass(slots=True)
+class EventResult:
+    profile: Profile
+    planned: list[PlannedStep] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    conversions: list[Conversion] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class StepDecision:
+    outcome: str  # send | held_out | expired | exited | skipped | suppressed | cancelled | deferred
+    reason: str
+    channel: str | None = None
+    template: str | None = None
+    to: str | None = None
+    defer_until: datetime | None = None
+    follow_ups: list[PlannedStep] = field(default_factory=list)
+
+
+class CampaignSet:
+    """Active compiled campaigns, indexed by what each event type can do."""
+
+    def __init__(self, campaigns: Iterable[CompiledCampaign]) -> None:
+        ordered = sorted((c for c in campaigns if c.active), key=lambda c: (c.priority, c.id))
+        self.all: tuple[CompiledCampaign, ...] = tuple(ordered)
+        self.by_id = {c.id: c for c in ordered}
+        self.by_trigger: dict[str, list[CompiledCampaign]] = {}
+        self.by_exit: dict[str, list[CompiledCampaign]] = {}
+        self.by_goal: dict[str, list[CompiledCampaign]] = {}
+        for c in ordered:
+            if c.trigger_event:
+                self.by_trigger.setdefault(c.trigger_event, []).append(c)
+            for e in c.exit_events:
+                self.by_exit.setdefault(e, []).append(c)
+            if c.goal_event:
+                self.by_goal.setdefault(c.goal_event, []).append(c)
+        self.dated = tuple(c for c in ordered if c.trigger_kind == "date")
+        self.idle = tuple(c for c in ordered if c.trigger_kind == "idle")
+
+    def get(self, campaign_id: str) -> CompiledCampaign | None:
+        return self.by_id.get(campaign_id)
+
+
+def _order_snapshot(event: Mapping[str, Any]) -> dict[str, Any] | None:
+    order = event.get("order")
+    if not order:
+        return None
+    keep = ("id", "total", "currency", "items", "category")
+    return {k: order[k] for k in keep if k in order}
+
+
+def plan_enrollment(campaign: CompiledCampaign, customer_id: str, ref: str, base: datetime,
+                    tz_name: str | None, default_tz: str, event_id: str,
+                    order: dict[str, Any] | None) -> list[PlannedStep]:
+    """Every step of one enrollment, with its due time (deterministic ids)."""
+    tz = zone(tz_name, default_tz)
+    holdout = keys.in_holdout(campaign.id, customer_id, campaign.holdout_percent)
+    variant = keys.pick_variant(campaign.id, customer_id,
+                                [(v.id, v.weight) for v in campaign.variants])
+    enrolled_at = iso(base)
+    return [
+        PlannedStep(
+            id=keys.schedule_id(customer_id, campaign.id, ref, step.id),
+            customer_id=customer_id, campaign_id=campaign.id,
+            campaign_version=campaign.version, step_id=step.id, ref=ref,
+            enrolled_at=enrolled_at, due_at=plan_send_time(base, step, tz),
+            holdout=holdout, variant=variant, event_id=event_id, order=order,
+        )
+        for step in campaign.steps
+    ]
+
+
+def _step_ids(campaign: CompiledCampaign, customer_id: str, ref: str) -> list[str]:
+    return [keys.schedule_id(customer_id, campaign.id, ref, s.id) for s in campaign.steps]
+
+
+def _record(profile: Profile, campaign: CompiledCampaign, planned: Sequence[PlannedStep],
+            ref: str, **extra: Any) -> None:
+    enrollments = dict(profile.get("enrollments") or {})
+    previous = enrollments.get(campaign.id) or {}
+    refs = [*previous.get("refs", []), ref][-MAX_REFS_KEPT:]
+    first = planned[0]
+    enrollments[campaign.id] = {
+        "ref": ref, "at": first.enrolled_at, "holdout": first.holdout,
+        "variant": first.variant, "refs": refs, **extra,
+    }
+    profile["enrollments"] = enrollments
+
+
+def _reentry_block(campaign: CompiledCampaign, enrollment: Mapping[str, Any] | None, ref: str,
+                   at: str) -> str | None:
+    if enrollment is None:
+        return None
+    policy = campaign.reentry_policy
+    if policy == "once":
+        return "already enrolled (reentry once)"
+    if policy == "once_per_order" and ref in enrollment.get("refs", ()):
+        return "already enrolled for this order"
+    if policy == "once_per_window" and campaign.reentry_window is not None:
+        if parse_iso(enrollment["at"]) + campaign.reentry_window > parse_iso(at):
+            return "enrolled within the reentry window"
+    if policy == "always" and ref in enrollment.get("refs", ()):
+        return "already enrolled for this event"
+    return None
+
+
+def _event_ref(campaign: CompiledCampaign, event: Mapping[str, Any]) -> str:
+    if campaign.reentry_policy == "once":
+        return "once"
+    order = event.get("order")
+    if campaign.reentry_policy == "once_per_order" and order:
+        return f"order:{order['id']}"
+    return f"event:{event['id']}"
+
+
+def _goals_and_exits(result: EventResult, event: Mapping[str, Any], at: str,
+                     campaigns: CampaignSet) -> None:
+    profile = result.profile
+    enrollments = profile.get("enrollments") or {}
+    etype = event["type"]
+    changed = dict(enrollments)
+    for c in campaigns.by_goal.get(etype, ()):
+        e = enrollments.get(c.id)
+        if not e or e.get("converted") or c.goal_within is None:
+            continue
+        start = parse_iso(e["at"])
+        if start <= parse_iso(at) <= start + c.goal_within:
+            arm = "holdout" if e.get("holdout") else "treatment"
+            result.conversions.append(Conversion(c.id, arm, e.get("variant"), e["at"]))
+            changed[c.id] = {**e, "converted": at}
+            result.rows.append(Row(profile["id"], c.id, "-", at, "converted", etype))
+    for c in campaigns.by_exit.get(etype, ()):
+        e = changed.get(c.id)
+        if not e or e.get("exited") or e["at"] > at:
+            continue
+        result.cancelled.extend(_step_ids(c, profile["id"], e["ref"]))
+        changed[c.id] = {**e, "exited": at}
+        result.rows.append(Row(profile["id"], c.id, "-", at, "exited", etype))
+    if changed != enrollments:
+        profile["enrollments"] = changed
+
+
+def _context(profile: Profile, event: Mapping[str, Any] | None, at: str) -> dict[str, Any]:
+    return {"customer": profile, "event": event or {}, "now": at}
+
+
+def _enroll_event(result: EventResult, event: Mapping[str, Any], at: datetime, stamp: str,
+                  campaigns: CampaignSet, default_tz: str) -> None:
+    profile = result.profile
+    cid = profile["id"]
+    context: dict[str, Any] | None = None
+    for c in campaigns.by_trigger.get(event["type"], ()):
+        ref = _event_ref(c, event)
+        blocked = _reentry_block(c, (profile.get("enrollments") or {}).get(c.id), ref, stamp)
+        if blocked:
+            result.rows.append(Row(cid, c.id, "-", stamp, "skipped", blocked))
+            continue
+        if c.audience is not None:
+            context = context or _context(profile, event, stamp)
+            if not c.audience(context):
+                result.rows.append(Row(cid, c.id, "-", stamp, "skipped", "audience rule false"))
+                continue
+        planned = plan_enrollment(c, cid, ref, at, profile.get("timezone"), default_tz,
+                                  event["id"], _order_snapshot(event))
+        _record(profile, c, planned, ref)
+        result.planned.extend(planned)
+        arm = "holdout" if planned[0].holdout else "enrolled"
+        result.rows.append(Row(cid, c.id, "-", stamp, arm if arm == "holdout" else "enrolled", ""))
+
+
+def _date_occurrence(c: CompiledCampaign, profile: Profile, today_local: datetime,
+                     after_year: int | None = None) -> tuple[str, datetime] | None:
+    assert c.date_field is not None
+    d = parse_date(profile.get(c.date_field))
+    if d is None:
+        return None
+    offset = 1 if c.date_field != "birthday" else 0
+    today = today_local.date()
+    if after_year is not None:
+        today = max(today, today.replace(year=after_year + 1, month=1, day=1))
+    occurrence = next_anniversary(d, today, c.leap_day, first_year_offset=offset)
+    tz = today_local.tzinfo
+    assert tz is not None
+    base = _local(occurrence, time(0, 0), tz)  # type: ignore[arg-type]
+    return f"{c.date_field}:{d.isoformat()}:{occurrence.year}", base
+
+
+def _enroll_dated(result: EventResult, at: datetime, stamp: str, campaigns: CampaignSet,
+                  default_tz: str) -> None:
+    profile = result.profile
+    tz = zone(profile.get("timezone"), default_tz)
+    for c in campaigns.dated:
+        found = _date_occurrence(c, profile, at.astimezone(tz))
+        if found is None:
+            continue
+        ref, base = found
+        current = (profile.get("enrollments") or {}).get(c.id)
+        if current is not None and current["ref"] == ref:
+            continue
+        if c.audience is not None and not c.audience(_context(profile, None, stamp)):
+            continue
+        if current is not None and current["ref"].rsplit(":", 1)[0] != ref.rsplit(":", 1)[0]:
+            result.cancelled.extend(_step_ids(c, profile["id"], current["ref"]))
+        planned = plan_enrollment(c, profile["id"], ref, base, profile.get("timezone"),
+                                  default_tz, f"date:{ref}", None)
+        _record(profile, c, planned, ref)
+        result.planned.extend(planned)
+        result.rows.append(Row(profile["id"], c.id, "-", stamp, "planned", ref))
+
+
+def _enroll_idle(result: EventResult, before: Profile, stamp: str, campaigns: CampaignSet,
+                 default_tz: str) -> None:
+    profile = result.profile
+    last = profile.get("last_order_at")
+    if not last or last == before.get("last_order_at"):
+        return
+    for c in campaigns.idle:
+        assert c.idle_after is not None
+        current = (profile.get("enrollments") or {}).get(c.id)
+        if current is not None:
+            result.cancelled.extend(_step_ids(c, profile["id"], current["ref"]))
+        if c.audience is not None and not c.audience(_context(profile, None, stamp)):
+            continue
+        ref = f"idle:{last}"
+        base = parse_iso(last) + c.idle_after
+        planned = plan_enrollment(c, profile["id"], ref, base, profile.get("timezone"),
+                                  default_tz, f"idle:{last}", None)
+        _record(profile, c, planned, ref)
+        result.planned.extend(planned)
+
+
+def process_event(event: Mapping[str, Any], profile: Profile | None, campaigns: CampaignSet,
+                  default_tz: str = "America/New_York") -> EventResult:
+    """Everything one (parsed, not yet seen) event changes.
+
+    Order matters and is fixed: fold the event into the profile, count goals and
+    apply exits of earlier enrollments, then enroll (so an event never converts or
+    exits the enrollment it creates itself).
+    """
+    at: datetime = event["_at"]
+    stamp = iso(at)
+    before = profile if profile is not None else new_profile(event["customer"]["id"])
+    result = EventResult(profile=apply_event(before, dict(event), at))
+    _goals_and_exits(result, event, stamp, campaigns)
+    _enroll_event(result, event, at, stamp, campaigns, default_tz)
+    if campaigns.dated:
+        _enroll_dated(result, at, stamp, campaigns, default_tz)
+    if campaigns.idle:
+        _enroll_idle(result, before, stamp, campaigns, default_tz)
+    return result
+
+
+def _exit_reason(campaign: CompiledCampaign, step: PlannedStep, profile: Profile,
+                 now: datetime) -> str | None:
+    last_events = profile.get("last_events") or {}
+    for etype in campaign.exit_events:
+        seen = last_events.get(etype)
+        if seen is not None and seen >= step.enrolled_at:
+            return etype
+    if campaign.exit_rule is not None and campaign.exit_rule(_context(profile, None, iso(now))):
+        return "exit rule"
+    return None
+
+
+def _stale_reason(campaign: CompiledCampaign, step: PlannedStep, profile: Profile) -> str | None:
+    if campaign.trigger_kind == "idle" and step.ref != f"idle:{profile.get('last_order_at')}":
+        return "ordered again"
+    if campaign.trigger_kind == "date":
+        d = parse_date(profile.get(campaign.date_field or ""))
+        if d is None or not step.ref.startswith(f"{campaign.date_field}:{d.isoformat()}:"):
+            return "date changed"
+    return None
+
+
+def _consent_block(channel: str, profile: Profile) -> str | None:
+    address = profile.get(CONTACT_FIELD[channel])
+    if not address:
+        return f"no {CONTACT_FIELD[channel]}"
+    record = (profile.get("consent") or {}).get(channel)
+    if record is not None and not record.get("granted"):
+        return f"{channel} consent withdrawn"
+    if channel == "sms" and record is None:
+        return "no sms consent on record"
+    return None
+
+
+def _follow_ups(campaign: CompiledCampaign, step: PlannedStep, profile: Profile,
+                default_tz: str) -> list[PlannedStep]:
+    """Next year's occurrence, planned when this year's last step is decided."""
+    if campaign.trigger_kind != "date" or step.step_id != campaign.steps[-1].id:
+        return []
+    year = int(step.ref.rsplit(":", 1)[1])
+    tz = zone(profile.get("timezone"), default_tz)
+    found = _date_occurrence(campaign, profile, step.due_at.astimezone(tz), after_year=year)
+    if found is None:
+        return []
+    ref, base = found
+    return plan_enrollment(campaign, profile["id"], ref, base, profile.get("timezone"),
+                           default_tz, f"date:{ref}", None)
+
+
+def decide_step(step: PlannedStep, profile: Profile | None, campaign: CompiledCampaign | None,
+                now: datetime, default_tz: str = "America/New_York") -> StepDecision:
+    """Whether a due step is sent now, and if not, why. Checked at send time."""
+    if campaign is None:
+        return StepDecision("cancelled", "campaign not active")
+    compiled_step = campaign.step(step.step_id)
+    if compiled_step is None:
+        return StepDecision("cancelled", "step removed from campaign")
+    if profile is None:
+        return StepDecision("cancelled", "customer unknown")
+    follow_ups = _follow_ups(campaign, step, profile, default_tz)
+    decision = _decide(step, compiled_step.channel, profile, campaign, now, default_tz)
+    decision.follow_ups = follow_ups if decision.outcome != "deferred" else []
+    return decision
+
+
+def _decide(step: PlannedStep, channel: str, profile: Profile, campaign: CompiledCampaign,
+            now: datetime, default_tz: str) -> StepDecision:
+    compiled_step = campaign.step(step.step_id)
+    assert compiled_step is not None
+    if compiled_step.expire_after is not None and now - step.due_at > compiled_step.expire_after:
+        late = now - step.due_at
+        return StepDecision("expired", f"{_hours(late)} late, expire_after {_hours(compiled_step.expire_after)}")
+    stale = _stale_reason(campaign, step, profile)
+    if stale:
+        return StepDecision("cancelled", stale)
+    exited = _exit_reason(campaign, step, profile, now)
+    if exited:
+        return StepDecision("exited", exited)
+    if compiled_step.condition is not None:
+        context = _context(profile, {"order": step.order} if step.order else None, iso(now))
+        if not compiled_step.condition(context):
+            return StepDecision("skipped", "step condition false")
+    if step.holdout:
+        return StepDecision("held_out", "holdout group")
+    blocked = _consent_block(channel, profile)
+    if blocked:
+        return StepDecision("suppressed", blocked)
+    later = next_allowed(now, zone(profile.get("timezone"), default_tz))
+    if later is not None:
+        return StepDecision("deferred", "quiet hours", defer_until=later)
+    return StepDecision("send", "", channel=channel,
+                        template=campaign.template_for(compiled_step, step.variant),
+                        to=profile[CONTACT_FIELD[channel]])
+
+
+def _hours(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours:.0f}h" if hours < 48 else f"{hours / 24:.0f}d"

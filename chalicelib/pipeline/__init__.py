@@ -1,0 +1,1 @@
+"""The I/O shell around the decision core: ingest, tick and send, as Lambda runs them."""

@@ -1,0 +1,161 @@
+"""Ingest: one parsed event -> profile, goals, exits, enrollments, in one transaction.
+
+Per event: one GetItem (the profile) and one TransactWriteItems holding the
+processed-event marker, the profile (optimistic version check), the new schedule
+items (conditional on not existing: enrolling twice is a no-op), cancellations
+and stats. A replayed event fails the marker's condition and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from pynamodb.transactions import TransactWrite
+
+from chalicelib import clock, settings
+from chalicelib.events import EventError, parse_event
+from chalicelib.events.envelope import MAX_EVENT_BYTES
+from chalicelib.journeys.engine import EventResult, PlannedStep, process_event
+from chalicelib.pipeline.batch import PermanentError
+from chalicelib.pipeline.stats import StatKey, stat_ops
+from chalicelib.store.campaigns import LiveCache
+from chalicelib.store.models import CustomerModel, EventModel, ScheduleModel
+from chalicelib.store.tx import Op, RequiredConditionFailed, Transaction, commit
+
+log = logging.getLogger(__name__)
+EVENT_MARKER_TTL = timedelta(days=30)
+MAX_VERSION_RETRIES = 4
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    event_id: str
+    duplicate: bool
+    planned: int
+    cancelled: int
+    skipped_existing: int
+    due: tuple[str, ...] = ()
+
+
+def decode(body: str | bytes | dict[str, Any]) -> dict[str, Any]:
+    """Decode and check one event; PermanentError (to the DLQ) when it never can be."""
+    if isinstance(body, dict):
+        raw: Any = body
+    else:
+        if len(body) > MAX_EVENT_BYTES:
+            raise PermanentError(f"event larger than {MAX_EVENT_BYTES} bytes", "too_large")
+        try:
+            raw = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise PermanentError(f"invalid JSON: {exc}", "invalid_json") from None
+    try:
+        return parse_event(raw)
+    except EventError as exc:
+        raise PermanentError(str(exc), "invalid_event") from None
+
+
+def schedule_item(step: PlannedStep) -> ScheduleModel:
+    return ScheduleModel(
+        step.id,
+        due_shard=step.shard,
+        pending_campaign=step.campaign_id,
+        due_at=int(step.due_at.timestamp()),
+        status="pending",
+        step=step.to_dict(),
+        updated_at=clock.iso(clock.now()),
+    )
+
+
+def _put_new(item: ScheduleModel) -> Op:
+    def op(tw: TransactWrite) -> None:
+        tw.save(item, condition=ScheduleModel.schedule_id.does_not_exist())
+
+    return op
+
+
+def _cancel(schedule_id: str, reason: str) -> Op:
+    def op(tw: TransactWrite) -> None:
+        tw.update(
+            ScheduleModel(schedule_id),
+            actions=[
+                ScheduleModel.status.set("cancelled"),
+                ScheduleModel.outcome.set("exited"),
+                ScheduleModel.reason.set(reason),
+                ScheduleModel.due_shard.remove(),
+                ScheduleModel.pending_campaign.remove(),
+            ],
+            condition=ScheduleModel.status.is_in("pending", "claimed"),
+        )
+
+    return op
+
+
+def _stat_bumps(result: EventResult) -> list[tuple[StatKey, str]]:
+    bumps: list[tuple[StatKey, str]] = []
+    seen: set[tuple[str, str]] = set()
+    for step in result.planned:
+        if (step.campaign_id, step.ref) in seen:
+            continue
+        seen.add((step.campaign_id, step.ref))
+        arm = "holdout" if step.holdout else "treatment"
+        bumps.append(((step.campaign_id, step.variant, arm, step.enrolled_at[:10]), "enrolled"))
+    for conv in result.conversions:
+        bumps.append(((conv.campaign_id, conv.variant, conv.arm, conv.enrolled_at[:10]),
+                      "converted"))
+    return bumps
+
+
+def _transaction(event: dict[str, Any], result: EventResult,
+                 current: CustomerModel | None) -> Transaction:
+    marker = EventModel(event["id"], type=event["type"],
+                        expires_at=clock.now() + EVENT_MARKER_TTL)
+    customer = current or CustomerModel(event["customer"]["id"])
+    customer.profile = result.profile
+    customer.phone = result.profile.get("phone")
+    customer.email = result.profile.get("email")
+
+    def put_marker(tw: TransactWrite) -> None:
+        tw.save(marker, condition=EventModel.event_id.does_not_exist())
+
+    def put_profile(tw: TransactWrite) -> None:
+        tw.save(customer)
+
+    tx = Transaction(required=[put_marker, put_profile, *stat_ops(_stat_bumps(result))])
+    tx.optional.extend(_put_new(schedule_item(s)) for s in result.planned)
+    tx.optional.extend(_cancel(sid, event["type"]) for sid in result.cancelled)
+    return tx
+
+
+def load_customer(customer_id: str) -> CustomerModel | None:
+    try:
+        return CustomerModel.get(customer_id, consistent_read=True)
+    except CustomerModel.DoesNotExist:
+        return None
+
+
+def ingest_event(event: dict[str, Any], live: LiveCache) -> IngestOutcome:
+    """Process one parsed event exactly once (transient errors propagate for a retry)."""
+    conf = settings.load()
+    campaigns = live.get().campaigns
+    customer_id = event["customer"]["id"]
+    for _ in range(MAX_VERSION_RETRIES):
+        current = load_customer(customer_id)
+        profile = dict(current.profile) if current is not None else None
+        result = process_event(event, profile, campaigns, conf.default_timezone)
+        tx = _transaction(event, result, current)
+        try:
+            dropped = commit(tx)
+        except RequiredConditionFailed as exc:
+            if exc.index == 0:
+                return IngestOutcome(event["id"], True, 0, 0, 0)
+            if exc.index == 1:
+                continue  # the profile changed under us: read it again
+            raise
+        due = tuple(sorted({clock.iso(s.due_at) for s in result.planned}))
+        return IngestOutcome(event["id"], False, len(result.planned), len(result.cancelled),
+                             dropped, due)
+    raise RuntimeError(f"profile kept changing while processing event {event['id']}")

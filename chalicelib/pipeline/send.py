@@ -1,0 +1,321 @@
+"""The sender: decide again at send time, then send at most once.
+
+Per send: one GetItem (the profile), one transaction that writes the message as
+``sending`` (conditional on its deterministic id) and takes the step off the due
+index, the provider call, and one transaction that records the outcome and bumps
+stats. Only failures known to happen before the provider accepted are retried.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pynamodb.transactions import TransactWrite
+
+from chalicelib import aws, clock, settings
+from chalicelib.channels.base import EmailMessage, SendResult, SmsMessage
+from chalicelib.journeys.engine import PlannedStep, StepDecision, decide_step
+from chalicelib.journeys.messages import message_tags, render_context
+from chalicelib.pipeline.batch import PermanentError
+from chalicelib.pipeline.ingest import _put_new, load_customer, schedule_item
+from chalicelib.pipeline.stats import stat_ops
+from chalicelib.store.campaigns import LiveCache
+from chalicelib.store.models import MessageModel, ScheduleModel
+from chalicelib.store.tx import Op, RequiredConditionFailed, Transaction, commit
+from chalicelib.tracking import links
+
+log = logging.getLogger(__name__)
+RETRY_BACKOFF = timedelta(minutes=5)
+MAX_SEND_ATTEMPTS = 5
+LINK_TTL = timedelta(days=60)
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    schedule_id: str
+    outcome: str
+    reason: str
+    provider_id: str | None = None
+    due: tuple[str, ...] = ()
+
+
+class Channels:
+    """The providers, made on first use with credentials from Secrets Manager."""
+
+    def __init__(self) -> None:
+        self._sms: Any = None
+        self._email: Any = None
+        self._signing_key: bytes | None = None
+
+    def sms(self) -> Any:
+        if self._sms is None:
+            from chalicelib.channels.sms import TwilioSmsChannel
+
+            conf = settings.load()
+            secret = aws.secret_json(conf.twilio_secret)
+            self._sms = TwilioSmsChannel(
+                account_sid=secret["account_sid"],
+                auth_token=secret["auth_token"],
+                messaging_service_sid=secret.get("messaging_service_sid"),
+                from_number=secret.get("from_number"),
+                base_url=conf.twilio_base_url,
+            )
+        return self._sms
+
+    def email(self) -> Any:
+        if self._email is None:
+            from chalicelib.channels.email import SesEmailChannel
+
+            conf = settings.load()
+            self._email = SesEmailChannel(aws.client("sesv2"), conf.ses_from,
+                                          conf.ses_configuration_set)
+        return self._email
+
+    def signing_key(self) -> bytes:
+        if self._signing_key is None:
+            secret = aws.secret_json(settings.load().signing_secret)
+            self._signing_key = str(secret["link_key"]).encode()
+        return self._signing_key
+
+
+def _now_iso() -> str:
+    return clock.iso(clock.now())
+
+
+def _finish_schedule(schedule_id: str, token: str, status: str, outcome: str,
+                     reason: str) -> Op:
+    def op(tw: TransactWrite) -> None:
+        tw.update(
+            ScheduleModel(schedule_id),
+            actions=[
+                ScheduleModel.status.set(status),
+                ScheduleModel.outcome.set(outcome),
+                ScheduleModel.reason.set(reason),
+                ScheduleModel.updated_at.set(_now_iso()),
+                ScheduleModel.due_shard.remove(),
+                ScheduleModel.pending_campaign.remove(),
+            ],
+            condition=ScheduleModel.claim_token == token,
+        )
+
+    return op
+
+
+def _requeue(step: PlannedStep, token: str, due: datetime, *, retry: bool = False) -> Op:
+    def op(tw: TransactWrite) -> None:
+        tw.update(
+            ScheduleModel(step.id),
+            actions=[
+                *([ScheduleModel.retries.add(1)] if retry else []),
+                ScheduleModel.status.set("pending"),
+                ScheduleModel.due_at.set(int(due.timestamp())),
+                ScheduleModel.due_shard.set(step.shard),
+                ScheduleModel.pending_campaign.set(step.campaign_id),
+                ScheduleModel.updated_at.set(_now_iso()),
+            ],
+            condition=ScheduleModel.claim_token == token,
+        )
+
+    return op
+
+
+def _message(step: PlannedStep, decision: StepDecision, status: str) -> MessageModel:
+    now = _now_iso()
+    return MessageModel(
+        step.id, status=status, outcome=decision.outcome, reason=decision.reason or None,
+        customer_id=step.customer_id, campaign_id=step.campaign_id, step_id=step.step_id,
+        variant=step.variant, channel=decision.channel, template=decision.template,
+        due_at=clock.iso(step.due_at), decided_at=now,
+        history=[{"status": status, "at": now}],
+    )
+
+
+def _put_message(msg: MessageModel) -> Op:
+    def op(tw: TransactWrite) -> None:
+        tw.save(msg, condition=MessageModel.message_id.does_not_exist()
+                | (MessageModel.status == "retry"))
+
+    return op
+
+
+def _arm(step: PlannedStep) -> str:
+    return "holdout" if step.holdout else "treatment"
+
+
+def _stat(step: PlannedStep, counter: str) -> list[Op]:
+    day = clock.now().date().isoformat()
+    return stat_ops([((step.campaign_id, step.variant, _arm(step), day), counter)])
+
+
+STAT_FOR = {"held_out": "held_out", "expired": "expired", "exited": "exited",
+            "skipped": "skipped", "suppressed": "suppressed", "cancelled": "cancelled"}
+
+
+def _record_no_send(step: PlannedStep, token: str, decision: StepDecision) -> None:
+    tx = Transaction(required=[
+        _finish_schedule(step.id, token, "done", decision.outcome, decision.reason),
+        _put_message(_message(step, decision, decision.outcome)),
+        *_stat(step, STAT_FOR[decision.outcome]),
+    ])
+    tx.optional.extend(_put_new(schedule_item(f)) for f in decision.follow_ups)
+    commit(tx)
+
+
+def _deliver(step: PlannedStep, decision: StepDecision, rendered: Any,
+             channels: Channels) -> SendResult:
+    tags = dict(message_tags(step))
+    conf = settings.load()
+    if decision.channel == "sms":
+        callback = f"{conf.public_base_url}/webhooks/twilio/status"
+        result: SendResult = channels.sms().send(
+            SmsMessage(to=str(decision.to), body=rendered.body, status_callback=callback))
+        return result
+    headers = {"List-Unsubscribe": f"<{rendered.unsubscribe}>",
+               "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+    email = EmailMessage(to=str(decision.to), subject=rendered.subject, html=rendered.html,
+                         text=rendered.text, headers=headers)
+    result = channels.email().send(email, tags)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Rendered:
+    body: str = ""
+    subject: str = ""
+    html: str = ""
+    text: str = ""
+    unsubscribe: str = ""
+
+
+def _render(step: PlannedStep, profile: dict[str, Any], decision: StepDecision,
+            live: LiveCache, channels: Channels) -> _Rendered:
+    from chalicelib.render import Renderer, TemplateError
+
+    campaigns = live.get()
+    campaign = campaigns.campaigns.get(step.campaign_id)
+    assert campaign is not None and decision.template is not None
+    key = channels.signing_key()
+    exp = int((clock.now() + LINK_TTL).timestamp())
+    base = settings.load().public_base_url
+
+    def make_link(kind: str, payload: dict[str, Any]) -> str:
+        return f"{base}/l/{kind}/{links.sign({**payload, 'exp': exp}, key)}"
+
+    context = render_context(step, profile, campaign, make_link)
+    renderer = renderer_for(step.campaign_id, campaign.version,
+                            campaigns.templates.get(step.campaign_id, {}))
+    locale = profile.get("locale")
+    try:
+        if decision.channel == "sms":
+            sms = renderer.render_sms(decision.template, context, locale)
+            return _Rendered(body=sms.body)
+        email = renderer.render_email(decision.template, context, locale)
+    except TemplateError as exc:
+        raise PermanentError(f"template error: {exc}", "template") from None
+    return _Rendered(subject=email.subject, html=email.html, text=email.text,
+                     unsubscribe=context["links"]["unsubscribe"])
+
+
+_renderers: dict[tuple[str, int], Any] = {}
+
+
+def renderer_for(campaign_id: str, version: int, templates: dict[str, str] | Any) -> Any:
+    from chalicelib.render import Renderer
+
+    key = (campaign_id, version)
+    if key not in _renderers:
+        _renderers[key] = Renderer(templates)
+    return _renderers[key]
+
+
+def _outcome_update(step: PlannedStep, token: str, result: SendResult, attempt: int) -> Transaction:
+    now = _now_iso()
+    status = {"accepted": "sent", "permanent": "failed", "ambiguous": "ambiguous",
+              "retryable": "retry"}[result.outcome]
+    if status == "retry" and attempt >= MAX_SEND_ATTEMPTS:
+        status = "failed"
+    actions = [
+        MessageModel.status.set(status),
+        MessageModel.history.set([{"status": status, "at": now,
+                                   "code": result.error_code}]),
+    ]
+    if result.provider_id:
+        actions.append(MessageModel.provider_id.set(result.provider_id))
+    if result.error_code:
+        actions.append(MessageModel.error_code.set(result.error_code))
+
+    def update_message(tw: TransactWrite) -> None:
+        tw.update(MessageModel(step.id), actions=actions)
+
+    required: list[Op] = [update_message]
+    if status == "retry":
+        required.append(_requeue(step, token, clock.now() + RETRY_BACKOFF * attempt, retry=True))
+    else:
+        counter = {"sent": "sent", "failed": "failed", "ambiguous": "ambiguous"}[status]
+        required.append(_finish_schedule(step.id, token, "done", status, result.error_code or ""))
+        required.extend(_stat(step, counter))
+    return Transaction(required=required)
+
+
+def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
+    """Handle one message from the sends queue."""
+    try:
+        msg = json.loads(body)
+        step = PlannedStep.from_dict(msg["step"])
+        token = str(msg["claim_token"])
+        attempt = int(msg.get("attempt", 1))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PermanentError(f"malformed send request: {exc}", "invalid_send") from None
+    conf = settings.load()
+    now = clock.now()
+    current = load_customer(step.customer_id)
+    profile = dict(current.profile) if current is not None else None
+    campaign = live.get().campaigns.get(step.campaign_id)
+    decision = decide_step(step, profile, campaign, now, conf.default_timezone)
+    try:
+        if decision.outcome == "deferred":
+            assert decision.defer_until is not None
+            commit(Transaction(required=[_requeue(step, token, decision.defer_until)]))
+            return SendOutcome(step.id, "deferred", decision.reason,
+                               due=(clock.iso(decision.defer_until),))
+        follow_due = tuple(clock.iso(f.due_at) for f in decision.follow_ups)
+        if decision.outcome != "send":
+            _record_no_send(step, token, decision)
+            return SendOutcome(step.id, decision.outcome, decision.reason, due=follow_due)
+        assert profile is not None
+        rendered = _render(step, profile, decision, live, channels)
+        claim = Transaction(required=[
+            _put_message(_message(step, decision, "sending")),
+            _mark_sending(step.id, token),
+        ])
+        claim.optional.extend(_put_new(schedule_item(f)) for f in decision.follow_ups)
+        commit(claim)
+    except RequiredConditionFailed:
+        return SendOutcome(step.id, "duplicate", "claimed or sent by another worker")
+    result = _deliver(step, decision, rendered, channels)
+    update = _outcome_update(step, token, result, attempt)
+    commit(update)
+    if result.outcome == "retryable" and attempt < MAX_SEND_ATTEMPTS:
+        follow_due += (clock.iso(clock.now() + RETRY_BACKOFF * attempt),)
+    return SendOutcome(step.id, result.outcome, result.error_code or "", result.provider_id,
+                       due=follow_due)
+
+
+def _mark_sending(schedule_id: str, token: str) -> Op:
+    def op(tw: TransactWrite) -> None:
+        tw.update(
+            ScheduleModel(schedule_id),
+            actions=[
+                ScheduleModel.status.set("sending"),
+                ScheduleModel.updated_at.set(_now_iso()),
+                ScheduleModel.due_shard.remove(),
+                ScheduleModel.pending_campaign.remove(),
+            ],
+            condition=ScheduleModel.claim_token == token,
+        )
+
+    return op

@@ -1,0 +1,347 @@
+"""Render SMS and email messages from an in-memory set of templates.
+
+In Lambda the templates come from the campaign version stored in DynamoDB, so
+a :class:`Renderer` works on a ``{filename: source}`` mapping; use
+:func:`load_template_dir` to build one from a folder when working locally.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+
+from babel import Locale
+
+from chalicelib.render.errors import RenderError, TemplateNotFoundError
+from chalicelib.render.filters import LOCALE_KEY, TIMEZONE_KEY, UTC, parse_locale, parse_timezone
+from chalicelib.render.htmltext import html_to_text
+from chalicelib.render.naming import check_channel, locale_chain, parse_filename
+from chalicelib.render.sandbox import AftercareSandbox, make_environment, to_render_error
+from chalicelib.render.sms import SmsEncoding, sms_encoding_info, tidy_sms_body
+
+MAX_SMS_CHARS: Final = 1600  # Twilio refuses longer bodies
+MAX_EMAIL_BYTES: Final = 256 * 1024  # subject + HTML + text, UTF-8
+EMAIL_BLOCKS: Final = ("subject", "html", "text")
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedSms:
+    """A rendered SMS, measured as carriers bill it.
+
+    ``characters`` counts encoding units (GSM-7 septets or UTF-16 code units),
+    the quantity the 160/70 per-segment limits apply to. ``locale`` is the
+    locale the filters formatted with.
+    """
+
+    body: str
+    template: str
+    encoding: SmsEncoding
+    segments: int
+    characters: int
+    locale: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedEmail:
+    """A rendered email: one-line subject, HTML part and plain-text part."""
+
+    subject: str
+    html: str
+    text: str
+    template: str
+    locale: str = ""
+
+
+def load_template_dir(path: Path) -> dict[str, str]:
+    """Read every ``*.j2`` file under ``path`` into a ``{filename: source}`` mapping.
+
+    Parameters
+    ----------
+    path
+        The templates folder. Files in sub-folders are keyed by their POSIX
+        relative path (``partials/footer.j2``) and can be included or extended;
+        hidden files and folders are skipped.
+
+    Returns
+    -------
+    dict[str, str]
+        Sources keyed by file name, ready for :class:`Renderer`.
+
+    Examples
+    --------
+    >>> renderer = Renderer(load_template_dir(Path("templates")))  # doctest: +SKIP
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"template folder not found: {root}")
+    found: dict[str, str] = {}
+    for file in sorted(root.rglob("*.j2")):
+        relative = file.relative_to(root)
+        if file.is_file() and not any(part.startswith(".") for part in relative.parts):
+            found[relative.as_posix()] = file.read_text(encoding="utf-8")
+    return found
+
+
+def _collect(chunks: Iterable[str], template: str) -> str:
+    parts: list[str] = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_EMAIL_BYTES:
+            raise RenderError(template, None, "output exceeds 256 KiB")
+        parts.append(chunk)
+    return "".join(parts)
+
+
+class Renderer:
+    """Resolve, render and measure message templates.
+
+    Parameters
+    ----------
+    templates
+        ``{filename: source}``; message templates are named
+        ``{name}.sms.j2``, ``{name}.email.j2`` and ``{name}.{locale}.{channel}.j2``.
+        Other entries (``_layout.email.j2``, ``partials/x.j2``) may be extended
+        or included. The mapping is copied.
+    default_locale
+        Locale of the locale-less files, used when a render names no locale.
+
+    Notes
+    -----
+    Each template compiles once, on first use, and stays cached: build one
+    renderer per campaign version and keep it for the Lambda's lifetime.
+    Renders share no mutable state and may run concurrently.
+    """
+
+    def __init__(self, templates: Mapping[str, str], *, default_locale: str = "en-US") -> None:
+        default = parse_locale(default_locale)
+        if default is None:
+            raise ValueError(f"unknown default locale {default_locale!r}")
+        self.default_locale = default_locale
+        self._default = default
+        self._templates = dict(templates)
+        self._text_env = make_environment(self._templates, autoescape=False)
+        self._html_env = make_environment(self._templates, autoescape=True)
+        self._index: dict[tuple[str, str], dict[str | None, str]] = {}
+        for filename in sorted(self._templates):
+            parsed = parse_filename(filename)
+            if parsed is not None and not parsed.is_partial:
+                variants = self._index.setdefault((parsed.name, parsed.channel), {})
+                variants.setdefault(parsed.locale, filename)
+
+    @property
+    def templates(self) -> Mapping[str, str]:
+        """The template sources, read-only."""
+        return MappingProxyType(self._templates)
+
+    def resolve(self, name: str, channel: str, locale: str | None = None) -> str | None:
+        """Return the file a render would use, or None.
+
+        For ``pt-BR`` the order is ``name.pt-BR`` → ``name.pt`` → ``name`` and,
+        as a last resort, the variants of the default locale. Matching ignores
+        case and treats ``_`` and ``-`` alike.
+        """
+        check_channel(channel)
+        variants = self._index.get((name, channel))
+        if not variants:
+            return None
+        keys = [*locale_chain(locale or self.default_locale), None]
+        for key in [*keys, *locale_chain(self.default_locale)]:
+            if key in variants:
+                return variants[key]
+        return None
+
+    def compile(self, filename: str) -> None:
+        """Compile ``filename`` now rather than on first use.
+
+        Raises
+        ------
+        RenderError
+            The file is missing or has a syntax error (with its line).
+        """
+        for env in (self._text_env, self._html_env):
+            try:
+                env.get_template(filename)
+            except Exception as exc:
+                raise to_render_error(exc, env, filename) from exc
+
+    def has_template(self, name: str, channel: str, locale: str | None = None) -> bool:
+        """Tell whether ``render_<channel>(name, ..., locale)`` would find a template."""
+        return self.resolve(name, channel, locale) is not None
+
+    def render_sms(
+        self, name: str, context: Mapping[str, Any], locale: str | None = None
+    ) -> RenderedSms:
+        """Render the SMS template ``name`` for a recipient.
+
+        Parameters
+        ----------
+        name
+            Template name without locale or suffix (``checkin``).
+        context
+            Template variables (``customer``, ``order``, ``links``...).
+        locale
+            Recipient locale (``pt-BR``); None means ``customer.locale`` from
+            the context, else the default locale.
+
+        Returns
+        -------
+        RenderedSms
+            Body tidied (no-break spaces made plain, blank runs squeezed) and
+            measured.
+
+        Raises
+        ------
+        TemplateNotFoundError
+            No variant of ``name`` fits.
+        RenderError
+            Undefined variable, sandbox violation, filter error, empty body or
+            a body over 1600 characters.
+        """
+        locale = locale or _customer_value(context, "locale")
+        filename = self.resolve(name, "sms", locale)
+        if filename is None:
+            raise TemplateNotFoundError(name, "sms", locale)
+        return self.render_sms_file(filename, context, locale)
+
+    def render_sms_file(
+        self, filename: str, context: Mapping[str, Any], locale: str | None = None
+    ) -> RenderedSms:
+        """Render one specific SMS file (no locale resolution); see :meth:`render_sms`."""
+        variables = self._variables(filename, context, locale)
+        try:
+            template = self._text_env.get_template(filename)
+            raw = _collect(template.root_render_func(template.new_context(variables)), filename)
+        except RenderError:
+            raise
+        except Exception as exc:
+            raise to_render_error(exc, self._text_env, filename) from exc
+        body = tidy_sms_body(raw)
+        if not body:
+            raise RenderError(filename, None, "SMS body is empty")
+        if len(body) > MAX_SMS_CHARS:
+            raise RenderError(
+                filename, None, f"SMS body has {len(body)} characters (limit {MAX_SMS_CHARS})"
+            )
+        encoding, segments, units = sms_encoding_info(body)
+        return RenderedSms(body, filename, encoding, segments, units, variables[LOCALE_KEY])
+
+    def render_email(
+        self, name: str, context: Mapping[str, Any], locale: str | None = None
+    ) -> RenderedEmail:
+        """Render the email template ``name`` for a recipient.
+
+        The ``subject`` and ``text`` blocks render without HTML escaping, the
+        ``html`` block with it. The subject is collapsed to one line; without
+        a ``text`` block (or with a blank one) the text part is derived from
+        the HTML.
+
+        Parameters
+        ----------
+        name
+            Template name without locale or suffix (``care_tip``).
+        context
+            Template variables.
+        locale
+            Recipient locale; None means ``customer.locale``, else the default.
+
+        Returns
+        -------
+        RenderedEmail
+
+        Raises
+        ------
+        TemplateNotFoundError
+            No variant of ``name`` fits.
+        RenderError
+            As for :meth:`render_sms`, plus a missing ``subject`` or ``html``
+            block, an empty subject, or more than 256 KiB in all.
+        """
+        locale = locale or _customer_value(context, "locale")
+        filename = self.resolve(name, "email", locale)
+        if filename is None:
+            raise TemplateNotFoundError(name, "email", locale)
+        return self.render_email_file(filename, context, locale)
+
+    def render_email_file(
+        self, filename: str, context: Mapping[str, Any], locale: str | None = None
+    ) -> RenderedEmail:
+        """Render one specific email file (no locale resolution); see :meth:`render_email`."""
+        variables = self._variables(filename, context, locale)
+        plain = self._blocks(self._text_env, filename, variables, ("subject", "text"))
+        html = self._blocks(self._html_env, filename, variables, ("html",))["html"]
+        if plain["subject"] is None or html is None:
+            missing = "subject" if plain["subject"] is None else "html"
+            raise RenderError(filename, None, f"missing {{% block {missing} %}}")
+        subject = " ".join(plain["subject"].split())
+        if not subject:
+            raise RenderError(filename, None, "subject is empty")
+        html = html.strip()
+        text = (plain["text"] or "").strip() or html_to_text(html)
+        size = sum(len(part.encode("utf-8")) for part in (subject, html, text))
+        if size > MAX_EMAIL_BYTES:
+            raise RenderError(filename, None, f"email is {size} bytes (limit {MAX_EMAIL_BYTES})")
+        return RenderedEmail(subject, html, text, filename, variables[LOCALE_KEY])
+
+    def _blocks(
+        self,
+        env: AftercareSandbox,
+        filename: str,
+        variables: dict[str, Any],
+        names: tuple[str, ...],
+    ) -> dict[str, str | None]:
+        try:
+            template = env.get_template(filename)
+            context = template.new_context(variables)
+            # Run the top level once: it resolves {% extends %} (adding the
+            # layout's blocks) and defines imports, macros and top-level sets.
+            _collect(template.root_render_func(context), filename)
+            return {
+                name: _collect(context.blocks[name][0](context), filename)
+                if context.blocks.get(name)
+                else None
+                for name in names
+            }
+        except RenderError:
+            raise
+        except Exception as exc:
+            raise to_render_error(exc, env, filename) from exc
+
+    def _variables(
+        self, filename: str, context: Mapping[str, Any], locale: str | None
+    ) -> dict[str, Any]:
+        parsed = parse_filename(filename)
+        variables = dict(context)
+        variables[LOCALE_KEY] = str(self._format_locale(locale, parsed.locale if parsed else None))
+        variables[TIMEZONE_KEY] = _recipient_timezone(context)
+        return variables
+
+    def _format_locale(self, requested: str | None, file_locale: str | None) -> Locale:
+        """Pick the locale for numbers and dates.
+
+        The most specific locale whose language is the template's own: a
+        ``pt`` file sent to ``pt-BR`` formats as ``pt_BR``, an English
+        fallback file sent to ``fr-FR`` formats as the default locale.
+        """
+        wanted = parse_locale(requested) if requested else None
+        own = parse_locale(file_locale) if file_locale else None
+        language = (own or self._default).language
+        for candidate in (wanted, self._default, own):
+            if candidate is not None and candidate.language == language:
+                return candidate
+        return self._default
+
+
+def _customer_value(context: Mapping[str, Any], key: str) -> str | None:
+    customer = context.get("customer")
+    value = customer.get(key) if isinstance(customer, Mapping) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _recipient_timezone(context: Mapping[str, Any]) -> dt.tzinfo:
+    zone = _customer_value(context, "timezone")
+    return (parse_timezone(zone) if zone else None) or UTC

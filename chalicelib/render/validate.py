@@ -1,0 +1,212 @@
+"""Check a set of templates before it is pushed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from jinja2 import Environment, TemplateSyntaxError, nodes
+
+from chalicelib.render.errors import RenderError
+from chalicelib.render.filters import parse_locale
+from chalicelib.render.naming import CHANNELS, TemplateFile, parse_filename
+from chalicelib.render.renderer import RenderedSms, Renderer
+from chalicelib.render.sms import LOOKALIKES, non_gsm_characters
+
+Severity = Literal["error", "warning"]
+
+MAX_SMS_SEGMENTS: Final = 3
+GMAIL_CLIP_BYTES: Final = 102 * 1024  # Gmail hides the rest behind "View entire message"
+_REQUIRED_BLOCKS: Final = ("subject", "html")
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateProblem:
+    """One finding: ``template`` file, 1-based ``line`` when known, ``message``."""
+
+    template: str
+    line: int | None
+    message: str
+    severity: Severity = "error"
+
+    def __str__(self) -> str:
+        where = f"{self.template}:{self.line}" if self.line is not None else self.template
+        return f"{where}: {self.severity}: {self.message}"
+
+
+def validate_templates(
+    templates: Mapping[str, str],
+    *,
+    sample_contexts: Sequence[Mapping[str, Any]],
+    required: Iterable[tuple[str, str]] = (),
+    default_locale: str = "en-US",
+) -> list[TemplateProblem]:
+    """Find every problem in a set of templates.
+
+    Parameters
+    ----------
+    templates
+        ``{filename: source}``, as given to :class:`Renderer`.
+    sample_contexts
+        Contexts each message template (and each locale variant) is rendered
+        against, with undefined values failing: pass one per trigger shape.
+    required
+        ``(name, channel)`` pairs the campaigns use; each must resolve.
+    default_locale
+        Locale of the locale-less files.
+
+    Returns
+    -------
+    list[TemplateProblem]
+        Errors (syntax, undefined variable, sandbox violation, missing
+        template or email block, unknown locale, over-size output) and
+        warnings (SMS over 3 segments, SMS forced to UCS-2 by typographic
+        look-alikes, HTML over Gmail's 102 KB clip), without duplicates.
+        Empty means the set is fine to push.
+
+    Examples
+    --------
+    >>> from chalicelib.render import SAMPLE_CONTEXT
+    >>> validate_templates({"hi.sms.j2": "Hi {{ customer.nick }}"},
+    ...                    sample_contexts=[SAMPLE_CONTEXT])[0].message
+    "undefined variable 'customer.nick'"
+    """
+    renderer = Renderer(templates, default_locale=default_locale)
+    found: dict[TemplateProblem, None] = {}
+    seen_variants: dict[tuple[str, str, str | None], str] = {}
+    for filename in sorted(templates):
+        parsed = parse_filename(filename)
+        problems = _check_name(filename, parsed, seen_variants)
+        try:
+            renderer.compile(filename)
+        except RenderError as exc:
+            problems.append(TemplateProblem(exc.template, exc.line, exc.message))
+        else:
+            if parsed is not None and not parsed.is_partial:
+                problems.extend(_check_message(renderer, filename, parsed, sample_contexts))
+        found.update(dict.fromkeys(problems))
+    for name, channel in required:
+        found.update(dict.fromkeys(_check_required(renderer, name, channel)))
+    return list(found)
+
+
+def _check_name(
+    filename: str,
+    parsed: TemplateFile | None,
+    seen: dict[tuple[str, str, str | None], str],
+) -> list[TemplateProblem]:
+    if parsed is None:
+        if "/" in filename or filename.startswith("_"):
+            return []
+        return [
+            TemplateProblem(
+                filename,
+                None,
+                "not a message template name ({name}.sms.j2, {name}.email.j2, "
+                "{name}.{locale}.sms.j2); it can only be included or extended",
+                "warning",
+            )
+        ]
+    if parsed.locale is not None and parse_locale(parsed.locale) is None:
+        return [TemplateProblem(filename, None, f"unknown locale {parsed.locale!r}")]
+    first = seen.setdefault((parsed.name, parsed.channel, parsed.locale), filename)
+    if first != filename:
+        return [TemplateProblem(filename, None, f"same template and locale as {first}")]
+    return []
+
+
+def _check_message(
+    renderer: Renderer,
+    filename: str,
+    parsed: TemplateFile,
+    sample_contexts: Sequence[Mapping[str, Any]],
+) -> list[TemplateProblem]:
+    if parsed.channel == "email":
+        missing = _missing_blocks(renderer.templates, filename)
+        if missing:
+            return [
+                TemplateProblem(filename, None, f"missing {{% block {block} %}}")
+                for block in missing
+            ]
+    problems: list[TemplateProblem] = []
+    rendered: list[RenderedSms] = []
+    for context in sample_contexts:
+        try:
+            if parsed.channel == "sms":
+                rendered.append(renderer.render_sms_file(filename, context))
+            else:
+                email = renderer.render_email_file(filename, context)
+                if len(email.html.encode("utf-8")) > GMAIL_CLIP_BYTES:
+                    problems.append(
+                        TemplateProblem(
+                            filename, None, "HTML over 102 KB: Gmail clips it", "warning"
+                        )
+                    )
+        except RenderError as exc:
+            problems.append(TemplateProblem(exc.template, exc.line, exc.message))
+    return problems + _sms_warnings(filename, rendered)
+
+
+def _sms_warnings(filename: str, rendered: Sequence[RenderedSms]) -> list[TemplateProblem]:
+    problems: list[TemplateProblem] = []
+    longest = max(rendered, key=lambda sms: sms.segments, default=None)
+    if longest is not None and longest.segments > MAX_SMS_SEGMENTS:
+        problems.append(
+            TemplateProblem(
+                filename,
+                None,
+                f"SMS is {longest.segments} segments ({longest.characters} {longest.encoding}"
+                f" units); keep it to {MAX_SMS_SEGMENTS} or fewer",
+                "warning",
+            )
+        )
+    for sms in rendered:
+        odd = non_gsm_characters(sms.body)
+        if odd and all(char in LOOKALIKES for char in odd):
+            shown = ", ".join(f"{c!r} (U+{ord(c):04X}) -> {LOOKALIKES[c]!r}" for c in odd)
+            problems.append(
+                TemplateProblem(
+                    filename,
+                    None,
+                    f"SMS is sent as UCS-2 (70 characters per segment, not 160) only "
+                    f"because of {shown}",
+                    "warning",
+                )
+            )
+            break
+    return problems
+
+
+def _missing_blocks(sources: Mapping[str, str], filename: str) -> list[str]:
+    """Blocks the email (with the layouts it extends) lacks; [] if unknowable."""
+    env = Environment()
+    defined: set[str] = set()
+    current: str | None = filename
+    visited: set[str] = set()
+    while current is not None and current not in visited:
+        visited.add(current)
+        try:
+            tree = env.parse(sources[current])
+        except (TemplateSyntaxError, KeyError):
+            return []
+        defined.update(block.name for block in tree.find_all(nodes.Block))
+        parents = list(tree.find_all(nodes.Extends))
+        current = None
+        if parents:
+            target = parents[0].template
+            if not isinstance(target, nodes.Const):
+                return []  # dynamic layout: the render will tell
+            current = str(target.value)
+    return [block for block in _REQUIRED_BLOCKS if block not in defined]
+
+
+def _check_required(renderer: Renderer, name: str, channel: str) -> list[TemplateProblem]:
+    expected = f"{name}.{channel}.j2"
+    if channel not in CHANNELS:
+        return [TemplateProblem(expected, None, f"unknown channel {channel!r}")]
+    if renderer.has_template(name, channel):
+        return []
+    return [
+        TemplateProblem(expected, None, f"missing template: a campaign sends {channel} {name!r}")
+    ]

@@ -1,0 +1,87 @@
+"""Small value types shared by the code generator and the operator emitters."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+# What the code generator knows statically about the value of an expression.
+BOOL = "bool"
+NUM = "num"
+STR = "str"
+LIST = "list"
+DICT = "dict"
+NULL = "null"
+ANY = "any"
+
+# Kinds whose Python truth equals their JSON Logic truth (only objects differ:
+# ``{}`` is falsy in Python and truthy in JSON Logic).
+PLAIN_TRUTH = frozenset({BOOL, NUM, STR, LIST, NULL})
+# Kinds that are never null, lists or objects: safe operands for Python's < etc.
+SCALAR = frozenset({BOOL, NUM, STR})
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def kind_of(value: Any) -> str:
+    """Kind of a JSON literal."""
+    if value is None:
+        return NULL
+    if isinstance(value, bool):
+        return BOOL
+    if isinstance(value, (int, float)):
+        return NUM
+    if isinstance(value, str):
+        return STR
+    if isinstance(value, list):
+        return LIST
+    return DICT
+
+
+@dataclass(frozen=True)
+class Expr:
+    """A Python expression computing one JSON Logic node.
+
+    ``code`` is always safe to embed anywhere (parenthesised when compound) and
+    evaluates its sub-expressions exactly once, left to right.
+    """
+
+    code: str
+    kind: str = ANY
+    const: bool = False
+    value: Any = None
+    # ``code`` is a bare name or literal: may be repeated without re-evaluation.
+    simple: bool = False
+
+
+def literal(value: Any) -> Expr:
+    """A JSON literal; lists and objects are rebuilt on each evaluation."""
+    simple = not isinstance(value, (list, dict))
+    return Expr(repr(value), kind_of(value), const=True, value=value, simple=simple)
+
+
+@dataclass
+class Frame:
+    """A data context that ``var``/``val`` read from.
+
+    The root frame is the evaluated data; ``map``/``filter``/... push one per
+    iteration (the item, and the index as scope metadata), ``reduce`` a virtual
+    ``{"current", "accumulator"}`` object, a ``try`` handler the error.
+    """
+
+    ctx: str
+    fields: dict[str, str] = field(default_factory=dict)
+    index: str | None = None
+
+
+def child_key(path: str, key: str) -> str:
+    """``$.a`` + ``b`` → ``$.a.b``; keys that are not identifiers are quoted."""
+    if _IDENTIFIER.match(key):
+        return f"{path}.{key}"
+    escaped = key.replace("\\", "\\\\").replace("'", "\\'")
+    return f"{path}['{escaped}']"
+
+
+def child_index(path: str, index: int) -> str:
+    return f"{path}[{index}]"

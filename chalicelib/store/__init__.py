@@ -1,0 +1,1 @@
+"""DynamoDB persistence: PynamoDB models and small repositories."""

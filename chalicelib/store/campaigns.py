@@ -1,0 +1,77 @@
+"""Campaign versions in DynamoDB, and the function-lifetime cache of live ones."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pynamodb.transactions import TransactWrite
+
+from chalicelib import clock
+from chalicelib.config.compiled import CompiledCampaign, compile_campaign
+from chalicelib.config.model import Campaign
+from chalicelib.journeys.engine import CampaignSet
+from chalicelib.store.models import CampaignModel
+from chalicelib.store.tx import connection
+
+
+def push(campaign: Campaign, templates: Mapping[str, str]) -> int:
+    """Store a validated campaign as its next version and make it the live one."""
+    latest = list(CampaignModel.query(campaign.id, scan_index_forward=False, limit=1))
+    version = latest[0].version + 1 if latest else 1
+    item = CampaignModel(
+        campaign.id,
+        version,
+        definition=campaign.model_dump(mode="json", by_alias=True, exclude_none=True),
+        templates=dict(templates),
+        status=campaign.status,
+        created_at=clock.iso(clock.now()),
+        active="1" if campaign.status == "active" else None,
+    )
+    with TransactWrite(connection=connection()) as tw:
+        tw.save(item, condition=CampaignModel.campaign_id.does_not_exist())
+        for old in latest:
+            if old.active:
+                tw.update(old, actions=[CampaignModel.active.remove()])
+    return int(version)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveCampaigns:
+    campaigns: CampaignSet
+    templates: Mapping[str, Mapping[str, str]]  # campaign id -> {file: source}
+
+
+def load_live() -> LiveCampaigns:
+    """Every live campaign version: one Query on the sparse ``active`` index."""
+    compiled: list[CompiledCampaign] = []
+    templates: dict[str, Mapping[str, str]] = {}
+    for item in CampaignModel.by_active.query("1"):
+        campaign = Campaign.model_validate(item.definition)
+        compiled.append(compile_campaign(campaign, int(item.version)))
+        templates[campaign.id] = item.templates or {}
+    return LiveCampaigns(CampaignSet(compiled), templates)
+
+
+class LiveCache:
+    """Live campaigns, refreshed at most every ``ttl`` seconds per function instance."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._value: LiveCampaigns | None = None
+        self._loaded = 0.0
+
+    def get(self) -> LiveCampaigns:
+        if self._value is None or time.monotonic() - self._loaded > self.ttl:
+            self._value = load_live()
+            self._loaded = time.monotonic()
+        return self._value
+
+    def invalidate(self) -> None:
+        self._value = None
+
+
+def definitions() -> list[dict[str, Any]]:
+    return [dict(item.definition) for item in CampaignModel.by_active.query("1")]

@@ -1,0 +1,203 @@
+"""PynamoDB models, one table each, named ``aftercare-{stage}-{table}``.
+
+``Meta`` is read when this module is imported (PynamoDB reads it at class
+creation), so the stage, region and optional endpoint must be in the environment
+before the first import; Lambda sets them from ``.chalice/config.json``.
+Every access on the hot paths is a GetItem, a Query on a sparse index or a
+conditional write: nothing here is ever scanned by ingest, tick or send.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pynamodb.attributes import (
+    JSONAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+    VersionAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.models import Model
+
+from chalicelib.settings import resource_name
+
+REGION = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
+HOST = os.environ.get("AFTERCARE_DYNAMODB_ENDPOINT") or None
+
+
+class _Meta:
+    region = REGION
+    host = HOST
+    billing_mode = "PAY_PER_REQUEST"
+
+
+def _meta(table: str, **extra: Any) -> type:
+    return type("Meta", (_Meta,), {"table_name": resource_name(table), **extra})
+
+
+class _KeysIndexMeta:
+    projection = KeysOnlyProjection()
+
+
+class PhoneIndex(GlobalSecondaryIndex["CustomerModel"]):
+    class Meta(_KeysIndexMeta):
+        index_name = "by-phone"
+
+    phone = UnicodeAttribute(hash_key=True)
+
+
+class EmailIndex(GlobalSecondaryIndex["CustomerModel"]):
+    class Meta(_KeysIndexMeta):
+        index_name = "by-email"
+
+    email = UnicodeAttribute(hash_key=True)
+
+
+class CustomerModel(Model):
+    """A customer profile; ``profile`` holds the dict the decision core works on."""
+
+    Meta = _meta("customers")
+    customer_id = UnicodeAttribute(hash_key=True)
+    phone = UnicodeAttribute(null=True)
+    email = UnicodeAttribute(null=True)
+    profile = JSONAttribute()
+    version = VersionAttribute()
+    by_phone = PhoneIndex()
+    by_email = EmailIndex()
+
+
+class ActiveIndex(GlobalSecondaryIndex["CampaignModel"]):
+    class Meta:
+        index_name = "active"
+        projection = AllProjection()
+
+    active = UnicodeAttribute(hash_key=True)
+
+
+class CampaignModel(Model):
+    """One version of a campaign with the templates it uses (Lambda has no templates/)."""
+
+    Meta = _meta("campaigns")
+    campaign_id = UnicodeAttribute(hash_key=True)
+    version = NumberAttribute(range_key=True)
+    definition = JSONAttribute()
+    templates = JSONAttribute()
+    status = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    active = UnicodeAttribute(null=True)  # "1" on the live version only: sparse index
+    by_active = ActiveIndex()
+
+
+class DueIndex(GlobalSecondaryIndex["ScheduleModel"]):
+    """Sparse: only pending or claimed steps carry ``due_shard``."""
+
+    class Meta:
+        index_name = "due"
+        projection = AllProjection()
+
+    due_shard = UnicodeAttribute(hash_key=True)
+    due_at = NumberAttribute(range_key=True)
+
+
+class CampaignPendingIndex(GlobalSecondaryIndex["ScheduleModel"]):
+    """Sparse: a campaign's pending steps (pause, edit, removal)."""
+
+    class Meta(_KeysIndexMeta):
+        index_name = "campaign-pending"
+
+    pending_campaign = UnicodeAttribute(hash_key=True)
+    due_at = NumberAttribute(range_key=True)
+
+
+class ScheduleModel(Model):
+    """One planned step, keyed by (customer, campaign, enrollment ref, step)."""
+
+    Meta = _meta("schedule")
+    schedule_id = UnicodeAttribute(hash_key=True)
+    due_shard = UnicodeAttribute(null=True)
+    pending_campaign = UnicodeAttribute(null=True)
+    due_at = NumberAttribute()
+    status = UnicodeAttribute()  # pending | claimed | sending | done | cancelled
+    step = JSONAttribute()
+    claim_token = UnicodeAttribute(null=True)
+    retries = NumberAttribute(default=0)
+    outcome = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
+    updated_at = UnicodeAttribute(null=True)
+    due = DueIndex()
+    by_campaign = CampaignPendingIndex()
+
+
+class ProviderIndex(GlobalSecondaryIndex["MessageModel"]):
+    class Meta(_KeysIndexMeta):
+        index_name = "by-provider-id"
+
+    provider_id = UnicodeAttribute(hash_key=True)
+
+
+class MessageModel(Model):
+    """The outcome of one step's send attempt; id = the schedule id (at-most-once)."""
+
+    Meta = _meta("messages")
+    message_id = UnicodeAttribute(hash_key=True)
+    status = UnicodeAttribute()
+    outcome = UnicodeAttribute()
+    reason = UnicodeAttribute(null=True)
+    customer_id = UnicodeAttribute()
+    campaign_id = UnicodeAttribute()
+    step_id = UnicodeAttribute()
+    variant = UnicodeAttribute(null=True)
+    channel = UnicodeAttribute(null=True)
+    template = UnicodeAttribute(null=True)
+    due_at = UnicodeAttribute()
+    decided_at = UnicodeAttribute()
+    provider_id = UnicodeAttribute(null=True)
+    error_code = UnicodeAttribute(null=True)
+    history = JSONAttribute(null=True)
+    by_provider = ProviderIndex()
+
+
+class StatsModel(Model):
+    """Counters per campaign x variant x arm (pk) and day (sk), bumped with ADD."""
+
+    Meta = _meta("stats")
+    pk = UnicodeAttribute(hash_key=True)
+    day = UnicodeAttribute(range_key=True)
+    enrolled = NumberAttribute(null=True)
+    converted = NumberAttribute(null=True)
+    sent = NumberAttribute(null=True)
+    delivered = NumberAttribute(null=True)
+    failed = NumberAttribute(null=True)
+    ambiguous = NumberAttribute(null=True)
+    held_out = NumberAttribute(null=True)
+    suppressed = NumberAttribute(null=True)
+    skipped = NumberAttribute(null=True)
+    expired = NumberAttribute(null=True)
+    exited = NumberAttribute(null=True)
+    cancelled = NumberAttribute(null=True)
+    opened = NumberAttribute(null=True)
+    clicked = NumberAttribute(null=True)
+    replied = NumberAttribute(null=True)
+
+
+COUNTERS = frozenset(
+    name for name, value in vars(StatsModel).items()
+    if isinstance(value, NumberAttribute) and name not in ("pk", "day")
+)
+
+
+class EventModel(Model):
+    """Processed event ids, kept for a while for idempotency."""
+
+    Meta = _meta("events", ttl_attribute="expires_at")
+    event_id = UnicodeAttribute(hash_key=True)
+    type = UnicodeAttribute()
+    expires_at = TTLAttribute()
+
+
+ALL_MODELS: tuple[type[Model], ...] = (
+    CustomerModel, CampaignModel, ScheduleModel, MessageModel, StatsModel, EventModel,
+)

@@ -1,0 +1,1 @@
+"""Tracking: signed links, provider webhooks, stats."""

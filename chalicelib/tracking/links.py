@@ -1,0 +1,49 @@
+"""Signed, expiring tokens for survey, unsubscribe and click links.
+
+``payload.signature`` in URL-safe base64; HMAC-SHA256 with the signing secret,
+compared in constant time. A link cannot be forged or edited (another message id,
+another score) without the key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from typing import Any
+
+
+class BadToken(ValueError):
+    pass
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def sign(payload: dict[str, Any], key: bytes) -> str:
+    body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
+    mac = hmac.new(key, body.encode("ascii"), hashlib.sha256).digest()[:16]
+    return f"{body}.{_b64(mac)}"
+
+
+def verify(token: str, key: bytes, now_epoch: int | None = None) -> dict[str, Any]:
+    try:
+        body, mac = token.split(".", 1)
+        expected = hmac.new(key, body.encode("ascii"), hashlib.sha256).digest()[:16]
+        if not hmac.compare_digest(expected, _unb64(mac)):
+            raise BadToken("bad signature")
+        payload = json.loads(_unb64(body))
+    except (ValueError, UnicodeError) as exc:
+        raise BadToken(str(exc) or "malformed token") from None
+    if not isinstance(payload, dict):
+        raise BadToken("malformed token")
+    exp = payload.get("exp")
+    if now_epoch is not None and isinstance(exp, int) and now_epoch > exp:
+        raise BadToken("expired")
+    return payload

@@ -1,0 +1,40 @@
+"""Shared fixtures. The local environment is applied before anything imports
+chalicelib.store.models, whose PynamoDB Meta reads region and stage at import."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+sys.path.insert(0, str(ROOT))
+
+from chalicelib.local.stack import LocalStack, apply_local_env  # noqa: E402
+
+apply_local_env()
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """A sample event from tests/fixtures/events/<name>.json."""
+    data: dict[str, Any] = json.loads((FIXTURES / "events" / f"{name}.json").read_text())
+    return data
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[LocalStack]:
+    with LocalStack(outbox_dir=tmp_path / "out", project_root=ROOT) as s:
+        yield s
+
+
+@pytest.fixture
+def live_stack(stack: LocalStack) -> LocalStack:
+    """The local stack with the example campaigns pushed."""
+    stack.push_campaigns()
+    return stack

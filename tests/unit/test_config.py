@@ -1,0 +1,77 @@
+"""Campaign validation: the model, the schema file, and `aftercare validate`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from chalicelib.cli.main import main
+from chalicelib.config.model import json_schema
+from tests.conftest import FIXTURES, ROOT
+
+BAD = FIXTURES / "bad_campaigns"
+
+
+def test_examples_validate(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["validate", str(ROOT / "campaigns"), "--templates", str(ROOT / "templates")])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "ok:" in out.out
+
+
+def test_checked_in_schema_is_current() -> None:
+    on_disk = json.loads((ROOT / "campaigns" / "schema.json").read_text())
+    assert on_disk == json_schema(), "run `make schema` to refresh campaigns/schema.json"
+
+
+def test_every_example_references_the_schema() -> None:
+    for path in (ROOT / "campaigns").glob("*.json"):
+        if path.name != "schema.json":
+            assert json.loads(path.read_text()).get("$schema") == "./schema.json", path
+
+
+def _problems(name: str, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    code = main(["validate", str(BAD / name), "--templates", str(BAD / "templates")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Traceback" not in err
+    return [line for line in err.splitlines() if line]
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("typo.json", "typo.json: $.steps[0].dealy: unknown field"),
+    ("negative.json", "negative.json: $.steps[0].after: invalid ISO 8601 duration '-P2D'"),
+    ("channel.json", "channel.json: $.steps[0].channel: Input should be 'sms' or 'email'"),
+    ("broken.json", "broken.json: line 3 column 3: invalid JSON"),
+    ("rule.json", "rule.json: $.audience.and[1]"),
+    ("missing_template.json", "nope"),
+    ("undefined_var.json", "nickname"),
+    ("ssti.json", "ssti.sms.j2"),
+])
+def test_bad_campaigns_are_refused_with_one_precise_line(
+        name: str, expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = _problems(name, capsys)
+    assert any(expected in line for line in lines), lines
+
+
+def test_undefined_variable_names_template_and_line(capsys: pytest.CaptureFixture[str]) -> None:
+    lines = _problems("undefined_var.json", capsys)
+    assert any("bad_var.sms.j2: line 2:" in line and "nickname" in line for line in lines), lines
+
+
+def test_whole_folder_reports_every_file(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["validate", str(BAD), "--templates", str(BAD / "templates")])
+    err = capsys.readouterr().err
+    assert code == 1
+    for name in ("typo", "negative", "channel", "broken", "rule", "missing_template",
+                 "undefined_var", "ssti"):
+        assert f"{name}.json" in err or name.replace("_", "-") in err, name
+
+
+def test_missing_folder_is_an_error_not_a_traceback(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["validate", str(tmp_path / "nope"), "--templates", str(ROOT / "templates")])
+    assert code == 1
+    assert "no such file" in capsys.readouterr().err
