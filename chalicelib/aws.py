@@ -24,21 +24,25 @@ def client(service: str) -> Any:
     endpoint = os.environ.get(f"AFTERCARE_{service.upper()}_ENDPOINT") or None
     # A provider call must never be repeated by the SDK: a retried 5xx could send
     # twice. The sender decides what to retry, knowing what the failure means.
-    retries = {"total_max_attempts": 1} if service in NO_SDK_RETRY else {"mode": "standard"}
-    return boto3.client(service, endpoint_url=endpoint, config=Config(retries=retries))
+    config = (Config(retries={"total_max_attempts": 1}) if service in NO_SDK_RETRY
+              else Config(retries={"mode": "standard"}))
+    return boto3.client(service, endpoint_url=endpoint, config=config)  # type: ignore[call-overload]
 
 
 def secret_json(name: str) -> dict[str, Any]:
     """A JSON secret from Secrets Manager (cached for SECRET_MAX_AGE seconds)."""
-    from aws_lambda_powertools.utilities import parameters
-
-    value = parameters.get_secret(
-        name, max_age=SECRET_MAX_AGE, boto3_client=client("secretsmanager")
-    )
+    value = _secrets_provider().get(name, max_age=SECRET_MAX_AGE)
     data = json.loads(value) if isinstance(value, str | bytes) else value
     if not isinstance(data, dict):
         raise ValueError(f"secret {name} must hold a JSON object")
     return data
+
+
+@cache
+def _secrets_provider() -> Any:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    return SecretsProvider(boto3_client=client("secretsmanager"))
 
 
 @cache
@@ -51,9 +55,4 @@ def reset() -> None:
     """Forget clients and cached secrets (tests, the local stack)."""
     client.cache_clear()
     queue_url.cache_clear()
-    try:
-        from aws_lambda_powertools.utilities import parameters
-
-        parameters.clear_caches()
-    except ImportError:  # pragma: no cover
-        pass
+    _secrets_provider.cache_clear()

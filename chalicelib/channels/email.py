@@ -61,6 +61,6 @@ class SesEmailChannel:
                               error_message=err.get("Message"))
         except (EndpointConnectionError, ConnectTimeoutError) as exc:
             return SendResult("retryable", error_code="connect", error_message=type(exc).__name__)
-        except Exception as exc:  # noqa: BLE001 - after the call started: fate unknown
+        except Exception as exc:
             return SendResult("ambiguous", error_code="transport", error_message=type(exc).__name__)
         return SendResult("accepted", provider_id=response.get("MessageId"), status="sent")

@@ -6,6 +6,7 @@ raises on bad input, so the CLI and the push API can list all problems at once.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from chalicelib.config.compiled import CompiledCampaign, compile_campaign
-from chalicelib.config.model import TRIGGER_TAGS, Campaign
+from chalicelib.config.model import TRIGGER_TAGS, Campaign, EventTrigger
+
+# Profile fields a template may use beyond the renderer's sample customer.
+SAMPLE_CUSTOMER: dict[str, Any] = {
+    "birthday": "1992-02-29", "currency": "USD", "first_order_at": "2025-11-02T15:04:00Z",
+    "last_order_at": "2026-02-27T10:00:00Z", "last_delivery_at": "2026-03-01T14:02:00Z",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +111,8 @@ def load_campaign(path: Path) -> tuple[Campaign | None, list[Problem]]:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        return None, [Problem(file, f"line {exc.lineno} column {exc.colno}", f"invalid JSON: {exc.msg}")]
+        where = f"line {exc.lineno} column {exc.colno}"
+        return None, [Problem(file, where, f"invalid JSON: {exc.msg}")]
     except (OSError, UnicodeDecodeError) as exc:
         return None, [Problem(file, "$", f"cannot read file: {exc}")]
     return parse_campaign(file, raw)
@@ -126,21 +134,53 @@ def templates_for(campaign: Campaign, templates: Mapping[str, str]) -> dict[str,
     return {f: src for f, src in templates.items() if f.split(".", 1)[0] in names}
 
 
+def sample_context(campaign: Campaign, survey: str | None) -> dict[str, Any]:
+    """What a template of this campaign sees at send time, with sample values.
+
+    Date and idle triggers carry no order, and only survey steps have a survey, so
+    a template that uses either where it will not exist fails validation.
+    """
+    from chalicelib.journeys.messages import SURVEY_QUESTIONS
+    from chalicelib.render import SAMPLE_CONTEXT
+
+    context = copy.deepcopy(SAMPLE_CONTEXT)
+    context["customer"] = {**SAMPLE_CUSTOMER, **context["customer"]}
+    if not isinstance(campaign.trigger, EventTrigger):
+        context["order"] = {}
+    context["campaign"] = {"id": campaign.id, "name": campaign.name}
+    context["survey"] = (
+        {"kind": survey, "question": SURVEY_QUESTIONS[survey]} if survey else None
+    )
+    return context
+
+
+def _file_exists(name: str, channel: str, templates: Mapping[str, str]) -> bool:
+    return any(f.split(".", 1)[0] == name and f.endswith(f".{channel}.j2") for f in templates)
+
+
 def check_templates(campaign: Campaign, source: str, templates: Mapping[str, str],
                     template_dir: str = "templates") -> list[Problem]:
-    from chalicelib.render import SAMPLE_CONTEXT, validate_templates
+    from chalicelib.render import validate_templates
 
-    used = templates_for(campaign, templates)
-    found = validate_templates(
-        used,
-        sample_contexts=[SAMPLE_CONTEXT],
-        required=sorted(campaign.templates_used()),
-    )
-    problems = []
-    for p in found:
-        where = f"line {p.line}" if p.line else "$"
-        file = f"{template_dir}/{p.template}" if p.template in used else source
-        problems.append(Problem(file, where, p.message, p.severity))
+    problems: list[Problem] = []
+    uses: dict[tuple[str, str], tuple[str, list[str | None]]] = {}
+    for i, step in enumerate(campaign.steps):
+        names = [(step.template, f"$.steps[{i}].template")]
+        names += [(v.templates[step.id], f"$.variants[{j}].templates.{step.id}")
+                  for j, v in enumerate(campaign.variants) if step.id in v.templates]
+        for name, path in names:
+            if not _file_exists(name, step.channel, templates):
+                problems.append(Problem(source, path, f"no {step.channel} template {name!r} "
+                                        f"(expected {template_dir}/{name}.{step.channel}.j2)"))
+                continue
+            uses.setdefault((name, step.channel), (path, []))[1].append(step.survey)
+    for (name, channel), (_path, surveys) in sorted(uses.items()):
+        files = {f: src for f, src in templates.items()
+                 if f.split(".", 1)[0] == name and f.endswith(f".{channel}.j2")}
+        contexts = [sample_context(campaign, s) for s in dict.fromkeys(surveys)]
+        for p in validate_templates(files, sample_contexts=contexts):
+            where = f"line {p.line}" if p.line else "$"
+            problems.append(Problem(f"{template_dir}/{p.template}", where, p.message, p.severity))
     return problems
 
 
@@ -156,7 +196,8 @@ def load_bundles(paths: Iterable[Path], templates: Mapping[str, str],
         if campaign is None:
             continue
         if campaign.id in seen:
-            problems.append(Problem(str(file), "$.id", f"campaign id {campaign.id!r} is also used by {seen[campaign.id]}"))
+            problems.append(Problem(str(file), "$.id", f"campaign id {campaign.id!r} is "
+                                    f"also used by {seen[campaign.id]}"))
             continue
         seen[campaign.id] = str(file)
         template_problems = check_templates(campaign, str(file), templates, template_dir)

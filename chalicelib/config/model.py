@@ -229,7 +229,7 @@ class Campaign(_Strict):
 
     def templates_used(self) -> set[tuple[str, str]]:
         """(template name, channel) pairs this campaign can send."""
-        used = {(s.template, s.channel) for s in self.steps}
+        used: set[tuple[str, str]] = {(s.template, str(s.channel)) for s in self.steps}
         by_id = {s.id: s for s in self.steps}
         for variant in self.variants:
             for step_id, name in variant.templates.items():

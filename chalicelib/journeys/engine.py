@@ -187,9 +187,10 @@ def _reentry_block(campaign: CompiledCampaign, enrollment: Mapping[str, Any] | N
         return "already enrolled (reentry once)"
     if policy == "once_per_order" and ref in enrollment.get("refs", ()):
         return "already enrolled for this order"
-    if policy == "once_per_window" and campaign.reentry_window is not None:
-        if parse_iso(enrollment["at"]) + campaign.reentry_window > parse_iso(at):
-            return "enrolled within the reentry window"
+    window = campaign.reentry_window
+    if policy == "once_per_window" and window is not None \
+            and parse_iso(enrollment["at"]) + window > parse_iso(at):
+        return "enrolled within the reentry window"
     if policy == "always" and ref in enrollment.get("refs", ()):
         return "already enrolled for this event"
     return None
@@ -412,7 +413,8 @@ def _decide(step: PlannedStep, channel: str, profile: Profile, campaign: Compile
     assert compiled_step is not None
     if compiled_step.expire_after is not None and now - step.due_at > compiled_step.expire_after:
         late = now - step.due_at
-        return StepDecision("expired", f"{_hours(late)} late, expire_after {_hours(compiled_step.expire_after)}")
+        limit = _hours(compiled_step.expire_after)
+        return StepDecision("expired", f"{_hours(late)} late, expire_after {limit}")
     stale = _stale_reason(campaign, step, profile)
     if stale:
         return StepDecision("cancelled", stale)

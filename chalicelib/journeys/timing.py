@@ -74,14 +74,26 @@ def _on_allowed_day(local: datetime, weekdays: frozenset[int] | None, tz: ZoneIn
     return _local(day, local.time(), tz)
 
 
+def add_local(base: datetime, delta: timedelta, tz: ZoneInfo) -> datetime:
+    """``base + delta`` with whole days on the local calendar, the rest in elapsed time."""
+    local = base.astimezone(tz)
+    if delta.days:
+        wall = local.replace(tzinfo=None) + timedelta(days=delta.days)
+        local = _local(wall.date(), wall.time(), tz)
+    rest = delta - timedelta(days=delta.days)
+    return (local + rest).astimezone(tz) if rest else local
+
+
 def plan_send_time(base: datetime, step: CompiledStep, tz: ZoneInfo) -> datetime:
     """The UTC time a step is due, given the enrollment time ``base``.
 
-    ``base + after``; then the step's local ``at`` time on that day (or the next day
-    if it has passed); then the next allowed weekday; then out of quiet hours
-    (21:00-08:00 local), re-checking the weekday after a move.
+    ``base + after``, whole days counted on the local calendar (P2D from 10:00 is
+    10:00 two days later, across a DST change too); then the step's local ``at``
+    time on that day (or the next day if it has passed); then the next allowed
+    weekday; then out of quiet hours (21:00-08:00 local), re-checking the weekday
+    after a move.
     """
-    local = (base + step.after).astimezone(tz)
+    local = add_local(base, step.after, tz)
     if step.at is not None:
         candidate = _local(local.date(), step.at, tz)
         if candidate < local:

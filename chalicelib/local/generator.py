@@ -82,11 +82,13 @@ def _customer_block(c: Customer, full: bool) -> dict[str, Any]:
 
 def _order(rng: random.Random, oid: str) -> dict[str, Any]:
     items = []
+    total = 0.0
     for sku, name, category, price in rng.sample(PRODUCTS, rng.choice([1, 1, 1, 2, 3])):
         qty = rng.choice([1, 1, 2])
         items.append({"sku": sku, "name": name, "category": category, "quantity": qty,
                       "price": price})
-    total = round(sum(i["price"] * i["quantity"] for i in items), 2)
+        total += price * qty
+    total = round(total, 2)
     return {"id": oid, "total": total, "currency": "USD", "items": items}
 
 

@@ -31,6 +31,7 @@ LOCAL_ENV = {
     "DEFAULT_TIMEZONE": "America/New_York",
     "CAMPAIGN_CACHE_SECONDS": "0",
     "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
 }
 TWILIO_ACCOUNT_SID = "AC" + "1" * 32
 TWILIO_AUTH_TOKEN = "local-twilio-auth-token"
@@ -153,11 +154,13 @@ class LocalStack:
     def _load_app(self) -> None:
         if str(self.root) not in sys.path:
             sys.path.insert(0, str(self.root))
-        import app as app_module
         from chalice.test import Client
 
+        import app as app_module
+
         self.app = app_module.app
-        self.client = self._stack.enter_context(Client(self.app))
+        self.client = self._stack.enter_context(
+            Client(self.app, stage_name="local", project_dir=str(self.root)))
 
     def _post_webhook(self, url: str, params: dict[str, str], headers: dict[str, str]) -> None:
         from urllib.parse import urlencode, urlsplit
@@ -243,7 +246,7 @@ class LocalStack:
 
         sqs = aws.client("sqs")
         url = aws.queue_url(settings.resource_name(what))
-        out = []
+        out: list[dict[str, Any]] = []
         while True:
             got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
                                       MessageAttributeNames=["All"]).get("Messages", [])

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from chalicelib import aws, clock, settings
@@ -193,7 +194,7 @@ class _Rendered:
 
 def _render(step: PlannedStep, profile: dict[str, Any], decision: StepDecision,
             live: LiveCache, channels: Channels) -> _Rendered:
-    from chalicelib.render import Renderer, TemplateError
+    from chalicelib.render import TemplateError
 
     campaigns = live.get()
     campaign = campaigns.campaigns.get(step.campaign_id)
@@ -238,7 +239,7 @@ def _outcome_update(step: PlannedStep, token: str, result: SendResult, attempt: 
               "retryable": "retry"}[result.outcome]
     if status == "retry" and attempt >= MAX_SEND_ATTEMPTS:
         status = "failed"
-    actions = [
+    actions: list[Action] = [
         MessageModel.status.set(status),
         MessageModel.history.set([{"status": status, "at": now,
                                    "code": result.error_code}]),

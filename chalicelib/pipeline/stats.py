@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
+from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.store.models import COUNTERS, StatsModel
@@ -27,9 +28,12 @@ def stat_ops(bumps: Iterable[tuple[StatKey, str]]) -> list[Op]:
     ops: list[Op] = []
     for (campaign, variant, arm, day), counts in grouped.items():
         item = StatsModel(stats_pk(campaign, variant, arm), day)
-        actions = [getattr(StatsModel, name).add(n) for name, n in sorted(counts.items())]
+        actions: list[Action] = [
+            getattr(StatsModel, name).add(n) for name, n in sorted(counts.items())
+        ]
 
-        def op(tw: TransactWrite, item: StatsModel = item, actions: list = actions) -> None:  # type: ignore[type-arg]
+        def op(tw: TransactWrite, item: StatsModel = item,
+               actions: list[Action] = actions) -> None:
             tw.update(item, actions=actions)
 
         ops.append(op)

@@ -27,11 +27,22 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from typing import Any, Callable, Iterator
 
 from . import dates, runtime
-from .errors import UNKNOWN_OPERATOR, RuleError
-from .model import ANY, BOOL, DICT, NULL, PLAIN_TRUTH, Expr, Frame, literal
+from .errors import INVALID_ARGUMENTS, UNKNOWN_OPERATOR, RuleError
+from .model import (
+    ANY,
+    BOOL,
+    DICT,
+    PLAIN_TRUTH,
+    Expr,
+    Frame,
+    child_index,
+    child_key,
+    literal,
+)
 
 Rule = Callable[[Any], Any]
 
@@ -106,7 +117,7 @@ class Compiler:
         self.errors: list[RuleError] | None = [] if collect else None
         self.optimistic = False
         self.frames: list[Frame] = [Frame("data")]
-        self._avail: dict[tuple[str, tuple[str, ...]], str] = {}
+        self._avail: dict[tuple[str, tuple[str, ...], bool], str] = {}
         self._counter = 0
         self._depth = 0
 
@@ -133,7 +144,7 @@ class Compiler:
     def fail(
         self, path: str, message: str, *, error_type: str | None = None
     ) -> Expr:
-        error = RuleError(path, message, **({"error_type": error_type} if error_type else {}))
+        error = RuleError(path, message, error_type=error_type or INVALID_ARGUMENTS)
         if self.errors is None:
             raise error
         self.errors.append(error)
@@ -231,6 +242,8 @@ class Compiler:
         """(code for the first use, code for later uses) of a value used twice."""
         if expr.simple:
             return expr.code, expr.code
+        if expr.name is not None:
+            return expr.code, expr.name
         name = self.tmp()
         return f"({name} := {expr.code})", name
 
@@ -284,26 +297,31 @@ class Compiler:
     def _get_chain(
         self, base: str, segments: tuple[str, ...], default: Expr | None
     ) -> Expr:
+        # Keys: (base, path, is_prefix).  A prefix defaults to the empty dict
+        # (so the next ``.get`` works), a full path to None: they differ.
+        last = len(segments) - 1
+        known = self._avail.get((base, segments, False))
+        if known is not None and (default is None or default.const and default.value is None):
+            return Expr(known, ANY, simple=True)
         code, start = base, 0
-        for cut in range(len(segments), 0, -1):
-            known = self._avail.get((base, segments[:cut]))
+        for cut in range(last, 0, -1):
+            known = self._avail.get((base, segments[:cut], True))
             if known is not None:
                 code, start = known, cut
                 break
-        if start == len(segments):
-            return Expr(code, ANY, simple=True)
-        for i in range(start, len(segments)):
+        name = ""
+        for i in range(start, last + 1):
             key = segments[i]
-            if i < len(segments) - 1:
+            if i < last:
                 step = f"{code}.get({key!r}, _E)"
             elif default is not None and not (default.const and default.value is None):
                 return Expr(f"{code}.get({key!r}, {default.code})")
             else:
                 step = f"{code}.get({key!r})"
             name = self.tmp("_v")
-            self._avail[(base, segments[: i + 1])] = name
+            self._avail[(base, segments[: i + 1], i < last)] = name
             code = f"({name} := {step})"
-        return Expr(code, ANY)
+        return Expr(code, ANY, name=name)
 
 
 def is_operation(value: Any) -> bool:
@@ -333,31 +351,30 @@ def json_problem(value: Any) -> str | None:
     return f"{type(value).__name__} is not a JSON value"
 
 
-def child_key(path: str, key: str) -> str:
-    from .model import child_key as _child_key
-
-    return _child_key(path, key)
-
-
-def child_index(path: str, index: int) -> str:
-    return f"{path}[{index}]"
-
-
 # -------------------------------------------------------------------- assembly
 
 
-def generate(rule: Any, path: str = "$") -> tuple[str, dict[str, Any]]:
-    """Python source of the rule's functions and the constants they use.
-
-    The source defines ``_rule_safe(data)`` and ``_rule(data)``.
-    """
+def _variants(rule: Any, path: str) -> tuple[str, str, bool, dict[str, Any]]:
+    """(safe code, fast code, whether fast code needs the fallback, constants)."""
     consts: dict[str, Any] = {}
     safe = Compiler(fast=False, consts=consts)
     safe_code = safe.node(rule, path).code
     fast = Compiler(fast=True, consts=consts)
     fast_code = fast.node(rule, path).code
+    return safe_code, fast_code, fast.optimistic, consts
+
+
+def generate(
+    rule: Any, path: str = "$", *, fast_only: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """Python source of the rule's functions and the constants they use.
+
+    The source defines ``_rule_safe(data)`` and ``_rule(data)`` (and, with
+    ``fast_only``, ``_rule_fast_only(data)``: the fast code without fallback).
+    """
+    safe_code, fast_code, optimistic, consts = _variants(rule, path)
     source = f"def _rule_safe(data):\n    return {safe_code}\n\n"
-    if fast.optimistic:
+    if optimistic:
         source += (
             "def _rule(data):\n"
             "    try:\n"
@@ -367,21 +384,40 @@ def generate(rule: Any, path: str = "$") -> tuple[str, dict[str, Any]]:
         )
     else:
         source += f"def _rule(data):\n    return {fast_code}\n"
+    if fast_only:
+        source += f"\ndef _rule_fast_only(data):\n    return {fast_code}\n"
     return source, consts
+
+
+def _load(source: str, consts: dict[str, Any], path: str) -> dict[str, Any]:
+    namespace: dict[str, Any] = dict(RUNTIME)
+    namespace.update(consts)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            code = compile(source, f"<rule {path}>", "exec")
+    except (SyntaxError, RecursionError, MemoryError) as exc:
+        raise RuleError(path, f"rule too complex to compile ({exc})") from exc
+    exec(code, namespace)  # noqa: S102 - source generated from a validated rule
+    return namespace
 
 
 def build(rule: Any, path: str = "$") -> tuple[Rule, str]:
     """Compile ``rule``; returns the callable and its generated source."""
     source, consts = generate(rule, path)
-    namespace: dict[str, Any] = dict(RUNTIME)
-    namespace.update(consts)
-    try:
-        code = compile(source, f"<rule {path}>", "exec")
-    except (SyntaxError, RecursionError, MemoryError) as exc:
-        raise RuleError(path, f"rule too complex to compile ({exc})") from exc
-    exec(code, namespace)  # noqa: S102 - source generated from a validated rule
-    function: Rule = namespace["_rule"]
+    function: Rule = _load(source, consts, path)["_rule"]
     return function, source
+
+
+def build_variants(rule: Any, path: str = "$") -> tuple[Rule, Rule]:
+    """(fast variant without its fallback, safe variant), for differential tests.
+
+    The fast variant must give the safe variant's answer or raise one of
+    ``DEOPT``.
+    """
+    source, consts = generate(rule, path, fast_only=True)
+    namespace = _load(source, consts, path)
+    return namespace["_rule_fast_only"], namespace["_rule_safe"]
 
 
 def collect_errors(rule: Any, path: str = "$") -> list[RuleError]:

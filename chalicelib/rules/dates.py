@@ -15,8 +15,8 @@ datetime without offset is taken as UTC.  A null or unparseable date gives null.
 from __future__ import annotations
 
 import calendar
-from datetime import date, datetime, timedelta, timezone, tzinfo
-from typing import Any, Union
+from datetime import date, datetime, timezone, tzinfo
+from typing import Any, NamedTuple, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import INVALID_ARGUMENTS, RuleEvaluationError
@@ -32,16 +32,39 @@ __all__ = [
 ]
 
 UTC = timezone.utc
-_DAY = timedelta(days=1)
 _CACHE_LIMIT = 512
 
 Instant = Union[date, datetime]
 
+
+class _Today(NamedTuple):
+    """Today's date in one zone, in the forms ``is_anniversary`` compares."""
+
+    day: date
+    year: int
+    month_day: int  # month * 100 + day
+    day_of_year: int  # in a leap-year calendar
+    leap_day_today: bool  # 28 February of a common year: 29 February counts
+
+
+class _Clock(NamedTuple):
+    """``now`` of an evaluation, in the forms the operators need."""
+
+    moment: datetime  # aware, UTC
+    today: _Today  # in UTC
+    ordinal: int  # today's ordinal
+    # Today in other zones, by zone name, filled on demand.
+    zones: dict[Any, tuple[_Today, tzinfo]]
+
+
 # Parsed ``now`` strings: a rule set is evaluated for many customers at the same
 # tick, and parsing is the costly part of a date operator.
-_NOW_CACHE: dict[str, tuple[datetime, date]] = {}
-_ZONE_CACHE: dict[Any, tzinfo] = {}
-_LOCAL_TODAY: dict[tuple[datetime, tzinfo], date] = {}
+_CLOCKS: dict[str, _Clock] = {}
+_ZONES: dict[Any, tzinfo] = {}
+_DAY_OF_YEAR = {
+    d.month * 100 + d.day: i
+    for i, d in enumerate(date.fromordinal(date(2000, 1, 1).toordinal() + n) for n in range(366))
+}
 
 
 def anniversary_in_year(d: date, year: int) -> date:
@@ -83,20 +106,19 @@ def parse_instant(value: Any) -> Instant | None:
     return moment
 
 
-def _now(data: Any) -> tuple[datetime, date]:
-    """``now`` of the evaluation context, as (UTC datetime, UTC date).
+def _clock(data: Any) -> _Clock:
+    """``now`` of the evaluation context.
 
     Without a ``now`` in the context the wall clock is used, so that a rule can be
     previewed; the engine always passes one.
     """
     raw = data.get("now") if isinstance(data, dict) else None
     if raw.__class__ is str:
-        hit = _NOW_CACHE.get(raw)
+        hit = _CLOCKS.get(raw)
         if hit is not None:
             return hit
     if raw is None:
-        moment = datetime.now(UTC)
-        return moment, moment.date()
+        return _make_clock(datetime.now(UTC))
     parsed = parse_instant(raw)
     if parsed is None:
         raise RuleEvaluationError(
@@ -106,18 +128,30 @@ def _now(data: Any) -> tuple[datetime, date]:
         moment = parsed.astimezone(UTC)
     else:
         moment = datetime(parsed.year, parsed.month, parsed.day, tzinfo=UTC)
-    result = (moment, moment.date())
+    clock = _make_clock(moment)
     if raw.__class__ is str:
-        if len(_NOW_CACHE) >= _CACHE_LIMIT:
-            _NOW_CACHE.clear()
-        _NOW_CACHE[raw] = result
-    return result
+        if len(_CLOCKS) >= _CACHE_LIMIT:
+            _CLOCKS.clear()
+        _CLOCKS[raw] = clock
+    return clock
+
+
+def _make_clock(moment: datetime) -> _Clock:
+    today = moment.date()
+    return _Clock(moment, _make_today(today), today.toordinal(), {})
+
+
+def _now(data: Any) -> _Clock:
+    try:
+        return _CLOCKS[data["now"]]
+    except (KeyError, TypeError, IndexError):
+        return _clock(data)
 
 
 def _zone(name: Any) -> tzinfo:
     """The IANA zone called ``name``; UTC when absent or unknown."""
     try:
-        return _ZONE_CACHE[name]
+        return _ZONES[name]
     except KeyError:
         pass
     except TypeError:  # unhashable: not a zone name
@@ -128,40 +162,63 @@ def _zone(name: Any) -> tzinfo:
             zone = ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError, OSError):
             zone = UTC
-    if len(_ZONE_CACHE) >= _CACHE_LIMIT:
-        _ZONE_CACHE.clear()
-    _ZONE_CACHE[name] = zone
+    if len(_ZONES) >= _CACHE_LIMIT:
+        _ZONES.clear()
+    _ZONES[name] = zone
     return zone
 
 
-def _local_today(now: datetime, today: date, zone: tzinfo) -> date:
-    if zone is UTC:
-        return today
-    key = (now, zone)
-    hit = _LOCAL_TODAY.get(key)
+def _make_today(day: date) -> _Today:
+    month_day = day.month * 100 + day.day
+    return _Today(
+        day,
+        day.year,
+        month_day,
+        _DAY_OF_YEAR[month_day],
+        month_day == 228 and not calendar.isleap(day.year),
+    )
+
+
+def _today_in(clock: _Clock, zone_name: Any) -> tuple[_Today, tzinfo]:
+    """Today in the zone called ``zone_name`` (UTC if unknown), and the zone."""
+    try:
+        hit = clock.zones.get(zone_name)
+    except TypeError:  # unhashable: not a zone name
+        return clock.today, UTC
     if hit is None:
-        hit = now.astimezone(zone).date()
-        if len(_LOCAL_TODAY) >= _CACHE_LIMIT:
-            _LOCAL_TODAY.clear()
-        _LOCAL_TODAY[key] = hit
+        zone = _zone(zone_name)
+        if zone is UTC:
+            hit = (clock.today, UTC)
+        else:
+            hit = (_make_today(clock.moment.astimezone(zone).date()), zone)
+        if len(clock.zones) < _CACHE_LIMIT:
+            clock.zones[zone_name] = hit
     return hit
 
 
-def _as_date(when: Instant, zone: tzinfo) -> date:
-    if isinstance(when, datetime):
-        return when.astimezone(zone).date()
-    return when
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is UTC:
+        return moment
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 def days_since(value: Any, data: Any) -> int | None:
     """Whole days from ``value`` to ``now`` (negative for a future date)."""
+    if value.__class__ is str and len(value) == 10:  # the common date-only case
+        try:
+            ordinal = date.fromisoformat(value).toordinal()
+        except ValueError:
+            return None
+        return _now(data).ordinal - ordinal
     when = parse_instant(value)
     if when is None:
         return None
-    now, today = _now(data)
+    clock = _now(data)
     if isinstance(when, datetime):
-        return (now - when) // _DAY
-    return (today - when).days
+        return (clock.moment - when).days  # timedelta days are floored
+    return clock.ordinal - when.toordinal()
 
 
 def days_until(value: Any, data: Any) -> int | None:
@@ -169,10 +226,18 @@ def days_until(value: Any, data: Any) -> int | None:
     when = parse_instant(value)
     if when is None:
         return None
-    now, today = _now(data)
+    clock = _now(data)
     if isinstance(when, datetime):
-        return (when - now) // _DAY
-    return (when - today).days
+        return (when - clock.moment).days
+    return when.toordinal() - clock.ordinal
+
+
+def _years_between(start: date, today: _Today) -> int:
+    """Whole years from ``start`` to ``today`` (29 February counts on 28th)."""
+    month_day = start.month * 100 + start.day
+    if month_day > today.month_day and not (month_day == 229 and today.leap_day_today):
+        return today.year - start.year - 1
+    return today.year - start.year
 
 
 def years_since(value: Any, data: Any) -> int | None:
@@ -180,12 +245,8 @@ def years_since(value: Any, data: Any) -> int | None:
     when = parse_instant(value)
     if when is None:
         return None
-    _, today = _now(data)
-    start = _as_date(when, UTC)
-    years = today.year - start.year
-    if today < anniversary_in_year(start, today.year):
-        years -= 1
-    return years
+    start = _utc(when).date() if isinstance(when, datetime) else when
+    return _years_between(start, _now(data).today)
 
 
 def is_anniversary(value: Any, zone_name: Any, data: Any) -> bool | None:
@@ -196,11 +257,21 @@ def is_anniversary(value: Any, zone_name: Any, data: Any) -> bool | None:
     when = parse_instant(value)
     if when is None:
         return None
-    zone = _zone(zone_name)
-    now, today = _now(data)
-    local = _local_today(now, today, zone)
-    start = _as_date(when, zone)
-    return local.year > start.year and anniversary_in_year(start, local.year) == local
+    today, zone = _today_in(_now(data), zone_name)
+    if isinstance(when, datetime):
+        moment = _utc(when)
+        if zone is not UTC:
+            # Its local date is within a day of its UTC date: skip the costly
+            # conversion when that cannot be an anniversary.
+            gap = abs(_DAY_OF_YEAR[moment.month * 100 + moment.day] - today.day_of_year)
+            if 2 < gap < 364:
+                return False
+            moment = moment.astimezone(zone)
+        when = moment.date()
+    month_day = when.month * 100 + when.day
+    if month_day != today.month_day and not (month_day == 229 and today.leap_day_today):
+        return False
+    return today.year > when.year
 
 
 def contains_any(left: Any, right: Any) -> bool | None:

@@ -53,6 +53,8 @@ class Expr:
     value: Any = None
     # ``code`` is a bare name or literal: may be repeated without re-evaluation.
     simple: bool = False
+    # Name that ``code`` assigns its value to (``(_v1 := ...)``), if any.
+    name: str | None = None
 
 
 def literal(value: Any) -> Expr:

@@ -10,7 +10,6 @@ conditional write: nothing here is ever scanned by ingest, tick or send.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from pynamodb.attributes import (
     JSONAttribute,
@@ -34,10 +33,6 @@ class _Meta:
     billing_mode = "PAY_PER_REQUEST"
 
 
-def _meta(table: str, **extra: Any) -> type:
-    return type("Meta", (_Meta,), {"table_name": resource_name(table), **extra})
-
-
 class _KeysIndexMeta:
     projection = KeysOnlyProjection()
 
@@ -59,7 +54,9 @@ class EmailIndex(GlobalSecondaryIndex["CustomerModel"]):
 class CustomerModel(Model):
     """A customer profile; ``profile`` holds the dict the decision core works on."""
 
-    Meta = _meta("customers")
+    class Meta(_Meta):
+        table_name = resource_name("customers")
+
     customer_id = UnicodeAttribute(hash_key=True)
     phone = UnicodeAttribute(null=True)
     email = UnicodeAttribute(null=True)
@@ -80,7 +77,9 @@ class ActiveIndex(GlobalSecondaryIndex["CampaignModel"]):
 class CampaignModel(Model):
     """One version of a campaign with the templates it uses (Lambda has no templates/)."""
 
-    Meta = _meta("campaigns")
+    class Meta(_Meta):
+        table_name = resource_name("campaigns")
+
     campaign_id = UnicodeAttribute(hash_key=True)
     version = NumberAttribute(range_key=True)
     definition = JSONAttribute()
@@ -115,7 +114,9 @@ class CampaignPendingIndex(GlobalSecondaryIndex["ScheduleModel"]):
 class ScheduleModel(Model):
     """One planned step, keyed by (customer, campaign, enrollment ref, step)."""
 
-    Meta = _meta("schedule")
+    class Meta(_Meta):
+        table_name = resource_name("schedule")
+
     schedule_id = UnicodeAttribute(hash_key=True)
     due_shard = UnicodeAttribute(null=True)
     pending_campaign = UnicodeAttribute(null=True)
@@ -141,7 +142,9 @@ class ProviderIndex(GlobalSecondaryIndex["MessageModel"]):
 class MessageModel(Model):
     """The outcome of one step's send attempt; id = the schedule id (at-most-once)."""
 
-    Meta = _meta("messages")
+    class Meta(_Meta):
+        table_name = resource_name("messages")
+
     message_id = UnicodeAttribute(hash_key=True)
     status = UnicodeAttribute()
     outcome = UnicodeAttribute()
@@ -163,7 +166,9 @@ class MessageModel(Model):
 class StatsModel(Model):
     """Counters per campaign x variant x arm (pk) and day (sk), bumped with ADD."""
 
-    Meta = _meta("stats")
+    class Meta(_Meta):
+        table_name = resource_name("stats")
+
     pk = UnicodeAttribute(hash_key=True)
     day = UnicodeAttribute(range_key=True)
     enrolled = NumberAttribute(null=True)
@@ -192,7 +197,9 @@ COUNTERS = frozenset(
 class EventModel(Model):
     """Processed event ids, kept for a while for idempotency."""
 
-    Meta = _meta("events", ttl_attribute="expires_at")
+    class Meta(_Meta):
+        table_name = resource_name("events")
+
     event_id = UnicodeAttribute(hash_key=True)
     type = UnicodeAttribute()
     expires_at = TTLAttribute()

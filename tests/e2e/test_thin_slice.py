@@ -45,8 +45,9 @@ def test_the_same_event_three_times_enrolls_and_sends_once(live_stack: LocalStac
     live_stack.ingest([event])
     live_stack.ingest([event, json.dumps(event)])
     assert ScheduleModel.count() == 2  # one step in each of the two campaigns
-    live_stack.run_due(datetime(2026, 3, 9, tzinfo=UTC))
-    live_stack.run_due(datetime(2026, 3, 10, tzinfo=UTC))
+    for _ in range(2):
+        live_stack.run_due(datetime(2026, 3, 3, 15, 0, tzinfo=UTC))
+        live_stack.run_due(datetime(2026, 3, 8, 13, 30, tzinfo=UTC))
     assert len(live_stack.twilio.messages) == 1
     assert len(live_stack.sent_emails()) == 1
 

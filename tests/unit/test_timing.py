@@ -36,7 +36,7 @@ def test_send_time_keeps_local_wall_clock_across_dst() -> None:
 
 
 def test_time_in_spring_forward_gap_moves_forward() -> None:
-    base = datetime(2026, 3, 7, 12, 0, tzinfo=UTC)
+    base = datetime(2026, 3, 7, 5, 0, tzinfo=UTC)  # midnight in New York
     due = plan_send_time(base, step(after=timedelta(days=1), at=time(2, 30)), NY)
     local = due.astimezone(NY)
     assert local.date().isoformat() == "2026-03-08" and local.hour >= 8  # also quiet hours
