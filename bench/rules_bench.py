@@ -277,7 +277,7 @@ def run() -> dict[str, float | int]:
             continue
         rate = float(figures["evals_per_s"])
         out[f"rules.peer.{name}.evals_per_s"] = round(rate)
-        agree = sum(a == b for a, b in zip(ours_counts, figures["truthy_counts"]))
+        agree = sum(a == b for a, b in zip(ours_counts, figures["truthy_counts"], strict=False))
         out[f"rules.peer.{name}.agreement"] = round(agree / len(ours_counts), 3)
         best_peer = max(best_peer, rate)
     out["rules.peers_missing"] = missing

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -83,12 +84,49 @@ def scheduled_event(at: datetime) -> dict[str, Any]:
     }
 
 
+@dataclass
+class _Response:
+    payload: Any
+
+
+class _LambdaContext:
+    function_name = "local"
+    memory_limit_in_mb = 512
+    aws_request_id = "local-request"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+class _DirectLambda:
+    def __init__(self, module: Any) -> None:
+        self._module = module
+
+    def invoke(self, function: str, payload: dict[str, Any]) -> _Response:
+        return _Response(getattr(self._module, function)(payload, _LambdaContext()))
+
+
+class DirectClient:
+    """Calls the handlers exactly as the Lambda runtime does: ``app.<name>(event, context)``.
+
+    Used where ``chalice.test`` is absent, as in the deployment package, whose
+    ``chalice`` is the slim runtime copy.
+    """
+
+    def __init__(self, module: Any) -> None:
+        self.lambda_ = _DirectLambda(module)
+        self.http = None
+
+
 class LocalStack:
     """moto + local Twilio + the Chalice app, in this process."""
 
-    def __init__(self, outbox_dir: Path | None = None, project_root: Path | None = None) -> None:
+    def __init__(self, outbox_dir: Path | None = None, project_root: Path | None = None,
+                 *, direct: bool = False) -> None:
         self.root = project_root or Path(__file__).resolve().parents[2]
         self.outbox_dir = outbox_dir
+        self.direct = direct
         self._stack = ExitStack()
         self.twilio: Any = None
         self.client: Any = None
@@ -154,11 +192,14 @@ class LocalStack:
     def _load_app(self) -> None:
         if str(self.root) not in sys.path:
             sys.path.insert(0, str(self.root))
-        from chalice.test import Client
-
         import app as app_module
 
         self.app = app_module.app
+        if self.direct:
+            self.client = DirectClient(app_module)
+            return
+        from chalice.test import Client
+
         self.client = self._stack.enter_context(
             Client(self.app, stage_name="local", project_dir=str(self.root)))
 
@@ -166,7 +207,7 @@ class LocalStack:
         from urllib.parse import urlencode, urlsplit
 
         path = urlsplit(url).path
-        if path not in {r for r in self.app.routes}:
+        if self.client.http is None or path not in set(self.app.routes):
             return  # no route for it (yet): the callback is recorded, not delivered
         self.client.http.post(path, headers=headers, body=urlencode(params))
 

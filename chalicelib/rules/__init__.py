@@ -73,8 +73,10 @@ def validate_rule(rule: Any, *, path: str = "$") -> list[RuleError]:
 
     Examples
     --------
-    >>> [str(e) for e in validate_rule({"and": [{"foo": 1}, {">": [1]}]})]
-    ["$.and[0].foo: unknown operator 'foo'", "$.and[1]['>']: '>' takes at least 2 argument(s), got 1"]
+    >>> for error in validate_rule({"and": [{"foo": 1}, {">": [1]}]}):
+    ...     print(error)
+    $.and[0].foo: unknown operator 'foo'
+    $.and[1]['>']: '>' takes at least 2 argument(s), got 1
     """
     return collect_errors(rule, path)
 

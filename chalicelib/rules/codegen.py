@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import warnings
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from . import dates, runtime
 from .errors import INVALID_ARGUMENTS, UNKNOWN_OPERATOR, RuleError
@@ -47,6 +49,9 @@ from .model import (
 Rule = Callable[[Any], Any]
 
 MAX_DEPTH = 64
+# Marks the assignment of a shared lookup: ``(\0_v1\0data.get(...))``.  NUL never
+# appears in generated code otherwise (``repr`` escapes it in literals).
+_SHARED = re.compile("\0(_v[0-9]+)\0")
 DEOPT = (TypeError, AttributeError, ArithmeticError)
 
 # Names the generated code may use, bound once in every rule's globals.
@@ -120,6 +125,7 @@ class Compiler:
         self._avail: dict[tuple[str, tuple[str, ...], bool], str] = {}
         self._counter = 0
         self._depth = 0
+        self._used: set[str] = set()
 
     # ----------------------------------------------------------------- plumbing
 
@@ -243,6 +249,7 @@ class Compiler:
         if expr.simple:
             return expr.code, expr.code
         if expr.name is not None:
+            self._used.add(expr.name)
             return expr.code, expr.name
         name = self.tmp()
         return f"({name} := {expr.code})", name
@@ -254,7 +261,7 @@ class Compiler:
         if expr.kind == DICT and expr.const:
             return "True"
         first, name = self.named(expr)
-        return f"({first}.__class__ is dict or {name})"
+        return f"({first} or {name}.__class__ is dict)"
 
     def boolean(self, expr: Expr, *, negate: bool = False) -> Expr:
         """``!!expr`` (or ``!expr``) as an exact bool."""
@@ -266,8 +273,8 @@ class Compiler:
             return literal(not negate)
         first, name = self.named(expr)
         if negate:
-            return Expr(f"({first}.__class__ is not dict and not {name})", BOOL)
-        return Expr(f"({first}.__class__ is dict or not not {name})", BOOL)
+            return Expr(f"(not {first} and {name}.__class__ is not dict)", BOOL)
+        return Expr(f"(not not {first} or {name}.__class__ is dict)", BOOL)
 
     def lookup(
         self,
@@ -301,12 +308,14 @@ class Compiler:
         # (so the next ``.get`` works), a full path to None: they differ.
         last = len(segments) - 1
         known = self._avail.get((base, segments, False))
-        if known is not None and (default is None or default.const and default.value is None):
+        if known is not None and (default is None or (default.const and default.value is None)):
+            self._used.add(known)
             return Expr(known, ANY, simple=True)
         code, start = base, 0
         for cut in range(last, 0, -1):
             known = self._avail.get((base, segments[:cut], True))
             if known is not None:
+                self._used.add(known)
                 code, start = known, cut
                 break
         name = ""
@@ -320,8 +329,17 @@ class Compiler:
                 step = f"{code}.get({key!r})"
             name = self.tmp("_v")
             self._avail[(base, segments[: i + 1], i < last)] = name
-            code = f"({name} := {step})"
+            code = f"(\0{name}\0{step})"
         return Expr(code, ANY, name=name)
+
+    def finish(self, code: str) -> str:
+        """Drop the assignments of shared lookups that nothing reused."""
+
+        def assignment(match: re.Match[str]) -> str:
+            name = match.group(1)
+            return f"{name} := " if name in self._used else ""
+
+        return _SHARED.sub(assignment, code)
 
 
 def is_operation(value: Any) -> bool:
@@ -360,7 +378,7 @@ def _variants(rule: Any, path: str) -> tuple[str, str, bool, dict[str, Any]]:
     safe = Compiler(fast=False, consts=consts)
     safe_code = safe.node(rule, path).code
     fast = Compiler(fast=True, consts=consts)
-    fast_code = fast.node(rule, path).code
+    fast_code = fast.finish(fast.node(rule, path).code)
     return safe_code, fast_code, fast.optimistic, consts
 
 
@@ -398,7 +416,7 @@ def _load(source: str, consts: dict[str, Any], path: str) -> dict[str, Any]:
             code = compile(source, f"<rule {path}>", "exec")
     except (SyntaxError, RecursionError, MemoryError) as exc:
         raise RuleError(path, f"rule too complex to compile ({exc})") from exc
-    exec(code, namespace)  # noqa: S102 - source generated from a validated rule
+    exec(code, namespace)
     return namespace
 
 

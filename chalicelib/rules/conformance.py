@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from . import compile_rule
 from .errors import RuleError, RuleEvaluationError
@@ -40,7 +41,7 @@ def json_equal(got: Any, expected: Any) -> bool:
         return math.isclose(got, expected, rel_tol=1e-12, abs_tol=1e-12)
     if isinstance(got, list) and isinstance(expected, list):
         return len(got) == len(expected) and all(
-            json_equal(a, b) for a, b in zip(got, expected)
+            json_equal(a, b) for a, b in zip(got, expected, strict=True)
         )
     if isinstance(got, dict) and isinstance(expected, dict):
         return got.keys() == expected.keys() and all(

@@ -15,8 +15,8 @@ datetime without offset is taken as UTC.  A null or unparseable date gives null.
 from __future__ import annotations
 
 import calendar
-from datetime import date, datetime, timezone, tzinfo
-from typing import Any, NamedTuple, Union
+from datetime import UTC, date, datetime, tzinfo
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import INVALID_ARGUMENTS, RuleEvaluationError
@@ -31,10 +31,9 @@ __all__ = [
     "years_since",
 ]
 
-UTC = timezone.utc
 _CACHE_LIMIT = 512
 
-Instant = Union[date, datetime]
+Instant = date | datetime
 
 
 class _Today(NamedTuple):

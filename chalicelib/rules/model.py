@@ -75,6 +75,7 @@ class Frame:
     ctx: str
     fields: dict[str, str] = field(default_factory=dict)
     index: str | None = None
+    index_used: bool = False
 
 
 def child_key(path: str, key: str) -> str:

@@ -12,8 +12,9 @@ may not run is compiled inside ``c.branch()``: shared lookups depend on it.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from . import runtime
 from .codegen import is_operation
@@ -154,6 +155,7 @@ def _val(c: Compiler, op: str, raw: Any, path: str) -> Expr:
     if meta:
         if frame.index is None or parts[:1] not in ([], ["index"]) or len(parts) > 1:
             return literal(None)
+        frame.index_used = True
         if not parts:
             return Expr(f"{{'index': {frame.index}}}", DICT)
         return Expr(frame.index, NUM, simple=True)
@@ -254,9 +256,9 @@ def _and_or(c: Compiler, op: str, raw: Any, path: str) -> Expr:
         if e.kind in PLAIN_TRUTH:
             test = f"not {first}" if op == "and" else first
         elif op == "and":
-            test = f"({first}.__class__ is not dict and not {name})"
+            test = f"(not {first} and {name}.__class__ is not dict)"
         else:
-            test = f"({first}.__class__ is dict or {name})"
+            test = f"({first} or {name}.__class__ is dict)"
         parts.append(f"{name} if {test} else")
     last = exprs[-1]
     if not parts:
@@ -286,7 +288,7 @@ def _coalesce(c: Compiler, op: str, raw: Any, path: str) -> Expr:
             stack.enter_context(c.branch())
     if not exprs:
         return literal(None)
-    parts = []
+    parts: list[str] = []
     for e in exprs[:-1]:
         if e.const:
             if e.value is None:
@@ -361,19 +363,21 @@ def _loose_pair(c: Compiler, a: Expr, b: Expr) -> Expr:
     if const.kind == STR:
         if other.kind == STR:
             return Expr(f"({other.code} == {const.code})", BOOL)
-        test = "{}.__class__ is str"
+        other_type = "{}.__class__ is not str"
     elif const.kind in NUMERIC:
         if other.kind in NUMERIC:
             return Expr(f"({other.code} == {const.code})", BOOL)
-        test = "{}.__class__ in _NUMT"
+        other_type = "{}.__class__ not in _NUMT"
     else:
         return helper
     if other.kind != ANY:
         return helper
+    # Python's == answers when it says yes, or when the type is the constant's;
+    # otherwise coercion decides.
     first, name = c.named(other)
     call = f"_eq({name}, {const.code})" if b.const else f"_eq({const.code}, {name})"
     return Expr(
-        f"({name} == {const.code} if {test.format(first)} else {call})", BOOL
+        f"({first} == {const.code} or {other_type.format(name)} and {call})", BOOL
     )
 
 
@@ -580,15 +584,19 @@ def _iterate(c: Compiler, op: str, raw: Any, path: str) -> Expr:
         with c.scope(frame):
             body = c.node(body_raw, child_index(path, 1))
         initial = c.node(raw[2], child_index(path, 2)) if len(raw) == 3 else literal(None)
+        params = f"{item}, {acc}, {index}" if frame.index_used else f"{item}, {acc}"
         return Expr(
-            f"_reduce({items.code}, lambda {item}, {acc}, {index}: {body.code}, "
-            f"{initial.code})"
+            f"_reduce({items.code}, lambda {params}: {body.code}, {initial.code}"
+            f"{', True' if frame.index_used else ''})"
         )
     helper, kind = _ITERATORS[op]
-    with c.scope(Frame(item, index=index)):
+    frame = Frame(item, index=index)
+    with c.scope(frame):
         body = c.node(body_raw, child_index(path, 1))
         code = body.code if op == "map" else c.truth(body)
-    return Expr(f"{helper}({items.code}, lambda {item}, {index}: {code})", kind)
+    if frame.index_used:
+        return Expr(f"{helper}({items.code}, lambda {item}, {index}: {code}, True)", kind)
+    return Expr(f"{helper}({items.code}, lambda {item}: {code})", kind)
 
 
 # ------------------------------------------------------------ errors and debug
@@ -631,7 +639,9 @@ def _log(c: Compiler, op: str, raw: Any, path: str) -> Expr:
 # ----------------------------------------------------------- domain operators
 
 
-def _domain_args(c: Compiler, op: str, raw: Any, path: str, low: int, high: int) -> list[Expr] | None:
+def _domain_args(
+    c: Compiler, op: str, raw: Any, path: str, low: int, high: int
+) -> list[Expr] | None:
     if not _arity(c, op, raw, path, low, high):
         return None
     return [c.node(item, item_path) for item, item_path in c.items(raw, path)]

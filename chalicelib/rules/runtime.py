@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
-from typing import Any, Callable, Sequence, Union
+from typing import Any
 
 from .errors import INVALID_ARGUMENTS, RuleEvaluationError
 
-Number = Union[int, float]
+Number = int | float
 
 _LOG = logging.getLogger("chalicelib.rules")
 
@@ -102,7 +103,7 @@ def to_number(value: Any) -> Number:
     """Coerce to a number: null → 0, booleans → 0/1, numeric strings; else NaN."""
     cls = value.__class__
     if cls is int or cls is float:
-        return value  # type: ignore[no-any-return]
+        return value
     if cls is bool:
         return 1 if value else 0
     if value is None:
@@ -296,7 +297,7 @@ def js_string(value: Any, null: str = "") -> str:
     """``String(value)`` as ``cat`` uses it (null becomes ``null``'s text)."""
     cls = value.__class__
     if cls is str:
-        return value  # type: ignore[no-any-return]
+        return value
     if value is None:
         return null
     if cls is bool:
@@ -390,25 +391,40 @@ def coalesce(args: Sequence[Any]) -> Any:
     return None
 
 
-def it_map(items: Any, fn: Callable[[Any, int], Any]) -> list[Any]:
+# Iterator helpers take the compiled body as a function of the item, or of the
+# item and its index when the body reads the index (``{"val": [[1], "index"]}``).
+# Bodies of filter/all/some/none return a value whose Python truth is the JSON
+# Logic truth.
+
+
+def it_map(items: Any, fn: Callable[..., Any], indexed: bool = False) -> list[Any]:
     if not isinstance(items, list):
         return []
-    return [fn(item, index) for index, item in enumerate(items)]
+    if indexed:
+        return [fn(item, index) for index, item in enumerate(items)]
+    return list(map(fn, items))
 
 
-def it_filter(items: Any, fn: Callable[[Any, int], Any]) -> list[Any]:
-    """``fn`` returns a value whose Python truth is the JSON Logic truth."""
+def it_filter(items: Any, fn: Callable[..., Any], indexed: bool = False) -> list[Any]:
     if not isinstance(items, list):
         return []
-    return [item for index, item in enumerate(items) if fn(item, index)]
+    if indexed:
+        return [item for index, item in enumerate(items) if fn(item, index)]
+    return list(filter(fn, items))
 
 
-def it_reduce(items: Any, fn: Callable[[Any, Any, int], Any], initial: Any) -> Any:
+def it_reduce(
+    items: Any, fn: Callable[..., Any], initial: Any, indexed: bool = False
+) -> Any:
     if not isinstance(items, list):
         return initial
     accumulator = initial
-    for index, item in enumerate(items):
-        accumulator = fn(item, accumulator, index)
+    if indexed:
+        for index, item in enumerate(items):
+            accumulator = fn(item, accumulator, index)
+    else:
+        for item in items:
+            accumulator = fn(item, accumulator)
     return accumulator
 
 
@@ -418,28 +434,28 @@ def _require_list(items: Any, op: str) -> list[Any]:
     return items
 
 
-def it_all(items: Any, fn: Callable[[Any, int], Any]) -> bool:
-    items = _require_list(items, "all")
+def _indexed(items: list[Any], fn: Callable[..., Any]) -> Iterator[Any]:
+    return (fn(item, index) for index, item in enumerate(items))
+
+
+def it_all(items: Any, fn: Callable[..., Any], indexed: bool = False) -> bool:
+    if items.__class__ is not list:
+        items = _require_list(items, "all")
     if not items:
         return False
-    for index, item in enumerate(items):
-        if not fn(item, index):
-            return False
-    return True
+    return all(_indexed(items, fn) if indexed else map(fn, items))
 
 
-def it_some(items: Any, fn: Callable[[Any, int], Any]) -> bool:
-    for index, item in enumerate(_require_list(items, "some")):
-        if fn(item, index):
-            return True
-    return False
+def it_some(items: Any, fn: Callable[..., Any], indexed: bool = False) -> bool:
+    if items.__class__ is not list:
+        items = _require_list(items, "some")
+    return any(_indexed(items, fn) if indexed else map(fn, items))
 
 
-def it_none(items: Any, fn: Callable[[Any, int], Any]) -> bool:
-    for index, item in enumerate(_require_list(items, "none")):
-        if fn(item, index):
-            return False
-    return True
+def it_none(items: Any, fn: Callable[..., Any], indexed: bool = False) -> bool:
+    if items.__class__ is not list:
+        items = _require_list(items, "none")
+    return not any(_indexed(items, fn) if indexed else map(fn, items))
 
 
 # ------------------------------------------------------------------- data access
