@@ -183,7 +183,7 @@ def make_contexts(count: int = CONTEXTS, seed: int = SEED) -> list[dict[str, Any
         if rng.random() < 0.4:
             customer["last_nps"] = rng.randint(0, 10)
             customer["last_survey_at"] = _iso(now - timedelta(days=rng.randint(0, 90)))
-        items = [
+        items: list[dict[str, Any]] = [
             {"sku": f"SKU-{rng.randint(1, 500)}", "category": rng.choice(CATEGORIES),
              "quantity": rng.randint(1, 3), "price": round(rng.uniform(5, 300), 2)}
             for _ in range(rng.randint(1, 4))

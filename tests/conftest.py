@@ -38,3 +38,11 @@ def live_stack(stack: LocalStack) -> LocalStack:
     """The local stack with the example campaigns pushed."""
     stack.push_campaigns()
     return stack
+
+
+@pytest.fixture
+def slice_stack(stack: LocalStack) -> LocalStack:
+    """The local stack with two fixed campaigns: an SMS check-in (P2D at 10:00)
+    and an email tip (P7D at 09:30), no holdout, both exiting on a return."""
+    stack.push_campaigns(FIXTURES / "campaigns", ROOT / "templates")
+    return stack

@@ -346,15 +346,17 @@ def is_operation(value: Any) -> bool:
     return isinstance(value, dict) and len(value) == 1
 
 
-def json_problem(value: Any) -> str | None:
-    """Why ``value`` is not a JSON value, or None."""
+def json_problem(value: Any, depth: int = 0) -> str | None:
+    """Why ``value`` is not a JSON value (or is nested too deep), or None."""
     if value is None or isinstance(value, (bool, int, str)):
         return None
     if isinstance(value, float):
         return None if math.isfinite(value) else f"{value!r} is not a JSON number"
+    if depth >= MAX_DEPTH:
+        return f"value nested deeper than {MAX_DEPTH} levels"
     if isinstance(value, list):
         for item in value:
-            problem = json_problem(item)
+            problem = json_problem(item, depth + 1)
             if problem is not None:
                 return problem
         return None
@@ -362,14 +364,11 @@ def json_problem(value: Any) -> str | None:
         for key, item in value.items():
             if not isinstance(key, str):
                 return f"object key {key!r} is not a string"
-            problem = json_problem(item)
+            problem = json_problem(item, depth + 1)
             if problem is not None:
                 return problem
         return None
     return f"{type(value).__name__} is not a JSON value"
-
-
-# -------------------------------------------------------------------- assembly
 
 
 def _variants(rule: Any, path: str) -> tuple[str, str, bool, dict[str, Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError
@@ -49,10 +50,50 @@ class Transaction:
         return len(self.required) + len(self.optional)
 
 
-def _write(ops: Sequence[Op]) -> None:
-    with TransactWrite(connection=connection()) as tw:
-        for op in ops:
-            op(tw)
+class _Tracked(TransactWrite):
+    """Remembers which operation made each item: PynamoDB sends condition checks,
+    deletes, puts and updates in that order, not in the order they were added,
+    and cancellation reasons follow the order sent."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.current = -1
+        self.made: dict[str, list[int]] = {"check": [], "delete": [], "put": [], "update": []}
+
+    def condition_check(self, *args: Any, **kwargs: Any) -> None:
+        self.made["check"].append(self.current)
+        super().condition_check(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> None:
+        self.made["delete"].append(self.current)
+        super().delete(*args, **kwargs)
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.made["put"].append(self.current)
+        super().save(*args, **kwargs)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        self.made["update"].append(self.current)
+        super().update(*args, **kwargs)
+
+    def op_of_item(self) -> list[int]:
+        return [*self.made["check"], *self.made["delete"], *self.made["put"],
+                *self.made["update"]]
+
+
+def _write(ops: Sequence[Op]) -> list[int]:
+    """Write ``ops`` in one transaction; on failure the exception carries the map
+    from sent item index to op index as ``op_of_item``."""
+    tw = _Tracked(connection=connection())
+    for i, op in enumerate(ops):
+        tw.current = i
+        op(tw)
+    try:
+        tw._commit()
+    except TransactWriteError as exc:
+        exc.op_of_item = tw.op_of_item()  # type: ignore[attr-defined]
+        raise
+    return tw.op_of_item()
 
 
 def commit(tx: Transaction, attempts: int = 4) -> int:
@@ -76,7 +117,9 @@ def commit(tx: Transaction, attempts: int = 4) -> int:
             return dropped
         except TransactWriteError as exc:
             reasons = exc.cancellation_reasons or []
-            failed = {i: r.code for i, r in enumerate(reasons) if r is not None}
+            op_of_item: list[int] = getattr(exc, "op_of_item", [])
+            failed = {op_of_item[i]: r.code for i, r in enumerate(reasons)
+                      if r is not None and i < len(op_of_item)}
             if not failed or any(code != "ConditionalCheckFailed" for code in failed.values()):
                 raise
             for i, code in sorted(failed.items()):

@@ -13,23 +13,23 @@ from tests.conftest import load_event
 DELIVERED_AT = datetime(2026, 3, 1, 14, 3, tzinfo=UTC)
 
 
-def test_one_event_becomes_an_sms_and_an_email(live_stack: LocalStack) -> None:
+def test_one_event_becomes_an_sms_and_an_email(slice_stack: LocalStack) -> None:
     clock.set_now(DELIVERED_AT)
     event = load_event("order_delivered")
-    results = live_stack.ingest([event])
+    results = slice_stack.ingest([event])
     assert results[0]["processed"] == 1
     # The SMS check-in is P2D at 10:00 New York time: 2026-03-03 15:00 UTC.
     assert "2026-03-03T15:00:00Z" in results[0]["due"]
 
-    live_stack.run_due(datetime(2026, 3, 3, 15, 0, tzinfo=UTC))
-    sms = live_stack.twilio.messages
+    slice_stack.run_due(datetime(2026, 3, 3, 15, 0, tzinfo=UTC))
+    sms = slice_stack.twilio.messages
     assert len(sms) == 1
     assert sms[0]["to"] == "+14155550123"
     assert "Ana" in sms[0]["body"] and "Kettle" in sms[0]["body"]
 
     # The care tip: P7D at 09:30 local, 2026-03-08 (after the DST change) 13:30 UTC.
-    live_stack.run_due(datetime(2026, 3, 8, 13, 30, tzinfo=UTC))
-    emails = live_stack.sent_emails()
+    slice_stack.run_due(datetime(2026, 3, 8, 13, 30, tzinfo=UTC))
+    emails = slice_stack.sent_emails()
     assert len(emails) == 1
     assert emails[0]["to"] == ["ana@example.com"]
     assert "Kettle" in emails[0]["subject"]
@@ -39,28 +39,28 @@ def test_one_event_becomes_an_sms_and_an_email(live_stack: LocalStack) -> None:
     assert sent["email"].status == "sent" and sent["email"].provider_id == emails[0]["id"]
 
 
-def test_the_same_event_three_times_enrolls_and_sends_once(live_stack: LocalStack) -> None:
+def test_the_same_event_three_times_enrolls_and_sends_once(slice_stack: LocalStack) -> None:
     clock.set_now(DELIVERED_AT)
     event = load_event("order_delivered")
-    live_stack.ingest([event])
-    live_stack.ingest([event, json.dumps(event)])
+    slice_stack.ingest([event])
+    slice_stack.ingest([event, json.dumps(event)])
     assert ScheduleModel.count() == 2  # one step in each of the two campaigns
     for _ in range(2):
-        live_stack.run_due(datetime(2026, 3, 3, 15, 0, tzinfo=UTC))
-        live_stack.run_due(datetime(2026, 3, 8, 13, 30, tzinfo=UTC))
-    assert len(live_stack.twilio.messages) == 1
-    assert len(live_stack.sent_emails()) == 1
+        slice_stack.run_due(datetime(2026, 3, 3, 15, 0, tzinfo=UTC))
+        slice_stack.run_due(datetime(2026, 3, 8, 13, 30, tzinfo=UTC))
+    assert len(slice_stack.twilio.messages) == 1
+    assert len(slice_stack.sent_emails()) == 1
 
 
-def test_unparseable_events_go_to_the_dlq_with_a_reason(live_stack: LocalStack) -> None:
+def test_unparseable_events_go_to_the_dlq_with_a_reason(slice_stack: LocalStack) -> None:
     clock.set_now(DELIVERED_AT)
     good = load_event("order_delivered")
     no_customer = {**good, "id": "evt-x"}
     del no_customer["customer"]
-    results = live_stack.ingest(["{not json", json.dumps(no_customer), json.dumps(good)])
+    results = slice_stack.ingest(["{not json", json.dumps(no_customer), json.dumps(good)])
     assert sum(r["processed"] for r in results) == 3
     assert sum(r["dead_lettered"] for r in results) == 2
-    dead = live_stack.dead_letters("events-dlq")
+    dead = slice_stack.dead_letters("events-dlq")
     reasons = sorted(m["MessageAttributes"]["reason"]["StringValue"] for m in dead)
     assert reasons[0].startswith("$.customer: required")
     assert reasons[1].startswith("invalid JSON")
@@ -68,13 +68,13 @@ def test_unparseable_events_go_to_the_dlq_with_a_reason(live_stack: LocalStack) 
     assert ScheduleModel.count() == 2  # the good event still enrolled
 
 
-def test_exit_cancels_pending_steps(live_stack: LocalStack) -> None:
+def test_exit_cancels_pending_steps(slice_stack: LocalStack) -> None:
     clock.set_now(DELIVERED_AT)
-    live_stack.ingest([load_event("order_delivered")])
+    slice_stack.ingest([load_event("order_delivered")])
     clock.set_now(datetime(2026, 3, 2, 9, tzinfo=UTC))
-    live_stack.ingest([load_event("order_returned")])
-    live_stack.run_due(datetime(2026, 3, 10, tzinfo=UTC))
-    assert live_stack.twilio.messages == []
-    assert live_stack.sent_emails() == []
+    slice_stack.ingest([load_event("order_returned")])
+    slice_stack.run_due(datetime(2026, 3, 10, tzinfo=UTC))
+    assert slice_stack.twilio.messages == []
+    assert slice_stack.sent_emails() == []
     statuses = {s.status for s in ScheduleModel.scan()}
     assert statuses == {"cancelled"}
