@@ -243,10 +243,11 @@ def time_peer(name: str, workload: Path) -> dict[str, Any] | None:
         python = _peer_python(name)
         done = subprocess.run([str(python), str(PEER_SCRIPT), str(workload)], check=True,
                               capture_output=True, text=True, timeout=1800)
-    except (OSError, subprocess.SubprocessError) as exc:
+        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        float(result["evals_per_s"])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError, KeyError) as exc:
         print(f"peer {name} missing: {exc}", file=sys.stderr)
         return None
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 

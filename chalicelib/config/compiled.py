@@ -6,6 +6,7 @@ so that the decision core never parses or walks anything per event.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import time, timedelta
@@ -13,9 +14,10 @@ from typing import Any
 
 from chalicelib.config.durations import parse_duration
 from chalicelib.config.model import WEEKDAYS, Campaign, DateTrigger, EventTrigger, IdleTrigger
-from chalicelib.rules import compile_rule, truthy
+from chalicelib.rules import RuleEvaluationError, compile_rule, truthy
 
 Predicate = Callable[[Mapping[str, Any]], bool]
+log = logging.getLogger(__name__)
 
 
 def _predicate(rule: Any, path: str) -> Predicate | None:
@@ -24,7 +26,14 @@ def _predicate(rule: Any, path: str) -> Predicate | None:
     compiled = compile_rule(rule, path=path)
 
     def predicate(context: Mapping[str, Any]) -> bool:
-        return truthy(compiled(context))
+        try:
+            return truthy(compiled(context))
+        except RuleEvaluationError as exc:
+            # Data the rule cannot handle (a text where a number belongs) means
+            # "not matched" for this customer, never a failed event. No values
+            # are logged: they may be personal data.
+            log.warning("rule at %s failed to evaluate: %s", path, exc.type)
+            return False
 
     return predicate
 

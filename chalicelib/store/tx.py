@@ -72,7 +72,7 @@ class _Tracked(TransactWrite):
         self.made["put"].append(self.current)
         super().save(*args, **kwargs)
 
-    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, *args: Any, **kwargs: Any) -> None:
         self.made["update"].append(self.current)
         super().update(*args, **kwargs)
 
