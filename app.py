@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalice import Chalice, Rate
+from chalice import Chalice, Rate, Response
 
-from chalicelib import handlers, settings
+from chalicelib import api, handlers, settings
 
 app = Chalice(app_name="aftercare")
 
@@ -30,3 +30,24 @@ def tick(event: Any) -> dict[str, int]:
 @app.on_sqs_message(queue=SENDS_QUEUE, batch_size=10, name="send")
 def send(event: Any) -> dict[str, Any]:
     return handlers.send_batch(event)
+
+
+@app.route("/events", methods=["POST"], content_types=["application/json"])
+def post_events() -> Response:
+    return _http(api.post_events)
+
+
+@app.route("/webhooks/twilio/status", methods=["POST"],
+           content_types=["application/x-www-form-urlencoded"])
+def twilio_status() -> Response:
+    return _http(api.twilio_status)
+
+
+def _http(handler: api.Handler) -> Response:
+    """Chalice's request in, the framework-free handler, Chalice's response out."""
+    req = app.current_request
+    assert req is not None
+    request = api.HttpRequest.build(req.method, req.path, dict(req.headers), req.raw_body)
+    reply = api.dispatch(handler, request)
+    headers: dict[str, str | list[str]] = dict(reply.headers)
+    return Response(body=reply.body, status_code=reply.status, headers=headers)

@@ -25,7 +25,9 @@ def set_now(value: datetime | None) -> None:
 
 def iso(value: datetime) -> str:
     """UTC ISO-8601 with a Z, second precision: the format stored everywhere."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 def parse_iso(value: str) -> datetime:

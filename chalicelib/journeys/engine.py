@@ -88,11 +88,20 @@ class Conversion:
     enrolled_at: str
 
 
+@dataclass(frozen=True, slots=True)
+class Cancellation:
+    """A pending step taken off the schedule at ingest, with why."""
+
+    schedule_id: str
+    outcome: str  # "exited" | "cancelled"
+    reason: str
+
+
 @dataclass(slots=True)
 class EventResult:
     profile: Profile
     planned: list[PlannedStep] = field(default_factory=list)
-    cancelled: list[str] = field(default_factory=list)
+    cancelled: list[Cancellation] = field(default_factory=list)
     conversions: list[Conversion] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
 
@@ -161,8 +170,10 @@ def plan_enrollment(campaign: CompiledCampaign, customer_id: str, ref: str, base
     ]
 
 
-def _step_ids(campaign: CompiledCampaign, customer_id: str, ref: str) -> list[str]:
-    return [keys.schedule_id(customer_id, campaign.id, ref, s.id) for s in campaign.steps]
+def _cancel(campaign: CompiledCampaign, customer_id: str, ref: str, outcome: str,
+            reason: str) -> list[Cancellation]:
+    return [Cancellation(keys.schedule_id(customer_id, campaign.id, ref, s.id), outcome, reason)
+            for s in campaign.steps]
 
 
 def _record(profile: Profile, campaign: CompiledCampaign, planned: Sequence[PlannedStep],
@@ -225,7 +236,7 @@ def _goals_and_exits(result: EventResult, event: Mapping[str, Any], at: str,
         e = changed.get(c.id)
         if not e or e.get("exited") or e["at"] > at:
             continue
-        result.cancelled.extend(_step_ids(c, profile["id"], e["ref"]))
+        result.cancelled.extend(_cancel(c, profile["id"], e["ref"], "exited", etype))
         changed[c.id] = {**e, "exited": at}
         result.rows.append(Row(profile["id"], c.id, "-", at, "exited", etype))
     if changed != enrollments:
@@ -256,8 +267,8 @@ def _enroll_event(result: EventResult, event: Mapping[str, Any], at: datetime, s
                                   event["id"], _order_snapshot(event))
         _record(profile, c, planned, ref)
         result.planned.extend(planned)
-        arm = "holdout" if planned[0].holdout else "enrolled"
-        result.rows.append(Row(cid, c.id, "-", stamp, arm if arm == "holdout" else "enrolled", ""))
+        result.rows.append(Row(cid, c.id, "-", stamp, "enrolled",
+                               "holdout group" if planned[0].holdout else ""))
 
 
 def _date_occurrence(c: CompiledCampaign, profile: Profile, today_local: datetime,
@@ -281,18 +292,22 @@ def _enroll_dated(result: EventResult, at: datetime, stamp: str, campaigns: Camp
                   default_tz: str) -> None:
     profile = result.profile
     tz = zone(profile.get("timezone"), default_tz)
+    enrollments = profile.get("enrollments") or {}
     for c in campaigns.dated:
+        value = profile.get(c.date_field or "")
+        current = enrollments.get(c.id)
+        if not value or (current is not None and isinstance(value, str)
+                         and current["ref"].startswith(f"{c.date_field}:{value[:10]}:")):
+            continue  # planned already; later years are planned as each one is decided
         found = _date_occurrence(c, profile, at.astimezone(tz))
         if found is None:
             continue
         ref, base = found
-        current = (profile.get("enrollments") or {}).get(c.id)
-        if current is not None and current["ref"] == ref:
-            continue
         if c.audience is not None and not c.audience(_context(profile, None, stamp)):
             continue
         if current is not None and current["ref"].rsplit(":", 1)[0] != ref.rsplit(":", 1)[0]:
-            result.cancelled.extend(_step_ids(c, profile["id"], current["ref"]))
+            result.cancelled.extend(
+                _cancel(c, profile["id"], current["ref"], "cancelled", "date changed"))
         planned = plan_enrollment(c, profile["id"], ref, base, profile.get("timezone"),
                                   default_tz, f"date:{ref}", None)
         _record(profile, c, planned, ref)
@@ -310,7 +325,8 @@ def _enroll_idle(result: EventResult, before: Profile, stamp: str, campaigns: Ca
         assert c.idle_after is not None
         current = (profile.get("enrollments") or {}).get(c.id)
         if current is not None:
-            result.cancelled.extend(_step_ids(c, profile["id"], current["ref"]))
+            result.cancelled.extend(
+                _cancel(c, profile["id"], current["ref"], "cancelled", "ordered again"))
         if c.audience is not None and not c.audience(_context(profile, None, stamp)):
             continue
         ref = f"idle:{last}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from functools import lru_cache
 
 from chalicelib.settings import DUE_SHARDS
 
@@ -22,12 +23,14 @@ def schedule_id(customer_id: str, campaign_id: str, ref: str, step_id: str) -> s
     return _digest("step", customer_id, campaign_id, ref, step_id).hex()
 
 
+@lru_cache(maxsize=65536)
 def shard_for(customer_id: str, shards: int = DUE_SHARDS) -> str:
     """The due-index partition for a customer's steps: ``due#00``..``due#15``."""
     n = int.from_bytes(_digest("shard", customer_id)[:4], "big") % shards
     return f"due#{n:02d}"
 
 
+@lru_cache(maxsize=65536)
 def bucket(salt: str, campaign_id: str, customer_id: str) -> int:
     """A stable number in [0, 10000) for (campaign, customer)."""
     return int.from_bytes(_digest(salt, campaign_id, customer_id)[:8], "big") % 10_000

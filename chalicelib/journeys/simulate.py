@@ -88,11 +88,11 @@ class Simulator:
         result = process_event(event, self.profiles.get(customer_id), self.campaigns,
                                self.default_tz)
         self.profiles[customer_id] = result.profile
-        for sid in result.cancelled:
-            step = self._pending.pop(sid, None)
+        for cancel in result.cancelled:
+            step = self._pending.pop(cancel.schedule_id, None)
             if step is not None:
                 self.rows.append(Row(step.customer_id, step.campaign_id, step.step_id,
-                                     iso(step.due_at), "exited", event["type"]))
+                                     iso(step.due_at), cancel.outcome, cancel.reason))
         self.rows.extend(result.rows)
         for step in result.planned:
             self._plan(step)

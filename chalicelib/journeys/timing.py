@@ -35,8 +35,17 @@ def is_valid_zone(name: str) -> bool:
     return True
 
 
+@lru_cache(maxsize=65536)
+def _changes_offset(tz: ZoneInfo, d: date) -> bool:
+    """Whether the zone's UTC offset changes during local day ``d`` (a DST day)."""
+    start = datetime.combine(d, time(0), tzinfo=tz)
+    return start.utcoffset() != (start + timedelta(days=1)).utcoffset()
+
+
 def _local(d: date, t: time, tz: ZoneInfo) -> datetime:
     """A local wall time as an aware datetime; a time skipped by DST moves forward."""
+    if not _changes_offset(tz, d):
+        return datetime.combine(d, t, tzinfo=tz)
     naive = datetime.combine(d, t)
     aware = naive.replace(tzinfo=tz)
     roundtrip = aware.astimezone(UTC).astimezone(tz)

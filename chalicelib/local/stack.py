@@ -204,12 +204,22 @@ class LocalStack:
             Client(self.app, stage_name="local", project_dir=str(self.root)))
 
     def _post_webhook(self, url: str, params: dict[str, str], headers: dict[str, str]) -> None:
+        """Deliver a webhook into the app through the test client; raise on non-2xx.
+
+        The route is ``url`` less the configured public base (which may carry a
+        stage path, like API Gateway's ``/api``).
+        """
         from urllib.parse import urlencode, urlsplit
 
-        path = urlsplit(url).path
+        from chalicelib import settings
+
+        base = settings.load().public_base_url
+        path = urlsplit(url[len(base):] if url.startswith(base) else url).path
         if self.client.http is None or path not in set(self.app.routes):
             return  # no route for it (yet): the callback is recorded, not delivered
-        self.client.http.post(path, headers=headers, body=urlencode(params))
+        response = self.client.http.post(path, headers=headers, body=urlencode(params))
+        if not 200 <= response.status_code < 300:
+            raise RuntimeError(f"webhook {path} answered HTTP {response.status_code}")
 
     # -- campaigns ---------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from pynamodb.transactions import TransactWrite
 from chalicelib import clock, settings
 from chalicelib.events import EventError, parse_event
 from chalicelib.events.envelope import MAX_EVENT_BYTES
-from chalicelib.journeys.engine import EventResult, PlannedStep, process_event
+from chalicelib.journeys.engine import Cancellation, EventResult, PlannedStep, process_event
 from chalicelib.pipeline.batch import PermanentError
 from chalicelib.pipeline.stats import StatKey, stat_ops
 from chalicelib.store.campaigns import LiveCache
@@ -77,14 +77,14 @@ def _put_new(item: ScheduleModel) -> Op:
     return op
 
 
-def _cancel(schedule_id: str, reason: str) -> Op:
+def _cancel(cancel: Cancellation) -> Op:
     def op(tw: TransactWrite) -> None:
         tw.update(
-            ScheduleModel(schedule_id),
+            ScheduleModel(cancel.schedule_id),
             actions=[
                 ScheduleModel.status.set("cancelled"),
-                ScheduleModel.outcome.set("exited"),
-                ScheduleModel.reason.set(reason),
+                ScheduleModel.outcome.set(cancel.outcome),
+                ScheduleModel.reason.set(cancel.reason),
                 ScheduleModel.due_shard.remove(),
                 ScheduleModel.pending_campaign.remove(),
             ],
@@ -126,7 +126,7 @@ def _transaction(event: dict[str, Any], result: EventResult,
 
     tx = Transaction(required=[put_marker, put_profile, *stat_ops(_stat_bumps(result))])
     tx.optional.extend(_put_new(schedule_item(s)) for s in result.planned)
-    tx.optional.extend(_cancel(sid, event["type"]) for sid in result.cancelled)
+    tx.optional.extend(_cancel(c) for c in result.cancelled)
     return tx
 
 

@@ -71,7 +71,7 @@ def test_exit_cancels_and_send_time_recheck_exits() -> None:
     cs = cset(campaign(exit={"event": "order.returned"}))
     r1 = process_event(event("order.delivered", "2026-03-01T14:00:00Z", "e1"), None, cs)
     r2 = process_event(event("order.returned", "2026-03-02T14:00:00Z", "e2"), r1.profile, cs)
-    assert r2.cancelled == [r1.planned[0].id]
+    assert [c.schedule_id for c in r2.cancelled] == [r1.planned[0].id]
     step = r1.planned[0]
     d = decide_step(step, r2.profile, cs.get("checkin"), step.due_at)
     assert (d.outcome, d.reason) == ("exited", "order.returned")
@@ -161,7 +161,7 @@ def test_idle_winback_is_cancelled_by_a_new_order() -> None:
     assert step.due_at.date().isoformat() == "2026-05-01"
     r2 = process_event(event("order.placed", "2026-02-01T14:00:00Z", "e2", order="o2"),
                        r1.profile, cs)
-    assert step.id in r2.cancelled and len(r2.planned) == 1
+    assert step.id in [c.schedule_id for c in r2.cancelled] and len(r2.planned) == 1
     d = decide_step(step, r2.profile, cs.get("winback"), step.due_at)
     assert (d.outcome, d.reason) == ("cancelled", "ordered again")
 

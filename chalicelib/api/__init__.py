@@ -1,0 +1,25 @@
+"""The HTTP API: signed events in, provider webhooks; framework-free handlers.
+
+``app.py`` turns Chalice's request into :class:`HttpRequest`, calls
+:func:`dispatch` with a handler from here, and returns the :class:`HttpResponse`.
+Errors are :class:`~chalicelib.api.errors.ApiError` subclasses, mapped to status
+codes in one place (:func:`~chalicelib.api.errors.error_response`).
+"""
+
+from __future__ import annotations
+
+from chalicelib.api.errors import ApiError, error_response
+from chalicelib.api.events import post_events
+from chalicelib.api.http import Handler, HttpRequest, HttpResponse, dispatch
+from chalicelib.api.webhooks import twilio_status
+
+__all__ = [
+    "ApiError",
+    "Handler",
+    "HttpRequest",
+    "HttpResponse",
+    "dispatch",
+    "error_response",
+    "post_events",
+    "twilio_status",
+]

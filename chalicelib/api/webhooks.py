@@ -1,0 +1,100 @@
+"""``POST /webhooks/twilio/status``: Twilio's message status callbacks.
+
+The signature (``X-Twilio-Signature``, HMAC-SHA1 with the account's auth token
+over the URL and the sorted form fields) is checked against the *configured*
+public URL, ``PUBLIC_BASE_URL`` + the route: API Gateway changes the host and
+adds the stage to the path, so a URL rebuilt from the request would not match
+the one Twilio signed. The report is then folded into the message's history
+(:mod:`chalicelib.tracking.status_updates`). Twilio is answered 200 even for a
+message we do not know, as anything else makes it retry a report that can never
+be placed; a bad signature gets 403.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import parse_qsl
+
+from chalicelib import aws, settings
+from chalicelib.api.errors import (
+    BadRequestError,
+    ForbiddenError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
+from chalicelib.api.http import HttpRequest, HttpResponse
+from chalicelib.tracking.delivery import StatusReport
+
+log = logging.getLogger(__name__)
+
+STATUS_PATH = "/webhooks/twilio/status"
+SIGNATURE_HEADER = "X-Twilio-Signature"
+MEDIA_TYPE = "application/x-www-form-urlencoded"
+MAX_BODY_BYTES = 64 * 1024
+
+
+class FormParams(dict[str, list[str]]):
+    """Form fields with every value of a repeated field, as Twilio signs them.
+
+    ``getlist`` is what ``twilio.request_validator`` asks a multi-valued dict for.
+    """
+
+    def getlist(self, name: str) -> list[str]:
+        return self[name]
+
+    def first(self, name: str) -> str | None:
+        values = self.get(name)
+        return values[0] if values else None
+
+
+def parse_form(body: bytes) -> FormParams:
+    """Decode an ``application/x-www-form-urlencoded`` body, keeping blank values."""
+    form = FormParams()
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise BadRequestError("form body is not UTF-8") from None
+    for name, value in pairs:
+        form.setdefault(name, []).append(value)
+    return form
+
+
+def signed_url(path: str) -> str:
+    """The URL Twilio was given, and signed: the configured public base + the route."""
+    return settings.load().public_base_url + path
+
+
+def verify_twilio(request: HttpRequest, form: FormParams, path: str) -> None:
+    """403 unless ``X-Twilio-Signature`` is the auth token's signature of this request."""
+    from twilio.request_validator import RequestValidator
+
+    signature = request.header(SIGNATURE_HEADER)
+    if not signature:
+        raise ForbiddenError(f"missing {SIGNATURE_HEADER} header")
+    token = str(aws.secret_json(settings.load().twilio_secret)["auth_token"])
+    if not RequestValidator(token).validate(signed_url(path), form, signature):
+        raise ForbiddenError(f"{SIGNATURE_HEADER} does not match this request")
+
+
+def status_report(form: FormParams) -> StatusReport:
+    """The report in a status callback's fields; 400 if it names no message or status."""
+    sid, status = form.first("MessageSid"), form.first("MessageStatus")
+    if not sid or not status:
+        raise BadRequestError("status callback needs MessageSid and MessageStatus")
+    return StatusReport(provider_id=sid, status=status.lower(),
+                        error_code=form.first("ErrorCode") or None)
+
+
+def twilio_status(request: HttpRequest) -> HttpResponse:
+    """Verify and record one status callback."""
+    from chalicelib.tracking.status_updates import record_report
+
+    if request.media_type != MEDIA_TYPE:
+        raise UnsupportedMediaTypeError(
+            f"Unsupported media type: {request.media_type or 'none'}; send {MEDIA_TYPE}")
+    if len(request.body) > MAX_BODY_BYTES:
+        raise PayloadTooLargeError(f"form body larger than {MAX_BODY_BYTES} bytes")
+    form = parse_form(request.body)
+    verify_twilio(request, form, STATUS_PATH)
+    recorded = record_report(status_report(form))
+    return HttpResponse(200, {"result": recorded.result})

@@ -1,0 +1,83 @@
+"""Provider delivery statuses folded into a message's history (pure, no I/O).
+
+A provider reports each status of a message at least once, in any order: Twilio
+may post ``delivered`` before ``sent``, and may post either twice. Folding a
+report is therefore idempotent on (provider message id, status): a report already
+in the history changes nothing. The message's ``status`` only moves forward, to
+the latest *meaningful* status (``sent``, then one of ``delivered``,
+``undelivered``, ``failed``); the others (``queued``, ``accepted``, ``sending``...)
+are kept in the history only. Each outcome class is counted once per message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+RANK = {"sent": 1, "delivered": 2, "undelivered": 2, "failed": 2}
+"""Meaningful statuses; a status replaces the current one if its rank is not lower."""
+
+COUNTER = {"delivered": "delivered", "undelivered": "failed", "failed": "failed"}
+"""The stats counter a status bumps, the first time its class is seen."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """One provider report: ``MessageSid``, ``MessageStatus``, ``ErrorCode``."""
+
+    provider_id: str
+    status: str
+    error_code: str | None = None
+    source: str = "twilio"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What a report changes: the new history and status, and a counter to bump."""
+
+    history: list[dict[str, Any]]
+    status: str
+    counter: str | None
+    error_code: str | None
+
+
+def _is_report(entry: Any) -> bool:
+    return isinstance(entry, dict) and "provider_id" in entry
+
+
+def seen(history: Sequence[Any], report: StatusReport) -> bool:
+    """Whether ``report`` (same provider id and status) is already in ``history``."""
+    return any(_is_report(e) and e["provider_id"] == report.provider_id
+               and e.get("status") == report.status for e in history)
+
+
+def fold(history: Sequence[Any] | None, status: str, report: StatusReport,
+         at: str) -> Change | None:
+    """Fold ``report`` into a message; ``None`` when it was seen before.
+
+    Parameters
+    ----------
+    history
+        The message's status history (entries written by the sender and earlier
+        reports).
+    status
+        The message's current status.
+    report
+        The provider's report.
+    at
+        When it arrived (ISO 8601), for the history entry.
+    """
+    past = list(history or [])
+    if seen(past, report):
+        return None
+    entry = {"status": report.status, "at": at, "source": report.source,
+             "provider_id": report.provider_id, "code": report.error_code}
+    counter = COUNTER.get(report.status)
+    if counter is not None and any(
+            _is_report(e) and COUNTER.get(e.get("status", "")) == counter for e in past):
+        counter = None  # e.g. "failed" after "undelivered": one failure, counted once
+    new_rank = RANK.get(report.status, 0)
+    keep = RANK.get(status, 0) > new_rank or new_rank == 0
+    return Change(history=[*past, entry], status=status if keep else report.status,
+                  counter=counter, error_code=report.error_code)

@@ -1,0 +1,109 @@
+"""Record provider status reports on the message they belong to.
+
+Per report: one Query on the provider-id index (keys only), one consistent
+GetItem, and one TransactWriteItems that writes the new history conditional on
+the history read (optimistic concurrency) together with the stats counter. Two
+copies of one report racing each other: one commits, the other's condition
+fails, it reads again, finds its status in the history and changes nothing, so a
+counter is never bumped twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
+from pynamodb.transactions import TransactWrite
+
+from chalicelib import clock
+from chalicelib.pipeline.stats import stat_ops
+from chalicelib.store.models import MessageModel
+from chalicelib.store.tx import Op, RequiredConditionFailed, Transaction, commit
+from chalicelib.tracking.delivery import Change, StatusReport, fold
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 5
+SENT_ARM = "treatment"  # only treatment messages are ever sent
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """``result``: ``recorded``, ``duplicate`` (seen before) or ``unknown`` (no message)."""
+
+    result: str
+    message_id: str | None = None
+    status: str | None = None
+    counter: str | None = None
+
+
+def find_message_id(provider_id: str) -> str | None:
+    """The message sent with this provider id (GSI query, keys only)."""
+    for hit in MessageModel.by_provider.query(provider_id, limit=1):
+        return str(hit.message_id)
+    return None
+
+
+def _history_unchanged(history: Any) -> Condition:
+    if history is None:
+        return MessageModel.history.does_not_exist()
+    return MessageModel.history == history
+
+
+def _update_message(msg: MessageModel, change: Change) -> Op:
+    actions: list[Action] = [MessageModel.history.set(change.history),
+                             MessageModel.status.set(change.status)]
+    if change.error_code:
+        actions.append(MessageModel.error_code.set(change.error_code))
+    condition = _history_unchanged(msg.history)
+
+    def op(tw: TransactWrite) -> None:
+        tw.update(MessageModel(msg.message_id), actions=actions, condition=condition)
+
+    return op
+
+
+def _transaction(msg: MessageModel, change: Change) -> Transaction:
+    ops = [_update_message(msg, change)]
+    if change.counter is not None:
+        # Counted on the day the message was sent, beside its ``sent`` count.
+        key = (msg.campaign_id, msg.variant, SENT_ARM, msg.decided_at[:10])
+        ops.extend(stat_ops([(key, change.counter)]))
+    return Transaction(required=ops)
+
+
+def record_report(report: StatusReport) -> Recorded:
+    """Fold one provider report into its message, exactly once.
+
+    Raises
+    ------
+    RuntimeError
+        When the message kept changing under us for ``MAX_ATTEMPTS`` reads.
+    """
+    message_id = find_message_id(report.provider_id)
+    if message_id is None:
+        log.warning("status report for an unknown message", extra={
+            "provider_id": report.provider_id, "status": report.status})
+        return Recorded("unknown")
+    for _ in range(MAX_ATTEMPTS):
+        try:
+            msg = MessageModel.get(message_id, consistent_read=True)
+        except MessageModel.DoesNotExist:
+            log.warning("provider index names a missing message", extra={
+                "message_id": message_id, "provider_id": report.provider_id})
+            return Recorded("unknown", message_id)
+        change = fold(msg.history, msg.status, report, clock.iso(clock.now()))
+        if change is None:
+            return Recorded("duplicate", message_id, msg.status)
+        try:
+            commit(_transaction(msg, change))
+        except RequiredConditionFailed as exc:
+            if exc.index == 0:
+                continue  # another report landed first: read again
+            raise
+        log.info("status recorded", extra={"message_id": message_id, "status": report.status,
+                                           "error_code": report.error_code})
+        return Recorded("recorded", message_id, change.status, change.counter)
+    raise RuntimeError(f"message {message_id} kept changing while recording a status")
