@@ -151,6 +151,7 @@ class DdbMeter:
     items_written: int = 0
     write_units: int = 0
     write_units_by_table: Counter[str] = field(default_factory=Counter)
+    writes_by_table: Counter[str] = field(default_factory=Counter)
     reads_by_table: Counter[str] = field(default_factory=Counter)
 
     def __enter__(self) -> DdbMeter:
@@ -173,6 +174,7 @@ class DdbMeter:
                 "items_read": self.items_read, "items_returned": self.items_returned,
                 "items_written": self.items_written, "write_units": self.write_units,
                 "write_units_by_table": dict(self.write_units_by_table),
+                "writes_by_table": dict(self.writes_by_table),
                 "reads_by_table": dict(self.reads_by_table)}
 
     # -- requests ----------------------------------------------------------------
@@ -182,6 +184,7 @@ class DdbMeter:
         self.items_written += 1
         self.write_units += units
         self.write_units_by_table[table] += units
+        self.writes_by_table[table] += 1
 
     def _on_request(self, op: str, body: Mapping[str, Any],
                     pending: list[Pending]) -> None:

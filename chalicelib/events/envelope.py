@@ -10,9 +10,23 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from chalicelib.journeys.dates import parse_date
+
+
+@lru_cache(maxsize=1024)
+def _valid_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 MAX_EVENT_BYTES = 64 * 1024
+_EMAIL_DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,63}$")
 _TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _OPTIONAL_STR = ("email", "phone", "name", "timezone", "locale", "birthday")
 
@@ -59,12 +73,59 @@ def parse_time(value: str, path: str) -> datetime:
     return dt.astimezone(UTC)
 
 
+@lru_cache(maxsize=65536)
+def normalize_phone(raw: str, locale: str | None = None) -> str:
+    """E.164 form of a phone number; national numbers use the locale's country.
+
+    Raises
+    ------
+    ValueError
+        When the number is not a valid phone number.
+    """
+    import phonenumbers
+
+    region = locale.replace("_", "-").split("-")[-1].upper() if locale and "-" in locale else None
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"not a phone number: {exc._msg}") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("not a valid phone number" + ("" if raw.startswith("+") else
+                                                      " (use +country format)"))
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def normalize_email(raw: str) -> str:
+    address = raw.strip()
+    local, _, domain = address.rpartition("@")
+    if not local or not _EMAIL_DOMAIN.match(domain) or any(c.isspace() for c in address):
+        raise ValueError("not an email address")
+    return f"{local}@{domain.lower()}"
+
+
 def _customer(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise EventError("$.customer", "required object is missing")
     _str(raw, "id", "$.customer", required=True)
     for key in _OPTIONAL_STR:
         _str(raw, key, "$.customer")
+    raw = dict(raw)
+    try:
+        if raw.get("phone"):
+            raw["phone"] = normalize_phone(raw["phone"], raw.get("locale"))
+    except ValueError as exc:
+        raise EventError("$.customer.phone", str(exc)) from None
+    try:
+        if raw.get("email"):
+            raw["email"] = normalize_email(raw["email"])
+    except ValueError as exc:
+        raise EventError("$.customer.email", str(exc)) from None
+    if raw.get("timezone") and not _valid_zone(raw["timezone"]):
+        # Unknown, not an error: resolved to the default timezone at send time.
+        raw["timezone"] = None
+    birthday = raw.get("birthday")
+    if birthday is not None and parse_date(birthday) is None:
+        raise EventError("$.customer.birthday", "not a date (YYYY-MM-DD)")
     consent = raw.get("consent")
     if consent is not None:
         if not isinstance(consent, dict):

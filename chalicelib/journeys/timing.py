@@ -27,15 +27,6 @@ def zone(name: str | None, default: str = "America/New_York") -> ZoneInfo:
     return ZoneInfo(default)
 
 
-def is_valid_zone(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
-
-
-@lru_cache(maxsize=65536)
 def _changes_offset(tz: ZoneInfo, d: date) -> bool:
     """Whether the zone's UTC offset changes during local day ``d`` (a DST day)."""
     start = datetime.combine(d, time(0), tzinfo=tz)

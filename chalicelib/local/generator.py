@@ -17,10 +17,10 @@ from typing import Any
 
 ZONES = [
     ("America/New_York", "en-US", "+1212555"), ("America/Chicago", "en-US", "+1312555"),
-    ("America/Los_Angeles", "en-US", "+1415555"), ("America/Mexico_City", "es-MX", "+5255555"),
+    ("America/Los_Angeles", "en-US", "+1415555"), ("America/Mexico_City", "es-MX", "+52555512"),
     ("Europe/Madrid", "es-ES", "+3491555"), ("Europe/Berlin", "de-DE", "+4930555"),
-    ("America/Sao_Paulo", "pt-BR", "+5511555"), ("Asia/Tokyo", "en-US", "+8135555"),
-    ("Australia/Sydney", "en-US", "+6129555"), ("Pacific/Auckland", "en-US", "+6495555"),
+    ("America/Sao_Paulo", "pt-BR", "+551195555"), ("Asia/Tokyo", "en-US", "+8135555"),
+    ("Australia/Sydney", "en-US", "+6129555"), ("Pacific/Auckland", "en-US", "+6421555"),
 ]
 FIRST = ["Ana", "Ben", "Chloe", "Diego", "Emma", "Felix", "Grace", "Hiro", "Ines", "Jonas",
          "Kai", "Lena", "Mateo", "Nora", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tara"]

@@ -65,7 +65,8 @@ def _update_message(msg: MessageModel, change: Change) -> Op:
     return op
 
 
-def _transaction(msg: MessageModel, change: Change) -> Transaction:
+def report_transaction(msg: MessageModel, change: Change) -> Transaction:
+    """The conditional message update and, if any, the counter bump, as one write."""
     ops = [_update_message(msg, change)]
     if change.counter is not None:
         # Counted on the day the message was sent, beside its ``sent`` count.
@@ -98,7 +99,7 @@ def record_report(report: StatusReport) -> Recorded:
         if change is None:
             return Recorded("duplicate", message_id, msg.status)
         try:
-            commit(_transaction(msg, change))
+            commit(report_transaction(msg, change))
         except RequiredConditionFailed as exc:
             if exc.index == 0:
                 continue  # another report landed first: read again

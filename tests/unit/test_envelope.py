@@ -33,3 +33,47 @@ def test_errors_name_the_path(patch: dict, path: str) -> None:
     with pytest.raises(EventError) as info:
         parse_event(event)
     assert info.value.path == path
+
+
+def _with_customer(**customer: object) -> dict:
+    event = load_event("order_delivered")
+    event["customer"] = {**event["customer"], **customer}
+    return event
+
+
+def test_phone_normalized_to_e164_using_the_locale_country() -> None:
+    e = parse_event(_with_customer(phone="(415) 555-0123", locale="en-US"))
+    assert e["customer"]["phone"] == "+14155550123"
+    e = parse_event(_with_customer(phone="+49 30 5550 1234"))
+    assert e["customer"]["phone"] == "+493055501234"
+
+
+@pytest.mark.parametrize("phone", ["12", "not a phone", "+1 555"])
+def test_invalid_phone_is_refused_with_its_path(phone: str) -> None:
+    with pytest.raises(EventError) as info:
+        parse_event(_with_customer(phone=phone))
+    assert info.value.path == "$.customer.phone"
+
+
+@pytest.mark.parametrize("email", ["ana", "ana@", "ana@localhost", "a na@x.com"])
+def test_invalid_email_is_refused(email: str) -> None:
+    with pytest.raises(EventError) as info:
+        parse_event(_with_customer(email=email))
+    assert info.value.path == "$.customer.email"
+
+
+def test_email_domain_lowercased() -> None:
+    assert parse_event(_with_customer(email="Ana@Example.COM"))["customer"]["email"] == \
+        "Ana@example.com"
+
+
+def test_invalid_timezone_is_stored_as_unknown() -> None:
+    assert parse_event(_with_customer(timezone="Mars/Olympus"))["customer"]["timezone"] is None
+    assert parse_event(_with_customer(timezone="Asia/Tokyo"))["customer"]["timezone"] == \
+        "Asia/Tokyo"
+
+
+def test_bad_birthday_is_refused() -> None:
+    with pytest.raises(EventError) as info:
+        parse_event(_with_customer(birthday="29/02/1992"))
+    assert info.value.path == "$.customer.birthday"

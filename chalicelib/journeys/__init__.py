@@ -1,0 +1,1 @@
+"""The decision core: enrollment, timing, quiet hours, holdout, exits, simulate."""
