@@ -30,6 +30,8 @@ class ApiError(Exception):
 
     STATUS_CODE = 500
     CODE = "InternalServerError"
+    MESSAGE_IS_LOGGABLE = True
+    """False where the message may quote the request (and so personal data)."""
 
     def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
@@ -42,6 +44,7 @@ class BadRequestError(ApiError):
 
     STATUS_CODE = 400
     CODE = "BadRequestError"
+    MESSAGE_IS_LOGGABLE = False
 
 
 class UnauthorizedError(ApiError):

@@ -60,7 +60,7 @@ def dispatch(handler: Handler, request: HttpRequest) -> HttpResponse:
     try:
         return handler(request)
     except ApiError as exc:
-        # The message names what is wrong with the request, never its content.
+        reason = exc.message if exc.MESSAGE_IS_LOGGABLE else "(not logged: may quote the body)"
         log.info("request refused", extra={"path": request.path, "status": exc.STATUS_CODE,
-                                           "code": exc.CODE, "reason": exc.message})
+                                           "code": exc.CODE, "reason": reason})
         return error_response(exc)

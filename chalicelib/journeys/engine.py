@@ -419,6 +419,7 @@ def decide_step(step: PlannedStep, profile: Profile | None, campaign: CompiledCa
         return StepDecision("cancelled", "customer unknown")
     follow_ups = _follow_ups(campaign, step, profile, default_tz)
     decision = _decide(step, compiled_step.channel, profile, campaign, now, default_tz)
+    decision.channel = compiled_step.channel
     decision.follow_ups = follow_ups if decision.outcome != "deferred" else []
     return decision
 

@@ -1,0 +1,147 @@
+"""At-most-once sending and the batch rules, through the real handlers."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from chalicelib import aws, clock, settings
+from chalicelib.local.stack import LocalStack, sqs_lambda_event
+from chalicelib.pipeline.batch import BatchIncomplete
+from chalicelib.store import tx
+from chalicelib.store.models import MessageModel, ScheduleModel
+from tests.conftest import load_event
+
+DELIVERED = datetime(2026, 3, 1, 14, 3, tzinfo=UTC)
+SMS_DUE = datetime(2026, 3, 3, 15, 0, tzinfo=UTC)
+
+
+def _sms_message() -> MessageModel:
+    (msg,) = [m for m in MessageModel.scan() if m.channel == "sms"]
+    return msg
+
+
+@pytest.fixture
+def enrolled(slice_stack: LocalStack) -> LocalStack:
+    clock.set_now(DELIVERED)
+    slice_stack.ingest([load_event("order_delivered")])
+    return slice_stack
+
+
+def test_5xx_after_accept_is_ambiguous_and_never_resent(enrolled: LocalStack) -> None:
+    enrolled.twilio.fail_next(500, after_accept=True)
+    enrolled.tick(SMS_DUE)
+    sends = _received("sends")
+    _invoke(enrolled, "send", "sends", sends)
+    assert len(enrolled.twilio.messages) == 1  # the provider did take it
+    assert _sms_message().status == "ambiguous"
+    # SQS delivers the same send request again, and later ticks run: nothing is resent.
+    _invoke(enrolled, "send", "sends", sends)
+    enrolled.run_due(datetime(2026, 3, 4, tzinfo=UTC))
+    assert len(enrolled.twilio.messages) == 1
+    assert _sms_message().status == "ambiguous"
+
+
+def test_429_is_retried_later_and_sent_once(enrolled: LocalStack) -> None:
+    enrolled.twilio.fail_next(429, 20429)
+    results = enrolled.run_due(SMS_DUE)
+    assert enrolled.twilio.messages == []
+    assert _sms_message().status == "retry"
+    retry_at = clock.parse_iso(results[0]["due"][0])
+    assert retry_at > SMS_DUE
+    enrolled.run_due(retry_at)
+    assert len(enrolled.twilio.messages) == 1
+    msg = _sms_message()
+    assert msg.status == "sent" and msg.provider_id == enrolled.twilio.messages[0]["sid"]
+
+
+def test_refused_connection_is_retried(enrolled: LocalStack) -> None:
+    enrolled.twilio.stop()
+    enrolled.run_due(SMS_DUE)
+    assert _sms_message().status == "retry"
+
+
+def test_unsubscribed_number_is_a_permanent_failure(enrolled: LocalStack) -> None:
+    enrolled.twilio.unsubscribed.add("+14155550123")
+    enrolled.run_due(SMS_DUE)
+    msg = _sms_message()
+    assert (msg.status, msg.error_code) == ("failed", "21610")
+    enrolled.run_due(datetime(2026, 3, 4, tzinfo=UTC))
+    assert enrolled.twilio.messages == []
+
+
+def test_step_past_expire_after_is_dropped_with_its_reason(enrolled: LocalStack) -> None:
+    enrolled.run_due(datetime(2026, 3, 6, 15, 0, tzinfo=UTC))  # 3 days late, limit P2D
+    msg = _sms_message()
+    assert (msg.outcome, msg.reason) == ("expired", "3d late, expire_after 2d")
+    assert enrolled.twilio.messages == []
+    (step,) = [s for s in ScheduleModel.scan() if s.schedule_id == msg.message_id]
+    assert step.status == "done" and step.due_shard is None  # off the due index
+
+
+def test_sms_consent_withdrawn_between_enrollment_and_send_wins(enrolled: LocalStack) -> None:
+    stop = load_event("order_delivered")
+    stop.update(id="evt-stop", type="customer.updated", occurred_at="2026-03-02T10:00:00Z",
+                order=None)
+    stop["customer"] = {"id": "c-42", "consent": {"sms": False}}
+    enrolled.ingest([stop])
+    enrolled.run_due(SMS_DUE)
+    assert enrolled.twilio.messages == []
+    assert (_sms_message().outcome, _sms_message().reason) == (
+        "suppressed", "sms consent withdrawn")
+
+
+def _received(queue: str) -> list[dict[str, Any]]:
+    sqs = aws.client("sqs")
+    got: list[dict[str, Any]] = sqs.receive_message(
+        QueueUrl=aws.queue_url(settings.resource_name(queue)), MaxNumberOfMessages=10,
+    ).get("Messages", [])
+    return got
+
+
+def _invoke(stack: LocalStack, function: str, queue: str, messages: list[dict[str, Any]]) -> Any:
+    return stack.client.lambda_.invoke(function,
+                                       sqs_lambda_event(stack.queue_arn(queue), messages))
+
+
+def _remaining(queue: str) -> list[str]:
+    return [m["Body"] for m in _received(queue)]
+
+
+def test_transient_failure_deletes_the_successes_and_raises(slice_stack: LocalStack) -> None:
+    clock.set_now(DELIVERED)
+    events = []
+    for i in range(3):
+        e = load_event("order_delivered")
+        e["id"] = f"evt-{i}"
+        e["customer"] = {**e["customer"], "id": f"c-{i}"}
+        events.append(e)
+    slice_stack.send_events(events)
+    received = _received("events")
+    assert len(received) == 3
+
+    client = tx.connection().client
+
+    def throttle_c1(params: dict[str, Any], **_: Any) -> Any:
+        if "c-1" in json.dumps(params, default=str):
+            return ({"status_code": 400, "headers": {}, "body": b""},
+                    {"Error": {"Code": "ProvisionedThroughputExceededException",
+                               "Message": "injected"}})
+        return None
+
+    client.meta.events.register("before-call.dynamodb.TransactWriteItems", throttle_c1)
+    try:
+        with pytest.raises(BatchIncomplete) as info:
+            _invoke(slice_stack, "ingest", "events", received)
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.TransactWriteItems", throttle_c1)
+    assert (info.value.failed, info.value.total) == (1, 3)
+    remaining = _remaining("events")  # visibility timeout 0 locally: the rest is visible
+    assert [json.loads(b)["id"] for b in remaining] == ["evt-1"]
+    # Redelivered, it succeeds; the other two were processed exactly once.
+    _invoke(slice_stack, "ingest", "events", _received("events"))
+    customers = {s.step["customer_id"] for s in ScheduleModel.scan()}
+    assert customers == {"c-0", "c-1", "c-2"}
