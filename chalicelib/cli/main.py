@@ -147,6 +147,10 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--days", type=int, default=120)
     d.add_argument("--seed", type=int, default=7)
     d.set_defaults(func=cmd_demo)
+
+    from chalicelib.cli.ops import add_commands
+
+    add_commands(sub)
     return p
 
 

@@ -321,15 +321,17 @@ def _enroll_idle(result: EventResult, before: Profile, stamp: str, campaigns: Ca
     last = profile.get("last_order_at")
     if not last or last == before.get("last_order_at"):
         return
+    ref = f"idle:{last}"
     for c in campaigns.idle:
         assert c.idle_after is not None
         current = (profile.get("enrollments") or {}).get(c.id)
+        if current is not None and current["ref"] == ref:
+            continue  # this idle spell is planned already
         if current is not None:
             result.cancelled.extend(
                 _cancel(c, profile["id"], current["ref"], "cancelled", "ordered again"))
         if c.audience is not None and not c.audience(_context(profile, None, stamp)):
             continue
-        ref = f"idle:{last}"
         base = parse_iso(last) + c.idle_after
         planned = plan_enrollment(c, profile["id"], ref, base, profile.get("timezone"),
                                   default_tz, f"idle:{last}", None)
@@ -355,6 +357,22 @@ def process_event(event: Mapping[str, Any], profile: Profile | None, campaigns: 
         _enroll_dated(result, at, stamp, campaigns, default_tz)
     if campaigns.idle:
         _enroll_idle(result, before, stamp, campaigns, default_tz)
+    return result
+
+
+def backfill_profile(profile: Profile, campaigns: CampaignSet, now: datetime,
+                     default_tz: str = "America/New_York") -> EventResult:
+    """Plan the date and idle campaigns for a customer already known (no event).
+
+    Used when such a campaign goes live after the customers were imported: the
+    same planning an event would do, so planning twice is a no-op.
+    """
+    result = EventResult(profile=dict(profile))
+    stamp = iso(now)
+    if campaigns.dated:
+        _enroll_dated(result, now, stamp, campaigns, default_tz)
+    if campaigns.idle:
+        _enroll_idle(result, {}, stamp, campaigns, default_tz)
     return result
 
 

@@ -109,22 +109,28 @@ def _stat_bumps(result: EventResult) -> list[tuple[StatKey, str]]:
     return bumps
 
 
-def _transaction(event: dict[str, Any], result: EventResult,
-                 current: CustomerModel | None) -> Transaction:
-    marker = EventModel(event["id"], type=event["type"],
-                        expires_at=clock.now() + EVENT_MARKER_TTL)
-    customer = current or CustomerModel(event["customer"]["id"])
+def result_transaction(result: EventResult, current: CustomerModel | None,
+                       event: dict[str, Any] | None = None) -> Transaction:
+    """What one decision result writes: [event marker], profile, stats (required);
+    new schedule items and cancellations (optional: already done is fine)."""
+    customer = current or CustomerModel(result.profile["id"])
     customer.profile = result.profile
     customer.phone = result.profile.get("phone")
     customer.email = result.profile.get("email")
+    required: list[Op] = []
+    if event is not None:
+        marker = EventModel(event["id"], type=event["type"],
+                            expires_at=clock.now() + EVENT_MARKER_TTL)
 
-    def put_marker(tw: TransactWrite) -> None:
-        tw.save(marker, condition=EventModel.event_id.does_not_exist())
+        def put_marker(tw: TransactWrite) -> None:
+            tw.save(marker, condition=EventModel.event_id.does_not_exist())
+
+        required.append(put_marker)
 
     def put_profile(tw: TransactWrite) -> None:
         tw.save(customer)
 
-    tx = Transaction(required=[put_marker, put_profile, *stat_ops(_stat_bumps(result))])
+    tx = Transaction(required=[*required, put_profile, *stat_ops(_stat_bumps(result))])
     tx.optional.extend(_put_new(schedule_item(s)) for s in result.planned)
     tx.optional.extend(_cancel(c) for c in result.cancelled)
     return tx
@@ -146,7 +152,7 @@ def ingest_event(event: dict[str, Any], live: LiveCache) -> IngestOutcome:
         current = load_customer(customer_id)
         profile = dict(current.profile) if current is not None else None
         result = process_event(event, profile, campaigns, conf.default_timezone)
-        tx = _transaction(event, result, current)
+        tx = result_transaction(result, current, event)
         try:
             dropped = commit(tx)
         except RequiredConditionFailed as exc:

@@ -1,0 +1,105 @@
+"""Commands that act on a stage: push, import, backfill.
+
+They use the environment the way the functions do (``AFTERCARE_STAGE``, AWS
+credentials, optional ``AFTERCARE_DYNAMODB_ENDPOINT`` for a local stack).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+class Progress:
+    """A one-line progress counter on stderr (only when it is a terminal)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, n: int) -> None:
+        if self.tty and n % 10 == 0:
+            print(f"\r{self.label}: {n}", end="", file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from chalicelib.cli.main import _load
+    from chalicelib.pipeline.backfill import FileCheckpoint, run_backfill
+    from chalicelib.store.campaigns import push
+
+    bundles, problems = _load(args.paths, args.templates)
+    errors = [p for p in problems if p.severity == "error"]
+    for p in problems:
+        print(p, file=sys.stderr)
+    if errors:
+        print("nothing pushed: fix the problems above", file=sys.stderr)
+        return 1
+    for b in bundles:
+        version = push(b.campaign, b.templates)
+        print(f"pushed {b.campaign.id} v{version} ({b.campaign.status})")
+    if not args.no_backfill:
+        report = run_backfill(FileCheckpoint(args.checkpoint), progress=Progress("backfill"))
+        print(f"backfill: {report.customers} customers, {report.planned} steps planned")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from chalicelib.handlers import live
+    from chalicelib.pipeline.importer import run_import
+
+    if not args.file.is_file():
+        print(f"{args.file}: no such file", file=sys.stderr)
+        return 1
+    checkpoint = args.checkpoint or args.file.with_name(args.file.name + ".checkpoint")
+    progress = Progress(f"import {args.kind}")
+    report = run_import(args.kind, args.file, live(), checkpoint=checkpoint,
+                        limit=args.limit, progress=progress)
+    progress.done()
+    rejected_path = args.file.with_name(args.file.name + ".rejected.txt")
+    if report.rejected:
+        rejected_path.write_text("".join(f"{args.file}: line {n}: {why}\n"
+                                         for n, why in report.rejected))
+        for n, why in report.rejected[:20]:
+            print(f"{args.file}: line {n}: {why}", file=sys.stderr)
+    state = "complete" if report.complete else f"stopped, resume from {checkpoint}"
+    print(f"{report.rows} rows: {report.imported} imported, {report.duplicates} already "
+          f"imported, {len(report.rejected)} rejected"
+          f"{f' (see {rejected_path})' if report.rejected else ''}; {state}")
+    return 1 if report.rejected else 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from chalicelib.pipeline.backfill import FileCheckpoint, run_backfill
+
+    report = run_backfill(FileCheckpoint(args.checkpoint), limit=args.limit,
+                          progress=Progress("backfill"))
+    state = "complete" if report.complete else f"stopped, resume from {args.checkpoint}"
+    print(f"backfill: {report.customers} customers, {report.planned} steps planned, "
+          f"{report.already_planned} already planned; {state}")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("push", help="validate, store and activate campaigns, then backfill")
+    p.add_argument("paths", nargs="*", type=Path, default=[Path("campaigns")])
+    p.add_argument("--templates", type=Path, default=Path("templates"))
+    p.add_argument("--no-backfill", action="store_true")
+    p.add_argument("--checkpoint", type=Path, default=Path(".aftercare-backfill.json"))
+    p.set_defaults(func=cmd_push)
+
+    i = sub.add_parser("import", help="bulk-load existing customers or orders")
+    i.add_argument("kind", choices=["customers", "orders"])
+    i.add_argument("file", type=Path, help=".jsonl or .csv")
+    i.add_argument("--checkpoint", type=Path, help="default: FILE.checkpoint")
+    i.add_argument("--limit", type=int, help="stop after this many rows (resume later)")
+    i.set_defaults(func=cmd_import)
+
+    b = sub.add_parser("backfill", help="plan date/idle campaigns for known customers")
+    b.add_argument("--checkpoint", type=Path, default=Path(".aftercare-backfill.json"))
+    b.add_argument("--limit", type=int, help="stop after this many customers (resume later)")
+    b.set_defaults(func=cmd_backfill)
