@@ -79,7 +79,7 @@ _lock = threading.Lock()
 def _number_size(text: str) -> int:
     digits = text.lstrip("+-").lower().split("e", 1)[0].replace(".", "")
     significant = digits.strip("0") or "0"
-    return math.ceil(len(significant) / 2) + 1 + (1 if text.startswith("-") else 0)
+    return math.ceil(len(significant) / 2) + 1
 
 
 def value_size(value: Mapping[str, Any]) -> int:

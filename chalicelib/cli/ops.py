@@ -84,7 +84,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("push", help="validate, store and activate campaigns, then backfill")
     p.add_argument("paths", nargs="*", type=Path, default=[Path("campaigns")])
     p.add_argument("--templates", type=Path, default=Path("templates"))
