@@ -32,8 +32,9 @@ test: lint typecheck unit
 demo: $(STAMP)
 	$(BIN)/aftercare demo --out out
 
+SPEED ?= 1440
 run: $(STAMP)
-	$(BIN)/aftercare run
+	$(BIN)/aftercare run --speed $(SPEED)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

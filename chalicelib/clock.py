@@ -6,21 +6,43 @@ clock; the handlers call :func:`now` and never ``datetime.now`` directly.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 
 _fixed: datetime | None = None
+_fast: tuple[datetime, float, float] | None = None  # virtual start, real start, speed
 
 
 def now() -> datetime:
+    """Business time: when steps are due, how late an event is."""
+    if _fixed is not None:
+        return _fixed
+    if _fast is not None:
+        start, real_start, speed = _fast
+        return start + timedelta(seconds=(time.time() - real_start) * speed)
+    return datetime.now(UTC)
+
+
+def real_now() -> datetime:
+    """Wall-clock time for security checks (signature replay windows): the same as
+    :func:`now` in Lambda; unaffected by ``make run``'s accelerated clock."""
     return _fixed if _fixed is not None else datetime.now(UTC)
 
 
 def set_now(value: datetime | None) -> None:
     """Freeze the clock at ``value`` (timezone-aware), or release it with None."""
-    global _fixed
+    global _fixed, _fast
     if value is not None and value.tzinfo is None:
         raise ValueError("clock.set_now needs a timezone-aware datetime")
     _fixed = value.astimezone(UTC) if value is not None else None
+    _fast = None
+
+
+def run_faster(speed: float) -> None:
+    """Let business time run ``speed`` times faster than real time, from now."""
+    global _fixed, _fast
+    _fixed = None
+    _fast = (datetime.now(UTC), time.time(), speed) if speed != 1 else None
 
 
 def iso(value: datetime) -> str:

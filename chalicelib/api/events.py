@@ -52,7 +52,7 @@ class Checked:
 def post_events(request: HttpRequest) -> HttpResponse:
     """Check the size, type and signature of ``request``, then queue its events."""
     _check_envelope(request)
-    signature.verify(request.body, request.header(signature.HEADER), hmac_key(), clock.now())
+    signature.verify(request.body, request.header(signature.HEADER), hmac_key(), clock.real_now())
     batch, events = read_events(request.body)
     checked = check_events(events)
     if not checked.accepted:

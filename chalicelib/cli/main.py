@@ -102,6 +102,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, customers=args.customers, days=args.days, seed=args.seed)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from chalicelib.local.server import run_server
+
+    return run_server(args.out, port=args.port, speed=args.speed,
+                      tick_seconds=args.tick_seconds, duration=args.duration)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aftercare", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -147,6 +154,15 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--days", type=int, default=120)
     d.add_argument("--seed", type=int, default=7)
     d.set_defaults(func=cmd_demo)
+
+    r = sub.add_parser("run", help="keep a local stack up on 127.0.0.1 (API, scheduler, outbox)")
+    r.add_argument("--out", type=Path, default=Path("out"))
+    r.add_argument("--port", type=int, default=8000)
+    r.add_argument("--speed", type=float, default=1440.0,
+                   help="business time per real time (1440: a day a minute; 1: real time)")
+    r.add_argument("--tick-seconds", type=float, default=1.0)
+    r.add_argument("--duration", type=float, help=argparse.SUPPRESS)
+    r.set_defaults(func=cmd_run)
 
     from chalicelib.cli.ops import add_commands
 

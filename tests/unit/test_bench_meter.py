@@ -25,7 +25,7 @@ class Thing(Model):
     pk = UnicodeAttribute(hash_key=True)
     sk = NumberAttribute(range_key=True)
     body = UnicodeAttribute(null=True)
-    count = NumberAttribute(null=True)
+    hits = NumberAttribute(null=True)
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def test_sees_pynamodb_get_query_and_transactions(ddb: Any) -> None:
         list(Thing.query("a"))
         with TransactWrite(connection=Thing._get_connection().connection) as tw:
             tw.save(Thing("b", 1))
-            tw.update(Thing("a", 1), actions=[Thing.count.add(1)])
+            tw.update(Thing("a", 1), actions=[Thing.hits.add(1)])
     assert meter.requests == {"PutItem": 1, "GetItem": 1, "Query": 1, "TransactWriteItems": 1}
     assert meter.items_read == 2  # the GetItem's item and the Query's one scanned
     assert meter.write_units == 1 + 2 + 2  # a put; two small items in a transaction
@@ -122,11 +122,11 @@ def test_updates_are_sized_by_the_sizer_when_given(ddb: Any) -> None:
         return 3000
 
     update = {"TableName": TABLE, "Key": {"pk": {"S": "a"}, "sk": {"N": "1"}},
-              "UpdateExpression": "ADD #c :one", "ExpressionAttributeNames": {"#c": "count"},
+              "UpdateExpression": "ADD #c :one", "ExpressionAttributeNames": {"#c": "hits"},
               "ExpressionAttributeValues": {":one": {"N": "1"}}}
     with DdbMeter() as lower, DdbMeter(item_sizer=sizer) as sized:
         ddb.update_item(**update)
-    assert lower.write_units == 1  # key + "count" + 1: a lower bound
+    assert lower.write_units == 1  # key + "hits" + 1: a lower bound
     assert sized.write_units == 3  # the stored item's ~3 KB
     assert asked == [(TABLE, update["Key"])]
 
