@@ -1,9 +1,9 @@
 """Benchmarks of the Lambda pipeline on the embedded local stack (in-process moto).
 
 moto's Query walks every item of a table and its TransactWriteItems deep-copies
-each table it touches, so wall time in moto says little about DynamoDB.  What
-DynamoDB bills, and what a key design decides, is counted instead: requests,
-items read and write units, with the botocore meter in ``bench/_ddb_meter.py``
+each table it touches (once per item written), so wall time in moto says little
+about DynamoDB.  What DynamoDB bills, and what a key design decides, is counted
+instead: requests, items read and write units, with the botocore meter in ``bench/_ddb_meter.py``
 (hooks on every DynamoDB client, PynamoDB's included).  The one timing figure is
 a ratio against a baseline run in the same process.
 
@@ -17,8 +17,8 @@ a ratio against a baseline run in the same process.
   at once, which adds one Query (the active index) to every event and two to
   every send; Lambda runs with a TTL (60 s in ``.chalice/config.json``), so the
   bench makes the handlers' cache with 600 s and ingests one warm-up event
-  before it counts.  Only the DynamoDB requests made while the
-  handler runs are counted (SQS is not).
+  before it counts.  Only DynamoDB requests are counted (not SQS), and only
+  while the handler runs.
 - ``ingest.write_units_per_event``: write capacity units per event: per item
   written, 1 per KB (item size from the request's DynamoDB JSON as the developer
   guide defines it), doubled inside TransactWriteItems.  Updates (the stats
@@ -73,7 +73,9 @@ from chalicelib.local.stack import LocalStack, apply_local_env  # noqa: E402
 
 apply_local_env()
 
-INGEST_EVENTS = 100  # per-event figures are flat; moto's transaction cost is not (below)
+# Per-event figures do not depend on N, but moto's TransactWriteItems deep-copies every
+# table it touches once per item written, so moto's time grows with N squared (200: ~60 s).
+INGEST_EVENTS = 100
 CAMPAIGNS = 5
 BACKLOG_SMALL = 1_000
 BACKLOG_LARGE = 100_000

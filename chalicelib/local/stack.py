@@ -30,7 +30,7 @@ LOCAL_ENV = {
     "SES_FROM_ADDRESS": "care@aftercare.local",
     "PUBLIC_BASE_URL": "http://127.0.0.1:8000",
     "DEFAULT_TIMEZONE": "America/New_York",
-    "CAMPAIGN_CACHE_SECONDS": "0",
+    "CAMPAIGN_CACHE_SECONDS": "60",
     "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
 }
@@ -237,6 +237,9 @@ class LocalStack:
             raise ValueError("campaigns do not validate:\n" + "\n".join(map(str, errors)))
         for b in bundles:
             push(b.campaign, b.templates)
+        from chalicelib import handlers
+
+        handlers.live().invalidate()  # as a new Lambda container would see them
         return [b.campaign.id for b in bundles]
 
     # -- the event source mappings ----------------------------------------------

@@ -24,7 +24,7 @@ from chalicelib.journeys.messages import message_tags, render_context
 from chalicelib.pipeline.batch import PermanentError
 from chalicelib.pipeline.ingest import _put_new, load_customer, schedule_item
 from chalicelib.pipeline.stats import stat_ops
-from chalicelib.store.campaigns import LiveCache
+from chalicelib.store.campaigns import LiveCache, LiveCampaigns
 from chalicelib.store.models import MessageModel, ScheduleModel
 from chalicelib.store.tx import Op, RequiredConditionFailed, Transaction, commit
 from chalicelib.tracking import links
@@ -193,12 +193,12 @@ class _Rendered:
 
 
 def _render(step: PlannedStep, profile: dict[str, Any], decision: StepDecision,
-            live: LiveCache, channels: Channels) -> _Rendered:
+            campaigns: LiveCampaigns, channels: Channels) -> _Rendered:
     from chalicelib.render import TemplateError
 
-    campaigns = live.get()
     campaign = campaigns.campaigns.get(step.campaign_id)
-    assert campaign is not None and decision.template is not None
+    if campaign is None or decision.template is None:
+        raise PermanentError("campaign or template missing at render time", "template")
     key = channels.signing_key()
     exp = int((clock.now() + LINK_TTL).timestamp())
     base = settings.load().public_base_url
@@ -233,7 +233,8 @@ def renderer_for(campaign_id: str, version: int, templates: dict[str, str] | Any
     return _renderers[key]
 
 
-def _outcome_update(step: PlannedStep, token: str, result: SendResult, attempt: int) -> Transaction:
+def _outcome_update(step: PlannedStep, token: str, result: SendResult, attempt: int,
+                    history: list[dict[str, Any]]) -> Transaction:
     now = _now_iso()
     status = {"accepted": "sent", "permanent": "failed", "ambiguous": "ambiguous",
               "retryable": "retry"}[result.outcome]
@@ -241,8 +242,8 @@ def _outcome_update(step: PlannedStep, token: str, result: SendResult, attempt: 
         status = "failed"
     actions: list[Action] = [
         MessageModel.status.set(status),
-        MessageModel.history.set([{"status": status, "at": now,
-                                   "code": result.error_code}]),
+        MessageModel.history.set([*history, {"status": status, "at": now,
+                                             "code": result.error_code}]),
     ]
     if result.provider_id:
         actions.append(MessageModel.provider_id.set(result.provider_id))
@@ -275,7 +276,8 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
     now = clock.now()
     current = load_customer(step.customer_id)
     profile = dict(current.profile) if current is not None else None
-    campaign = live.get().campaigns.get(step.campaign_id)
+    campaigns = live.get()  # once: the decision and the render see the same version
+    campaign = campaigns.campaigns.get(step.campaign_id)
     decision = decide_step(step, profile, campaign, now, conf.default_timezone)
     try:
         if decision.outcome == "deferred":
@@ -288,9 +290,10 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
             _record_no_send(step, token, decision)
             return SendOutcome(step.id, decision.outcome, decision.reason, due=follow_due)
         assert profile is not None
-        rendered = _render(step, profile, decision, live, channels)
+        rendered = _render(step, profile, decision, campaigns, channels)
+        message = _message(step, decision, "sending")
         claim = Transaction(required=[
-            _put_message(_message(step, decision, "sending")),
+            _put_message(message),
             _mark_sending(step.id, token),
         ])
         claim.optional.extend(_put_new(schedule_item(f)) for f in decision.follow_ups)
@@ -298,7 +301,7 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
     except RequiredConditionFailed:
         return SendOutcome(step.id, "duplicate", "claimed or sent by another worker")
     result = _deliver(step, decision, rendered, channels)
-    update = _outcome_update(step, token, result, attempt)
+    update = _outcome_update(step, token, result, attempt, list(message.history or []))
     commit(update)
     if result.outcome == "retryable" and attempt < MAX_SEND_ATTEMPTS:
         follow_due += (clock.iso(clock.now() + RETRY_BACKOFF * attempt),)

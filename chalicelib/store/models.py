@@ -9,7 +9,9 @@ conditional write: nothing here is ever scanned by ingest, tick or send.
 
 from __future__ import annotations
 
+import json
 import os
+from typing import Any
 
 from pynamodb.attributes import (
     JSONAttribute,
@@ -25,6 +27,15 @@ from chalicelib.settings import resource_name
 
 REGION = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
 HOST = os.environ.get("AFTERCARE_DYNAMODB_ENDPOINT") or None
+
+
+class CompactJSONAttribute(JSONAttribute):
+    """JSON without spaces: item size is what DynamoDB bills, per KB."""
+
+    def serialize(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        return json.dumps(value, separators=(",", ":"))
 
 
 class _Meta:
@@ -60,7 +71,7 @@ class CustomerModel(Model):
     customer_id = UnicodeAttribute(hash_key=True)
     phone = UnicodeAttribute(null=True)
     email = UnicodeAttribute(null=True)
-    profile = JSONAttribute()
+    profile = CompactJSONAttribute()
     version = VersionAttribute()
     by_phone = PhoneIndex()
     by_email = EmailIndex()
@@ -82,8 +93,8 @@ class CampaignModel(Model):
 
     campaign_id = UnicodeAttribute(hash_key=True)
     version = NumberAttribute(range_key=True)
-    definition = JSONAttribute()
-    templates = JSONAttribute()
+    definition = CompactJSONAttribute()
+    templates = CompactJSONAttribute()
     status = UnicodeAttribute()
     created_at = UnicodeAttribute()
     active = UnicodeAttribute(null=True)  # "1" on the live version only: sparse index
@@ -102,13 +113,13 @@ class DueIndex(GlobalSecondaryIndex["ScheduleModel"]):
 
 
 class CampaignPendingIndex(GlobalSecondaryIndex["ScheduleModel"]):
-    """Sparse: a campaign's pending steps (pause, edit, removal)."""
+    """Sparse: a campaign's pending steps (pause, edit, removal). No sort key, so a
+    claim, which moves ``due_at``, does not rewrite this index."""
 
     class Meta(_KeysIndexMeta):
         index_name = "campaign-pending"
 
     pending_campaign = UnicodeAttribute(hash_key=True)
-    due_at = NumberAttribute(range_key=True)
 
 
 class ScheduleModel(Model):
@@ -122,7 +133,7 @@ class ScheduleModel(Model):
     pending_campaign = UnicodeAttribute(null=True)
     due_at = NumberAttribute()
     status = UnicodeAttribute()  # pending | claimed | sending | done | cancelled
-    step = JSONAttribute()
+    step = CompactJSONAttribute()
     claim_token = UnicodeAttribute(null=True)
     retries = NumberAttribute(default=0)
     outcome = UnicodeAttribute(null=True)
@@ -159,7 +170,7 @@ class MessageModel(Model):
     decided_at = UnicodeAttribute()
     provider_id = UnicodeAttribute(null=True)
     error_code = UnicodeAttribute(null=True)
-    history = JSONAttribute(null=True)
+    history = CompactJSONAttribute(null=True)
     by_provider = ProviderIndex()
 
 

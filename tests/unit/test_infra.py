@@ -1,0 +1,70 @@
+"""infra/template.yaml creates the tables the PynamoDB models expect, and the IAM
+policies name only this stage's resources."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from cfnlint.decode import decode
+
+from chalicelib.store.models import ALL_MODELS
+from tests.conftest import ROOT
+
+
+def _template() -> dict[str, Any]:
+    template, matches = decode(str(ROOT / "infra" / "template.yaml"))
+    assert not matches, matches
+    return dict(template)
+
+
+def _tables() -> dict[str, dict[str, Any]]:
+    out = {}
+    for resource in _template()["Resources"].values():
+        if resource["Type"] == "AWS::DynamoDB::Table":
+            props = resource["Properties"]
+            name = props["TableName"]["Fn::Sub"].replace("aftercare-${Stage}-", "")
+            out[name] = props
+    return out
+
+
+def _keys(key_schema: list[dict[str, str]]) -> set[tuple[str, str]]:
+    return {(k["AttributeName"], k["KeyType"]) for k in key_schema}
+
+
+@pytest.mark.parametrize("model", ALL_MODELS, ids=lambda m: m.__name__)
+def test_table_matches_model(model: Any) -> None:
+    table = model.Meta.table_name.rsplit("-", 1)[-1]
+    props = _tables()[table]
+    schema = model._get_schema()
+    assert _keys(props["KeySchema"]) == _keys(schema["key_schema"])
+    indexes = {i["IndexName"]: i for i in props.get("GlobalSecondaryIndexes", [])}
+    model_indexes = {i["index_name"]: i for i in schema.get("global_secondary_indexes", [])}
+    assert set(indexes) == set(model_indexes)
+    for name, index in model_indexes.items():
+        assert _keys(indexes[name]["KeySchema"]) == _keys(index["key_schema"]), name
+        assert indexes[name]["Projection"]["ProjectionType"] == \
+            index["projection"]["ProjectionType"], name
+    defined = {(a["AttributeName"], a["AttributeType"]) for a in props["AttributeDefinitions"]}
+    assert defined == {(a["AttributeName"], a["AttributeType"])
+                       for a in schema["attribute_definitions"]}
+
+
+def test_events_table_has_ttl() -> None:
+    assert _tables()["events"]["TimeToLiveSpecification"] == {
+        "AttributeName": "expires_at", "Enabled": True}
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_policies_are_least_privilege(stage: str) -> None:
+    policy = json.loads((ROOT / ".chalice" / f"policy-{stage}.json").read_text())
+    for statement in policy["Statement"]:
+        actions = statement["Action"]
+        assert "*" not in actions and not any(a.endswith(":*") for a in actions)
+        resources = statement["Resource"]
+        resources = resources if isinstance(resources, list) else [resources]
+        assert all(r != "*" for r in resources)
+        if statement["Sid"] in ("Tables", "Queues", "Secrets", "Logs"):
+            assert all(f"aftercare-{stage}-" in r or f"aftercare/{stage}/" in r
+                       for r in resources), statement
