@@ -12,7 +12,7 @@ PACKAGE_DIR ?= build/package
 
 $(STAMP): pyproject.toml requirements.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --upgrade 'pip<26.3'  # chalice 1.34 needs pip<26.3
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 

@@ -61,11 +61,12 @@ def run_demo(out: Path, customers: int = 120, days: int = 120, seed: int = 7) ->
         replay = Replay(stack)
         replay.run(events)
         rows = pipeline_rows()
+        enrolled = _enrollments()
         entries = _outbox(stack)
         path = _write_outbox(entries, out)
         dlq = stack.dead_letters()
     elapsed = time.perf_counter() - started
-    _print_summary(events, rows, entries, len(dlq), elapsed)
+    _print_summary(events, rows, entries, len(dlq), elapsed, enrolled)
     for e in entries[:8]:
         print(f"  {e['at']}  {e['channel']:<5} {e.get('to', '?'):<28} "
               f"{e['campaign']}/{e['step']}: {(e.get('subject') or e.get('body', ''))[:60]!r}")
@@ -73,14 +74,29 @@ def run_demo(out: Path, customers: int = 120, days: int = 120, seed: int = 7) ->
     return 0
 
 
+def _enrollments() -> Counter[tuple[str, str]]:
+    """Enrollments by (campaign, arm), from the stats counters (a Scan: demo only)."""
+    from chalicelib.store.models import StatsModel
+
+    counts: Counter[tuple[str, str]] = Counter()
+    for item in StatsModel.scan():
+        campaign, _variant, arm = item.pk.split("#")
+        counts[(campaign, arm)] += int(item.enrolled or 0)
+    return counts
+
+
 def _print_summary(events: list[dict[str, Any]], rows: list[Any], entries: list[dict[str, Any]],
-                   dead: int, elapsed: float) -> None:
+                   dead: int, elapsed: float, enrolled: Counter[tuple[str, str]]) -> None:
     by_outcome = Counter(r.outcome for r in rows)
     by_channel = Counter((e["channel"], e["campaign"]) for e in entries)
     reasons = Counter(f"{r.outcome}: {r.reason}" for r in rows
                       if r.outcome not in ("sent",))
     print(f"\nevents: {len(events)} ({Counter(e['type'] for e in events).most_common()})")
-    print(f"decisions: {dict(sorted(by_outcome.items()))}")
+    print("enrollments by campaign (treatment / holdout):")
+    for campaign in sorted({c for c, _ in enrolled}):
+        print(f"  {campaign:<24} {enrolled[(campaign, 'treatment')]:>5} / "
+              f"{enrolled[(campaign, 'holdout')]}")
+    print(f"step decisions: {dict(sorted(by_outcome.items()))}")
     print("sends by channel and campaign:")
     for (channel, campaign), n in sorted(by_channel.items()):
         print(f"  {channel:<5} {campaign:<24} {n}")

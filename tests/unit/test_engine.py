@@ -174,3 +174,16 @@ def test_audience_rule_filters() -> None:
     r2 = process_event(event("order.delivered", "2026-03-09T14:00:00Z", "e2", order="o2"),
                        r1.profile, cs)
     assert len(r2.planned) == 1
+
+
+def test_delivery_before_its_order_enrolls_once() -> None:
+    cs = cset(campaign(audience={">=": [{"var": "customer.order_count"}, 1]}),
+              campaign(id="thanks", trigger={"event": "order.placed"}))
+    r1 = process_event(event("order.delivered", "2026-03-03T14:00:00Z", "e2"), None, cs)
+    assert r1.profile["order_count"] == 1 and len(r1.planned) == 1
+    late = process_event(event("order.placed", "2026-03-01T10:00:00Z", "e1"), r1.profile, cs)
+    assert late.profile["order_count"] == 1  # the same order, counted once
+    assert [s.campaign_id for s in late.planned] == ["thanks"]
+    again = process_event(event("order.delivered", "2026-03-03T15:00:00Z", "e3"),
+                          late.profile, cs)
+    assert [s.campaign_id for s in again.planned] == []
