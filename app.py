@@ -24,7 +24,7 @@ def ingest(event: Any) -> dict[str, Any]:
 
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="tick")
 def tick(event: Any) -> dict[str, int]:
-    return handlers.tick()
+    return handlers.tick(getattr(event, "context", None))
 
 
 @app.on_sqs_message(queue=SENDS_QUEUE, batch_size=10, name="send")

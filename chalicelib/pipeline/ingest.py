@@ -87,6 +87,7 @@ def _cancel(cancel: Cancellation) -> Op:
                 ScheduleModel.reason.set(cancel.reason),
                 ScheduleModel.due_shard.remove(),
                 ScheduleModel.pending_campaign.remove(),
+                ScheduleModel.claim_token.remove(),
             ],
             condition=ScheduleModel.status.is_in("pending", "claimed"),
         )

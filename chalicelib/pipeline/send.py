@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +32,7 @@ from chalicelib.tracking import links
 
 log = logging.getLogger(__name__)
 RETRY_BACKOFF = timedelta(minutes=5)
+SENDING_TIMEOUT = timedelta(minutes=15)
 MAX_SEND_ATTEMPTS = 5
 LINK_TTL = timedelta(days=60)
 
@@ -88,7 +90,7 @@ def _now_iso() -> str:
 
 
 def _finish_schedule(schedule_id: str, token: str, status: str, outcome: str,
-                     reason: str) -> Op:
+                     reason: str, expect: str = "claimed") -> Op:
     def op(tw: TransactWrite) -> None:
         tw.update(
             ScheduleModel(schedule_id),
@@ -100,7 +102,8 @@ def _finish_schedule(schedule_id: str, token: str, status: str, outcome: str,
                 ScheduleModel.due_shard.remove(),
                 ScheduleModel.pending_campaign.remove(),
             ],
-            condition=ScheduleModel.claim_token == token,
+            # The status check keeps a step cancelled at ingest (an exit) cancelled.
+            condition=(ScheduleModel.claim_token == token) & (ScheduleModel.status == expect),
         )
 
     return op
@@ -118,7 +121,8 @@ def _requeue(step: PlannedStep, token: str, due: datetime, *, retry: bool = Fals
                 ScheduleModel.pending_campaign.set(step.campaign_id),
                 ScheduleModel.updated_at.set(_now_iso()),
             ],
-            condition=ScheduleModel.claim_token == token,
+            condition=(ScheduleModel.claim_token == token)
+            & (ScheduleModel.status == ("sending" if retry else "claimed")),
         )
 
     return op
@@ -153,7 +157,8 @@ def _stat(step: PlannedStep, counter: str) -> list[Op]:
 
 
 STAT_FOR = {"held_out": "held_out", "expired": "expired", "exited": "exited",
-            "skipped": "skipped", "suppressed": "suppressed", "cancelled": "cancelled"}
+            "skipped": "skipped", "suppressed": "suppressed", "cancelled": "cancelled",
+            "failed": "failed"}
 
 
 def _record_no_send(step: PlannedStep, token: str, decision: StepDecision) -> None:
@@ -258,9 +263,30 @@ def _outcome_update(step: PlannedStep, token: str, result: SendResult, attempt: 
         required.append(_requeue(step, token, clock.now() + RETRY_BACKOFF * attempt, retry=True))
     else:
         counter = {"sent": "sent", "failed": "failed", "ambiguous": "ambiguous"}[status]
-        required.append(_finish_schedule(step.id, token, "done", status, result.error_code or ""))
+        required.append(_finish_schedule(step.id, token, "done", status,
+                                         result.error_code or "", expect="sending"))
         required.extend(_stat(step, counter))
     return Transaction(required=required)
+
+
+def _record_outcome(tx: Transaction) -> None:
+    """The provider has answered: this write must land. Retry conflicts (another
+    sender bumping the same stats item), then fall back to writing the message and
+    schedule alone and the stats on their own, so the outcome is never lost."""
+    for attempt in range(4):
+        try:
+            commit(tx)
+            return
+        except RequiredConditionFailed:
+            raise
+        except Exception:
+            log.warning("outcome write failed (attempt %d), retrying", attempt + 1)
+            time.sleep(0.05 * 2 ** attempt)
+    for op in tx.required:
+        try:
+            commit(Transaction(required=[op]))
+        except Exception:
+            log.exception("outcome write failed alone")
 
 
 def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
@@ -290,7 +316,16 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
             _record_no_send(step, token, decision)
             return SendOutcome(step.id, decision.outcome, decision.reason, due=follow_due)
         assert profile is not None
-        rendered = _render(step, profile, decision, campaigns, channels)
+        try:
+            rendered = _render(step, profile, decision, campaigns, channels)
+        except PermanentError as exc:  # a template that cannot render for this customer
+            failed = StepDecision("failed", exc.reason, channel=decision.channel,
+                                  template=decision.template, follow_ups=decision.follow_ups)
+            _record_no_send(step, token, failed)
+            return SendOutcome(step.id, "failed", exc.reason, due=follow_due)
+        # Credentials are loaded before the claim: a missing secret must leave the
+        # step claimed (retried after the lease), never marked as sending.
+        channels.sms() if decision.channel == "sms" else channels.email()
         message = _message(step, decision, "sending")
         claim = Transaction(required=[
             _put_message(message),
@@ -301,25 +336,51 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
     except RequiredConditionFailed:
         return SendOutcome(step.id, "duplicate", "claimed or sent by another worker")
     result = _deliver(step, decision, rendered, channels)
-    update = _outcome_update(step, token, result, attempt, list(message.history or []))
-    commit(update)
+    _record_outcome(_outcome_update(step, token, result, attempt, list(message.history or [])))
     if result.outcome == "retryable" and attempt < MAX_SEND_ATTEMPTS:
         follow_due += (clock.iso(clock.now() + RETRY_BACKOFF * attempt),)
     return SendOutcome(step.id, result.outcome, result.error_code or "", result.provider_id,
                        due=follow_due)
 
 
+STUCK_REASON = "no provider answer recorded: the worker stopped mid-send"
+
+
+def record_stuck(item: ScheduleModel, now: datetime) -> None:
+    """Record a step stuck in ``sending`` as ambiguous (never resent)."""
+    step = PlannedStep.from_dict(item.step)
+
+    def finish(tw: TransactWrite) -> None:
+        tw.update(item, actions=[
+            ScheduleModel.status.set("done"), ScheduleModel.outcome.set("ambiguous"),
+            ScheduleModel.reason.set(STUCK_REASON), ScheduleModel.due_shard.remove(),
+            ScheduleModel.updated_at.set(clock.iso(now)),
+        ], condition=(ScheduleModel.status == "sending") & (ScheduleModel.due_at == item.due_at))
+
+    def mark_message(tw: TransactWrite) -> None:
+        tw.update(MessageModel(step.id), actions=[
+            MessageModel.status.set("ambiguous"), MessageModel.reason.set(STUCK_REASON),
+        ], condition=MessageModel.status == "sending")
+
+    commit(Transaction(required=[finish, mark_message, *_stat(step, "ambiguous")]))
+
+
 def _mark_sending(schedule_id: str, token: str) -> Op:
+    """Claimed -> sending. The step stays on the due index, due when a worker that
+    died mid-send should long have finished: the tick then records it ambiguous."""
+    stuck_at = int((clock.now() + SENDING_TIMEOUT).timestamp())
+
     def op(tw: TransactWrite) -> None:
         tw.update(
             ScheduleModel(schedule_id),
             actions=[
                 ScheduleModel.status.set("sending"),
+                ScheduleModel.due_at.set(stuck_at),
                 ScheduleModel.updated_at.set(_now_iso()),
-                ScheduleModel.due_shard.remove(),
                 ScheduleModel.pending_campaign.remove(),
             ],
-            condition=ScheduleModel.claim_token == token,
+            condition=(ScheduleModel.claim_token == token)
+            & (ScheduleModel.status == "claimed"),
         )
 
     return op

@@ -9,6 +9,8 @@ sender dies, the step becomes due again when the lease runs out.
 from __future__ import annotations
 
 import json
+import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +19,9 @@ from pynamodb.exceptions import UpdateError
 
 from chalicelib import aws, clock, settings
 from chalicelib.store.models import ScheduleModel
+from chalicelib.store.tx import RequiredConditionFailed
+
+log = logging.getLogger(__name__)
 
 MAX_PER_SHARD = 1000
 
@@ -26,6 +31,7 @@ class TickReport:
     claimed: int
     lost_races: int
     enqueued: int
+    swept: int = 0
 
 
 def claim(item: ScheduleModel, now: datetime, lease_seconds: int) -> str | None:
@@ -49,40 +55,76 @@ def claim(item: ScheduleModel, now: datetime, lease_seconds: int) -> str | None:
     return token
 
 
-def _enqueue(queue: str, bodies: list[str]) -> None:
-    sqs = aws.client("sqs")
-    url = aws.queue_url(queue)
-    for start in range(0, len(bodies), 10):
-        chunk = bodies[start:start + 10]
+def sweep_stuck(item: ScheduleModel, now: datetime) -> bool:
+    """A step left ``sending`` past its timeout: the worker died between the claim and
+    recording the provider's answer. It may have been sent, so it is recorded as
+    ``ambiguous`` and never resent."""
+    from chalicelib.pipeline.send import STUCK_REASON, record_stuck
+
+    try:
+        record_stuck(item, now)
+    except RequiredConditionFailed:
+        return False
+    log.warning("step %s recorded ambiguous: %s", item.schedule_id, STUCK_REASON)
+    return True
+
+
+class _Enqueuer:
+    """Sends claimed steps to the sends queue ten at a time, as they are claimed, so
+    a tick that runs out of time has handed on everything it claimed."""
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        self.pending: list[str] = []
+        self.sent = 0
+
+    def add(self, body: str) -> None:
+        self.pending.append(body)
+        if len(self.pending) == 10:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        sqs = aws.client("sqs")
         response = sqs.send_message_batch(
-            QueueUrl=url,
-            Entries=[{"Id": str(i), "MessageBody": b} for i, b in enumerate(chunk)],
+            QueueUrl=aws.queue_url(self.queue),
+            Entries=[{"Id": str(i), "MessageBody": b} for i, b in enumerate(self.pending)],
         )
-        if response.get("Failed"):
+        failed = len(response.get("Failed") or [])
+        self.sent += len(self.pending) - failed
+        self.pending = []
+        if failed:
             # Unsent claims are not lost: their lease expires and a later tick retries.
-            raise RuntimeError(f"{len(response['Failed'])} sends not enqueued")
+            raise RuntimeError(f"{failed} sends not enqueued")
 
 
-def run_tick(now: datetime | None = None) -> TickReport:
+def run_tick(now: datetime | None = None, deadline: float | None = None) -> TickReport:
+    """Claim what is due in every shard; stop claiming at ``deadline`` (monotonic)."""
     conf = settings.load()
     now = now or clock.now()
     cutoff = int(now.timestamp())
-    claimed = lost = 0
-    bodies: list[str] = []
+    claimed = lost = swept = 0
+    out = _Enqueuer(conf.sends_queue)
     for shard in range(settings.DUE_SHARDS):
         for item in ScheduleModel.due.query(
             f"due#{shard:02d}", ScheduleModel.due_at <= cutoff, limit=MAX_PER_SHARD
         ):
+            if deadline is not None and time.monotonic() > deadline:
+                out.flush()
+                return TickReport(claimed, lost, out.sent, swept)
+            if item.status == "sending":
+                swept += sweep_stuck(item, now)
+                continue
             token = claim(item, now, conf.claim_lease_seconds)
             if token is None:
                 lost += 1
                 continue
             claimed += 1
-            bodies.append(json.dumps(
+            out.add(json.dumps(
                 {"schedule_id": item.schedule_id, "claim_token": token, "step": item.step,
                  "attempt": int(item.retries or 0) + 1},
                 separators=(",", ":"),
             ))
-    if bodies:
-        _enqueue(conf.sends_queue, bodies)
-    return TickReport(claimed, lost, len(bodies))
+    out.flush()
+    return TickReport(claimed, lost, out.sent, swept)

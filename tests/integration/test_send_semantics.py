@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -145,3 +146,74 @@ def test_transient_failure_deletes_the_successes_and_raises(slice_stack: LocalSt
     _invoke(slice_stack, "ingest", "events", _received("events"))
     customers = {s.step["customer_id"] for s in ScheduleModel.scan()}
     assert customers == {"c-0", "c-1", "c-2"}
+
+
+def test_worker_dying_mid_send_is_recorded_ambiguous_not_resent(enrolled: LocalStack) -> None:
+    client = tx.connection().client
+    enrolled.tick(SMS_DUE)
+    calls = {"n": 0}
+
+    def fail_after_claim(**_: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return None  # the claim (message `sending`) goes through
+        return ({"status_code": 500, "headers": {}, "body": b""},
+                {"Error": {"Code": "InternalServerError", "Message": "injected"}})
+
+    client.meta.events.register("before-call.dynamodb.TransactWriteItems", fail_after_claim)
+    try:
+        enrolled.pump("sends", "send")  # sent, but its outcome can never be written
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.TransactWriteItems",
+                                      fail_after_claim)
+    assert len(enrolled.twilio.messages) == 1
+    assert _sms_message().status == "sending"
+    report = enrolled.tick(SMS_DUE + timedelta(minutes=16))
+    assert report["swept"] == 1
+    msg = _sms_message()
+    assert msg.status == "ambiguous" and "stopped mid-send" in (msg.reason or "")
+    enrolled.run_due(SMS_DUE + timedelta(hours=2))
+    assert len(enrolled.twilio.messages) == 1
+
+
+def test_exit_after_the_claim_still_stops_the_send(enrolled: LocalStack) -> None:
+    enrolled.tick(SMS_DUE)  # claimed, request waiting in the sends queue
+    returned = load_event("order_returned")
+    returned["occurred_at"] = "2026-03-03T14:59:00Z"
+    enrolled.ingest([returned])
+    enrolled.pump("sends", "send")
+    assert enrolled.twilio.messages == []
+    (step,) = [s for s in ScheduleModel.scan() if s.step["campaign_id"] == "checkin"]
+    assert step.status == "cancelled"
+
+
+def test_template_that_fails_for_this_customer_is_recorded_not_looped(
+        stack: LocalStack, tmp_path: Path) -> None:
+    (tmp_path / "c.json").write_text(json.dumps({
+        "id": "nick", "name": "Nickname", "trigger": {"event": "order.delivered"},
+        "steps": [{"id": "s", "after": "P2D", "channel": "sms", "template": "nick"}]}))
+    (tmp_path / "t").mkdir()
+    # Valid against the sample data; fails for a customer without this attribute.
+    (tmp_path / "t" / "nick.sms.j2").write_text("Hi {{ customer.attributes.tier|upper }}\n")
+    stack.push_campaigns(tmp_path, tmp_path / "t")
+    clock.set_now(DELIVERED)
+    event = load_event("order_delivered")
+    del event["customer"]["attributes"]
+    stack.ingest([event])
+    stack.run_due(SMS_DUE)
+    (msg,) = list(MessageModel.scan())
+    assert (msg.status, msg.outcome) == ("failed", "failed")
+    assert "template" in (msg.reason or "")
+    assert stack.dead_letters("sends-dlq") == []
+    (step,) = list(ScheduleModel.scan())
+    assert step.status == "done" and step.due_shard is None
+
+
+def test_tick_past_its_deadline_claims_nothing(enrolled: LocalStack) -> None:
+    import time as _time
+
+    from chalicelib.pipeline.tick import run_tick
+
+    report = run_tick(SMS_DUE, deadline=_time.monotonic() - 1)
+    assert (report.claimed, report.enqueued) == (0, 0)
+    assert run_tick(SMS_DUE).claimed == 1
