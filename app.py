@@ -43,11 +43,30 @@ def twilio_status() -> Response:
     return _http(api.twilio_status)
 
 
+@app.route("/webhooks/twilio/inbound", methods=["POST"],
+           content_types=["application/x-www-form-urlencoded"])
+def twilio_inbound() -> Response:
+    return _http(api.twilio_inbound)
+
+
+@app.route("/l/unsubscribe/{token}", methods=["GET"])
+def unsubscribe_page(token: str) -> Response:
+    return _http(api.unsubscribe_page)
+
+
+@app.route("/l/unsubscribe/{token}", methods=["POST"],
+           content_types=["application/x-www-form-urlencoded", "multipart/form-data",
+                          "text/plain"])
+def unsubscribe(token: str) -> Response:
+    return _http(api.unsubscribe)
+
+
 def _http(handler: api.Handler) -> Response:
     """Chalice's request in, the framework-free handler, Chalice's response out."""
     req = app.current_request
     assert req is not None
-    request = api.HttpRequest.build(req.method, req.path, dict(req.headers), req.raw_body)
+    request = api.HttpRequest.build(req.method, req.path, dict(req.headers), req.raw_body,
+                                    req.uri_params)
     reply = api.dispatch(handler, request)
     headers: dict[str, str | list[str]] = dict(reply.headers)
     return Response(body=reply.body, status_code=reply.status, headers=headers)

@@ -8,6 +8,7 @@ codes in one place (:func:`~chalicelib.api.errors.error_response`).
 
 from __future__ import annotations
 
+from chalicelib.api.consent import twilio_inbound, unsubscribe, unsubscribe_page
 from chalicelib.api.errors import ApiError, error_response
 from chalicelib.api.events import post_events
 from chalicelib.api.http import Handler, HttpRequest, HttpResponse, dispatch
@@ -21,5 +22,8 @@ __all__ = [
     "dispatch",
     "error_response",
     "post_events",
+    "twilio_inbound",
     "twilio_status",
+    "unsubscribe",
+    "unsubscribe_page",
 ]

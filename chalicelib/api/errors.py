@@ -17,6 +17,7 @@ __all__ = [
     "ApiError",
     "BadRequestError",
     "ForbiddenError",
+    "NotFoundError",
     "PayloadTooLargeError",
     "ServiceUnavailableError",
     "UnauthorizedError",
@@ -45,6 +46,13 @@ class BadRequestError(ApiError):
     STATUS_CODE = 400
     CODE = "BadRequestError"
     MESSAGE_IS_LOGGABLE = False
+
+
+class NotFoundError(ApiError):
+    """Nothing here for this request (an invalid or expired link)."""
+
+    STATUS_CODE = 404
+    CODE = "NotFoundError"
 
 
 class UnauthorizedError(ApiError):

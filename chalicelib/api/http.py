@@ -23,13 +23,17 @@ class HttpRequest:
     path: str
     headers: Mapping[str, str]
     body: bytes
+    params: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def build(cls, method: str, path: str, headers: Mapping[str, str],
-              body: bytes | str | None) -> HttpRequest:
-        """Normalize header names to lower case and the body to bytes."""
+              body: bytes | str | None, params: Mapping[str, str] | None = None,
+              ) -> HttpRequest:
+        """Normalize header names to lower case and the body to bytes; ``params`` are
+        the route's path parameters."""
         raw = body.encode("utf-8") if isinstance(body, str) else (body or b"")
-        return cls(method.upper(), path, {k.lower(): v for k, v in headers.items()}, raw)
+        return cls(method.upper(), path, {k.lower(): v for k, v in headers.items()}, raw,
+                   dict(params or {}))
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())

@@ -1,0 +1,122 @@
+"""Opt-outs and opt-ins from recipients: inbound SMS keywords and email unsubscribe.
+
+Neither route writes the profile itself: each turns the request into a
+``customer.updated`` event carrying a consent record (explicit, with its source and
+time) and queues it for the ingest function, the one writer of profiles. The
+event id is derived from the request, so a retried webhook is applied once. A STOP
+withdraws SMS consent; only a START (an explicit opt-in newer than the STOP) can
+restore it, as DESIGN.md's consent rules require.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from typing import Any
+
+from chalicelib import aws, clock, settings
+from chalicelib.api.errors import BadRequestError, NotFoundError, UnsupportedMediaTypeError
+from chalicelib.api.events import enqueue
+from chalicelib.api.http import HttpRequest, HttpResponse
+from chalicelib.api.webhooks import MAX_BODY_BYTES, MEDIA_TYPE, parse_form, verify_twilio
+
+log = logging.getLogger(__name__)
+
+INBOUND_PATH = "/webhooks/twilio/inbound"
+UNSUBSCRIBE_PREFIX = "/l/unsubscribe/"
+# Twilio's default opt-out, opt-in and help keywords (Advanced Opt-Out).
+OPT_OUT = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT",
+                     "REVOKE"})
+OPT_IN = frozenset({"START", "YES", "UNSTOP"})
+HELP = frozenset({"HELP", "INFO"})
+HELP_TEXT = "Aftercare messages about your orders. Reply STOP to opt out, START to opt back in."
+
+
+def consent_event(event_id: str, customer_id: str, channel: str, granted: bool,
+                  source: str) -> str:
+    at = clock.iso(clock.now())
+    return json.dumps({
+        "id": event_id, "type": "customer.updated", "occurred_at": at,
+        "customer": {"id": customer_id, "consent": {channel: {
+            "granted": granted, "at": at, "source": source, "explicit": True}}},
+        "data": {"consent_change": source},
+    })
+
+
+def _twiml(message: str | None = None) -> HttpResponse:
+    body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response>"
+    if message:
+        body += f"<Message>{html.escape(message)}</Message>"
+    body += "</Response>"
+    return HttpResponse(200, body, {"Content-Type": "text/xml"})
+
+
+def customers_with_phone(phone: str) -> list[str]:
+    from chalicelib.store.models import CustomerModel
+
+    return [c.customer_id for c in CustomerModel.by_phone.query(phone)]
+
+
+def twilio_inbound(request: HttpRequest) -> HttpResponse:
+    """An SMS from a recipient: STOP/START/HELP keywords change or explain consent."""
+    if request.media_type != MEDIA_TYPE:
+        raise UnsupportedMediaTypeError(f"send {MEDIA_TYPE}")
+    if len(request.body) > MAX_BODY_BYTES:
+        raise BadRequestError("form body too large")
+    form = parse_form(request.body)
+    verify_twilio(request, form, INBOUND_PATH)
+    sender, sid = form.first("From"), form.first("MessageSid")
+    if not sender or not sid:
+        raise BadRequestError("From and MessageSid are required")
+    keyword = (form.first("Body") or "").strip().split(" ", 1)[0].upper().strip(".!")
+    if keyword in HELP:
+        return _twiml(HELP_TEXT)
+    if keyword not in OPT_OUT | OPT_IN:
+        return _twiml()  # replies (survey answers) are recorded by the tracking layer
+    granted = keyword in OPT_IN
+    bodies = [consent_event(f"sms-{keyword.lower()}:{sid}:{cid}", cid, "sms", granted,
+                            f"sms:{keyword}") for cid in customers_with_phone(sender)]
+    if bodies:
+        enqueue(bodies)
+    log.info("sms keyword", extra={"keyword": keyword, "customers": len(bodies)})
+    return _twiml()
+
+
+def _unsubscribe_token(request: HttpRequest) -> dict[str, Any]:
+    from chalicelib.tracking.links import BadToken, verify
+
+    token = request.params.get("token", "")
+    key = str(aws.secret_json(settings.load().signing_secret)["link_key"]).encode()
+    try:
+        payload = verify(token, key, int(clock.real_now().timestamp()))
+    except BadToken as exc:
+        raise NotFoundError(f"this link is not valid ({exc})") from None
+    if not isinstance(payload.get("m"), str):
+        raise NotFoundError("this link is not valid")
+    return payload
+
+
+def unsubscribe_page(request: HttpRequest) -> HttpResponse:
+    """GET: a confirmation page. Link scanners follow GETs, so a GET changes nothing."""
+    _unsubscribe_token(request)
+    page = ("<!doctype html><title>Unsubscribe</title><form method=post>"
+            "<p>Stop receiving these emails?</p>"
+            "<button name=List-Unsubscribe value=One-Click>Unsubscribe</button></form>")
+    return HttpResponse(200, page, {"Content-Type": "text/html; charset=utf-8"})
+
+
+def unsubscribe(request: HttpRequest) -> HttpResponse:
+    """POST (RFC 8058 one-click, or the page's button): withdraw email consent."""
+    from chalicelib.store.models import MessageModel
+
+    payload = _unsubscribe_token(request)
+    message_id = payload["m"]
+    try:
+        message = MessageModel.get(message_id)
+    except MessageModel.DoesNotExist:
+        raise NotFoundError("this link is not valid") from None
+    enqueue([consent_event(f"unsubscribe:{message_id}", message.customer_id, "email", False,
+                           "email:unsubscribe-link")])
+    page = "<!doctype html><title>Unsubscribed</title><p>You are unsubscribed.</p>"
+    return HttpResponse(200, page, {"Content-Type": "text/html; charset=utf-8"})

@@ -1,0 +1,89 @@
+"""STOP/START/HELP by SMS and one-click email unsubscribe, end to end."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
+import pytest
+
+from chalicelib import clock
+from chalicelib.local.stack import LocalStack
+from chalicelib.store.models import CustomerModel
+from tests.conftest import load_event
+
+PHONE = "+14155550123"
+INBOUND = "http://127.0.0.1:8000/webhooks/twilio/inbound"
+
+
+@pytest.fixture
+def known(slice_stack: LocalStack) -> LocalStack:
+    clock.set_now(datetime(2026, 3, 1, 14, 3, tzinfo=UTC))
+    slice_stack.ingest([load_event("order_delivered")])
+    return slice_stack
+
+
+def _consent(channel: str) -> dict:
+    record: dict = CustomerModel.get("c-42").profile["consent"][channel]
+    return record
+
+
+def test_stop_withdraws_sms_consent_and_the_check_in_is_suppressed(known: LocalStack) -> None:
+    clock.set_now(datetime(2026, 3, 2, 12, 0, tzinfo=UTC))
+    record = known.twilio.simulate_inbound(PHONE, "Stop", "+15005550006", INBOUND)
+    assert record.error is None
+    known.pump("events", "ingest")
+    assert _consent("sms")["granted"] is False and _consent("sms")["source"] == "sms:STOP"
+    known.run_due(datetime(2026, 3, 3, 15, 0, tzinfo=UTC))
+    assert known.twilio.messages == []
+
+
+def test_start_after_stop_restores_consent(known: LocalStack) -> None:
+    clock.set_now(datetime(2026, 3, 2, 12, 0, tzinfo=UTC))
+    known.twilio.simulate_inbound(PHONE, "STOP", "+15005550006", INBOUND)
+    known.pump("events", "ingest")
+    clock.set_now(datetime(2026, 3, 2, 13, 0, tzinfo=UTC))
+    known.twilio.simulate_inbound(PHONE, "START", "+15005550006", INBOUND)
+    known.pump("events", "ingest")
+    assert _consent("sms")["granted"] is True
+    # A later event saying consent: true is evidence only; it does not matter here,
+    # and a plain true after a STOP would not have lifted it (see test_profile).
+    known.run_due(datetime(2026, 3, 3, 15, 0, tzinfo=UTC))
+    assert len(known.twilio.messages) == 1
+
+
+def test_help_replies_and_a_bad_signature_is_refused(known: LocalStack) -> None:
+    params = {"MessageSid": "SM" + "a" * 32, "From": PHONE, "To": "+15005550006",
+              "Body": "help", "AccountSid": known.twilio.account_sid}
+    headers = {"Content-Type": "application/x-www-form-urlencoded",
+               "X-Twilio-Signature": known.twilio.sign(INBOUND, params)}
+    reply = known.client.http.post("/webhooks/twilio/inbound", headers=headers,
+                                   body=urlencode(params))
+    assert reply.status_code == 200 and b"Reply STOP to opt out" in reply.body
+    headers["X-Twilio-Signature"] = known.twilio.sign(INBOUND, {**params, "Body": "STOP"})
+    reply = known.client.http.post("/webhooks/twilio/inbound", headers=headers,
+                                   body=urlencode(params))
+    assert reply.status_code == 403
+
+
+def test_one_click_unsubscribe_withdraws_email_consent(known: LocalStack) -> None:
+    known.run_due(datetime(2026, 3, 8, 13, 30, tzinfo=UTC))
+    (email,) = known.sent_emails()
+    link = re.search(r"http://127\.0\.0\.1:8000(/l/unsubscribe/[\w.-]+)", email["body"])
+    assert link is not None
+    path = link.group(1)
+    page = known.client.http.get(path)
+    assert page.status_code == 200 and b"Unsubscribe" in page.body
+    assert _consent("email")["granted"] is True  # a GET (a link scanner) changes nothing
+    reply = known.client.http.post(
+        path, headers={"Content-Type": "application/x-www-form-urlencoded"},
+        body="List-Unsubscribe=One-Click")
+    assert reply.status_code == 200
+    known.pump("events", "ingest")
+    assert _consent("email") | {"at": None} == {
+        "granted": False, "at": None, "source": "email:unsubscribe-link", "explicit": True}
+    tampered = path[:-3] + ("AAA" if not path.endswith("AAA") else "BBB")
+    assert known.client.http.post(
+        tampered, headers={"Content-Type": "application/x-www-form-urlencoded"},
+        body="List-Unsubscribe=One-Click").status_code == 404
