@@ -587,5 +587,5 @@ def attempt(body: Callable[[], Any], handlers: Sequence[Callable[[Any], Any]]) -
 
 
 def log(value: Any) -> Any:
-    _LOG.info("rule log: %r", value)
+    _LOG.debug("rule log: %r", value)  # DEBUG: values may be personal data
     return value
