@@ -132,8 +132,13 @@ def result_transaction(result: EventResult, current: CustomerModel | None,
         tw.save(customer)
 
     tx = Transaction(required=[*required, put_profile, *stat_ops(_stat_bumps(result))])
-    tx.optional.extend(_put_new(schedule_item(s)) for s in result.planned)
-    tx.optional.extend(_cancel(c) for c in result.cancelled)
+    # DynamoDB refuses a transaction that touches one item twice: one operation per
+    # schedule id, a new plan winning over a cancellation of the same id.
+    planned = {s.id: s for s in result.planned}
+    cancelled = {c.schedule_id: c for c in reversed(result.cancelled)
+                 if c.schedule_id not in planned}
+    tx.optional.extend(_put_new(schedule_item(s)) for s in planned.values())
+    tx.optional.extend(_cancel(c) for c in reversed(cancelled.values()))
     return tx
 
 
