@@ -80,7 +80,7 @@ def _enrollments() -> Counter[tuple[str, str]]:
 
     counts: Counter[tuple[str, str]] = Counter()
     for item in StatsModel.scan():
-        campaign, _variant, arm = item.pk.split("#")
+        campaign, _variant, arm, _shard = item.pk.split("#")
         counts[(campaign, arm)] += int(item.enrolled or 0)
     return counts
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Iterable
 
@@ -14,8 +15,26 @@ from chalicelib.store.tx import Op
 StatKey = tuple[str, str | None, str, str]  # campaign, variant, arm, day
 
 
-def stats_pk(campaign_id: str, variant: str | None, arm: str) -> str:
-    return f"{campaign_id}#{variant or '-'}#{arm}"
+STATS_SHARDS = 8
+
+
+def stats_pk(campaign_id: str, variant: str | None, arm: str, shard: int = 0) -> str:
+    """Counters are write-sharded: concurrent transactions that bump the same item
+    conflict, so each bump picks one of STATS_SHARDS items and reports add them up
+    (a report still reads O(days x shards), never O(messages))."""
+    return f"{campaign_id}#{variant or '-'}#{arm}#{shard}"
+
+
+def stats_totals(campaign_id: str, variant: str | None, arm: str, day: str) -> dict[str, int]:
+    """Every counter for one campaign x variant x arm x day, summed over the shards."""
+    totals: dict[str, int] = {}
+    keys = [(stats_pk(campaign_id, variant, arm, s), day) for s in range(STATS_SHARDS)]
+    for item in StatsModel.batch_get(keys, consistent_read=True):
+        for name in COUNTERS:
+            value = getattr(item, name)
+            if value is not None:
+                totals[name] = totals.get(name, 0) + int(value)
+    return totals
 
 
 def stat_ops(bumps: Iterable[tuple[StatKey, str]]) -> list[Op]:
@@ -27,7 +46,7 @@ def stat_ops(bumps: Iterable[tuple[StatKey, str]]) -> list[Op]:
         grouped.setdefault(key, Counter())[counter] += 1
     ops: list[Op] = []
     for (campaign, variant, arm, day), counts in grouped.items():
-        item = StatsModel(stats_pk(campaign, variant, arm), day)
+        item = StatsModel(stats_pk(campaign, variant, arm, random.randrange(STATS_SHARDS)), day)
         actions: list[Action] = [
             getattr(StatsModel, name).add(n) for name, n in sorted(counts.items())
         ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,8 +18,8 @@ import pytest
 
 from chalicelib import clock, settings
 from chalicelib.local.stack import LocalStack
-from chalicelib.pipeline.stats import stats_pk
-from chalicelib.store.models import MessageModel, StatsModel
+from chalicelib.pipeline.stats import stats_totals
+from chalicelib.store.models import COUNTERS, MessageModel
 from chalicelib.store.tx import RequiredConditionFailed, commit
 from chalicelib.tracking.delivery import StatusReport, fold
 from chalicelib.tracking.status_updates import record_report, report_transaction
@@ -42,9 +43,9 @@ def send_checkin(stack: LocalStack) -> MessageModel:
     return msg
 
 
-def stats_of(msg: MessageModel) -> StatsModel:
-    return StatsModel.get(stats_pk(msg.campaign_id, msg.variant, "treatment"),
-                          msg.decided_at[:10], consistent_read=True)
+def stats_of(msg: MessageModel) -> SimpleNamespace:
+    totals = stats_totals(msg.campaign_id, msg.variant, "treatment", msg.decided_at[:10])
+    return SimpleNamespace(**{name: totals.get(name) for name in COUNTERS})
 
 
 def twilio_entries(msg: MessageModel) -> list[tuple[str, str, str | None]]:
