@@ -58,20 +58,28 @@ def run_demo(out: Path, customers: int = 120, days: int = 120, seed: int = 7) ->
         print(f"pushed {len(campaigns)} campaigns: {', '.join(campaigns)}")
         print(f"replaying {len(events)} events from {events[0]['occurred_at']} "
               f"to {events[-1]['occurred_at']} ...")
-        replay = Replay(stack)
+        replay = Replay(stack, callbacks=True)
         replay.run(events)
         rows = pipeline_rows()
         enrolled = _enrollments()
+        statuses = _message_statuses()
         entries = _outbox(stack)
         path = _write_outbox(entries, out)
         dlq = stack.dead_letters()
     elapsed = time.perf_counter() - started
     _print_summary(events, rows, entries, len(dlq), elapsed, enrolled)
+    print(f"message status after provider callbacks: {dict(sorted(statuses.items()))}")
     for e in entries[:8]:
         print(f"  {e['at']}  {e['channel']:<5} {e.get('to', '?'):<28} "
               f"{e['campaign']}/{e['step']}: {(e.get('subject') or e.get('body', ''))[:60]!r}")
     print(f"outbox: {path} ({len(entries)} messages); events: {out / 'events.jsonl'}")
     return 0
+
+
+def _message_statuses() -> Counter[str]:
+    from chalicelib.store.models import MessageModel
+
+    return Counter(m.status for m in MessageModel.scan(MessageModel.provider_id.exists()))
 
 
 def _enrollments() -> Counter[tuple[str, str]]:

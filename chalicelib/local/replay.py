@@ -18,8 +18,9 @@ from chalicelib.local.stack import LocalStack
 
 
 class Replay:
-    def __init__(self, stack: LocalStack) -> None:
+    def __init__(self, stack: LocalStack, *, callbacks: bool = False) -> None:
         self.stack = stack
+        self.callbacks = callbacks  # deliver Twilio's signed status callbacks as they come
         self._due: list[datetime] = []
         self._queued: set[datetime] = set()
         self.invocations = 0
@@ -37,6 +38,8 @@ class Replay:
             at = heapq.heappop(self._due)
             self._queued.discard(at)
             self._add_due(self.stack.run_due(at))
+            if self.callbacks:
+                self.stack.twilio.deliver_callbacks()
             self.invocations += 1
 
     def feed(self, event: Mapping[str, Any]) -> None:

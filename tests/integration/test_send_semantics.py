@@ -217,3 +217,13 @@ def test_tick_past_its_deadline_claims_nothing(enrolled: LocalStack) -> None:
     report = run_tick(SMS_DUE, deadline=_time.monotonic() - 1)
     assert (report.claimed, report.enqueued) == (0, 0)
     assert run_tick(SMS_DUE).claimed == 1
+
+
+def test_an_event_arriving_days_late_drops_its_stale_step(slice_stack: LocalStack) -> None:
+    clock.set_now(datetime(2026, 3, 7, 12, 0, tzinfo=UTC))  # the delivery was on Mar 1
+    results = slice_stack.ingest([load_event("order_delivered")])
+    assert "2026-03-03T15:00:00Z" in results[0]["due"]  # planned from occurred_at
+    slice_stack.run_due(datetime(2026, 3, 7, 12, 1, tzinfo=UTC))
+    assert slice_stack.twilio.messages == []
+    msg = _sms_message()
+    assert msg.outcome == "expired" and msg.reason.startswith("3d late")
