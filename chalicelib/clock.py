@@ -45,11 +45,24 @@ def run_faster(speed: float) -> None:
     _fast = (datetime.now(UTC), time.time(), speed) if speed != 1 else None
 
 
+# iso() runs several times per event on the event's time, and once per decided step
+# on its due time (steps due together are decided one after another), so the last
+# value is remembered by identity: no hashing, no table.
+_iso_last: tuple[datetime, str] = (datetime(1970, 1, 1, tzinfo=UTC), "1970-01-01T00:00:00Z")
+
+
 def iso(value: datetime) -> str:
     """UTC ISO-8601 with a Z, second precision: the format stored everywhere."""
-    if value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
-    return value.replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+    global _iso_last
+    last = _iso_last  # one read: a consistent pair even with threads
+    if value is last[0]:
+        return last[1]
+    utc = value if value.tzinfo is UTC else value.astimezone(UTC)
+    # %-formatting: about twice as fast as an f-string with format specs or isoformat().
+    text = "%04d-%02d-%02dT%02d:%02d:%02dZ" % (  # noqa: UP031
+        utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second)
+    _iso_last = (value, text)
+    return text
 
 
 def parse_iso(value: str) -> datetime:

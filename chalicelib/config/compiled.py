@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import time, timedelta
 from typing import Any
 
@@ -27,7 +27,9 @@ def _predicate(rule: Any, path: str) -> Predicate | None:
 
     def predicate(context: Mapping[str, Any]) -> bool:
         try:
-            return truthy(compiled(context))
+            result = compiled(context)
+            # Most rules end in a comparison: a bool needs no truthiness rules.
+            return result if result is True or result is False else truthy(result)
         except RuleEvaluationError as exc:
             # Data the rule cannot handle (a text where a number belongs) means
             # "not matched" for this customer, never a failed event. No values
@@ -82,6 +84,12 @@ class CompiledCampaign:
     reentry_window: timedelta | None
     priority: int
     definition: Mapping[str, Any]
+    # Derived once here, not per enrollment: (variant id, weight) for keys.pick_variant.
+    variant_weights: tuple[tuple[str, int], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "variant_weights",
+                           tuple((v.id, v.weight) for v in self.variants))
 
     def step(self, step_id: str) -> CompiledStep | None:
         for step in self.steps:

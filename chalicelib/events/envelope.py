@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeGuard
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from chalicelib.journeys.dates import parse_date
@@ -29,6 +29,7 @@ MAX_EVENT_BYTES = 64 * 1024
 _EMAIL_DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,63}$")
 _TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _OPTIONAL_STR = ("email", "phone", "name", "timezone", "locale", "birthday")
+_known_types: set[str] = set()  # types that matched _TYPE (a few; bounded anyway)
 
 
 class EventError(ValueError):
@@ -95,6 +96,7 @@ def normalize_phone(raw: str, locale: str | None = None) -> str:
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
+@lru_cache(maxsize=65536)
 def normalize_email(raw: str) -> str:
     address = raw.strip()
     local, _, domain = address.rpartition("@")
@@ -103,28 +105,50 @@ def normalize_email(raw: str) -> str:
     return f"{local}@{domain.lower()}"
 
 
+def _plain_str(value: Any) -> TypeGuard[str]:
+    """A string ``_str`` accepts as it is: the common case, checked inline."""
+    return type(value) is str and len(value) <= 512
+
+
+@lru_cache(maxsize=65536)
+def _valid_birthday(value: str) -> bool:
+    return parse_date(value) is not None
+
+
+def _normalize_contact(raw: dict[str, Any]) -> dict[str, Any]:
+    """Phone in E.164, email with a lowercased domain, unknown timezones dropped."""
+    phone = raw.get("phone")
+    if phone:
+        try:
+            raw["phone"] = normalize_phone(phone, raw.get("locale"))
+        except ValueError as exc:
+            raise EventError("$.customer.phone", str(exc)) from None
+    email = raw.get("email")
+    if email:
+        try:
+            raw["email"] = normalize_email(email)
+        except ValueError as exc:
+            raise EventError("$.customer.email", str(exc)) from None
+    timezone = raw.get("timezone")
+    if timezone and not _valid_zone(timezone):
+        # Unknown, not an error: resolved to the default timezone at send time.
+        raw["timezone"] = None
+    return raw
+
+
 def _customer(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise EventError("$.customer", "required object is missing")
-    _str(raw, "id", "$.customer", required=True)
+    customer_id = raw.get("id")
+    if not (_plain_str(customer_id) and customer_id.strip()):
+        _str(raw, "id", "$.customer", required=True)
     for key in _OPTIONAL_STR:
-        _str(raw, key, "$.customer")
-    raw = dict(raw)
-    try:
-        if raw.get("phone"):
-            raw["phone"] = normalize_phone(raw["phone"], raw.get("locale"))
-    except ValueError as exc:
-        raise EventError("$.customer.phone", str(exc)) from None
-    try:
-        if raw.get("email"):
-            raw["email"] = normalize_email(raw["email"])
-    except ValueError as exc:
-        raise EventError("$.customer.email", str(exc)) from None
-    if raw.get("timezone") and not _valid_zone(raw["timezone"]):
-        # Unknown, not an error: resolved to the default timezone at send time.
-        raw["timezone"] = None
+        value = raw.get(key)
+        if value is not None and not _plain_str(value):
+            _str(raw, key, "$.customer")  # raises with the reason, unless a str subclass
+    raw = _normalize_contact(dict(raw))
     birthday = raw.get("birthday")
-    if birthday is not None and parse_date(birthday) is None:
+    if birthday is not None and not _valid_birthday(birthday):
         raise EventError("$.customer.birthday", "not a date (YYYY-MM-DD)")
     consent = raw.get("consent")
     if consent is not None:
@@ -146,7 +170,9 @@ def _order(raw: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(raw, dict):
         raise EventError("$.order", "must be an object")
-    _str(raw, "id", "$.order", required=True)
+    order_id = raw.get("id")
+    if not (_plain_str(order_id) and order_id.strip()):
+        _str(raw, "id", "$.order", required=True)
     total = raw.get("total")
     if total is not None and (isinstance(total, bool) or not isinstance(total, int | float)):
         raise EventError("$.order.total", "must be a number")
@@ -180,8 +206,12 @@ def parse_event(raw: Any) -> dict[str, Any]:
     event_id = _str(raw, "id", "$", required=True)
     event_type = _str(raw, "type", "$", required=True)
     assert event_id is not None and event_type is not None
-    if not _TYPE.match(event_type):
-        raise EventError("$.type", f"not an event type like 'order.delivered': {event_type!r}")
+    if event_type not in _known_types:
+        if not _TYPE.match(event_type):
+            raise EventError("$.type",
+                             f"not an event type like 'order.delivered': {event_type!r}")
+        if len(_known_types) < 1024:
+            _known_types.add(event_type)
     occurred = _str(raw, "occurred_at", "$", required=True)
     assert occurred is not None
     at = parse_time(occurred, "$.occurred_at")

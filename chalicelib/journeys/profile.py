@@ -8,6 +8,7 @@ follows the rules in DESIGN.md (a later ``consent: true`` never lifts an opt-out
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -48,28 +49,37 @@ def merge_consent(current: dict[str, Any] | None, value: Any, at: str) -> dict[s
     "explicit": true}``, or an inbound START); plain ``true`` grants only where no
     opt-out is on record.
     """
+    # Decided on (granted, at, explicit) first; the record dict is built only when
+    # it wins (most events repeat consent the profile already holds).
     if isinstance(value, bool):
-        record = {"granted": value, "at": at, "source": "event", "explicit": False}
+        granted, when, explicit = value, at, False
     elif isinstance(value, dict) and isinstance(value.get("granted"), bool):
-        record = {
-            "granted": value["granted"],
-            "at": str(value.get("at") or at),
-            "source": str(value.get("source") or "event"),
-            "explicit": bool(value.get("explicit", False)),
-        }
+        granted = value["granted"]
+        when = str(value.get("at") or at)
+        explicit = bool(value.get("explicit", False))
     else:
         return current
-    if current is None:
-        return record
-    if not record["granted"]:
-        return record if record["at"] >= current["at"] or current["granted"] else current
-    if not current["granted"]:
-        explicit_and_newer = record["explicit"] and record["at"] > current["at"]
-        return record if explicit_and_newer else current
-    return current if current["at"] >= record["at"] else record
+    if current is not None:
+        if not granted:
+            keep = when < current["at"] and not current["granted"]
+        elif not current["granted"]:
+            keep = not (explicit and when > current["at"])
+        else:
+            keep = current["at"] >= when
+        if keep:
+            return current
+    source = "event" if isinstance(value, bool) else str(value.get("source") or "event")
+    return {"granted": granted, "at": when, "source": source, "explicit": explicit}
 
 
-def _apply_customer(profile: Profile, customer: dict[str, Any], at: str) -> None:
+def _same(a: Any, b: Any) -> bool:
+    """Writing ``b`` over ``a`` changes nothing (the same object, or equal strings)."""
+    return a is b or (type(a) is str and type(b) is str and a == b)
+
+
+def _apply_customer(profile: Profile, customer: Mapping[str, Any], at: str) -> None:
+    # The nested dicts are shared with the input profile and copied only when an
+    # event changes them (copy-on-write); the result is the same as copying always.
     fresher = at >= profile.get("updated_at", "")
     for key in _CONTACT:
         value = customer.get(key)
@@ -77,31 +87,46 @@ def _apply_customer(profile: Profile, customer: dict[str, Any], at: str) -> None
             profile[key] = value
     attrs = customer.get("attributes")
     if attrs:
-        merged = dict(profile.get("attributes") or {})
+        current = profile.get("attributes")
+        merged = current if current else {}
         for key, value in attrs.items():
-            if fresher or key not in merged:
+            if (fresher or key not in merged) and not (key in merged
+                                                       and _same(merged[key], value)):
+                if merged is current:
+                    merged = dict(current)
                 merged[key] = value
-        profile["attributes"] = merged
+        if merged is not current:
+            profile["attributes"] = merged
     consent = customer.get("consent")
     if consent:
-        records = dict(profile.get("consent") or {})
+        current = profile.get("consent")
+        records = current if current else {}
         for channel, value in consent.items():
-            merged_record = merge_consent(records.get(channel), value, at)
-            if merged_record is not None:
+            before = records.get(channel)
+            merged_record = merge_consent(before, value, at)
+            if merged_record is not None and merged_record is not before:
+                if records is current:
+                    records = dict(current)
                 records[channel] = merged_record
-        profile["consent"] = records
+        if records is not current:
+            profile["consent"] = records
 
 
-def _apply_order(profile: Profile, event_type: str, order: dict[str, Any], at: str) -> None:
-    orders: dict[str, Any] = dict(profile.get("orders") or {})
-    profile["orders"] = orders
+def _apply_order(profile: Profile, event_type: str, order: Mapping[str, Any], at: str) -> None:
+    orders: dict[str, Any] = profile.get("orders") or {}
+    if not orders:
+        orders = profile["orders"] = {}
     order_id = order["id"]
     known = orders.get(order_id)
     if event_type == "order.returned":
         if known is not None and not known.get("returned"):
+            orders = profile["orders"] = dict(orders)  # copied on write, as below
             orders[order_id] = {**known, "returned": True}
         return
-    if known is None:
+    if known is not None and at >= known["at"]:
+        pass  # a repeat (delivered after placed): the orders are unchanged
+    elif known is None:
+        orders = profile["orders"] = dict(orders)
         total = float(order.get("total") or 0)
         orders[order_id] = {"total": total, "at": at}
         profile["order_count"] = int(profile.get("order_count", 0)) + 1
@@ -118,7 +143,8 @@ def _apply_order(profile: Profile, event_type: str, order: dict[str, Any], at: s
             if isinstance(sku, str) and sku not in products:
                 products.append(sku)
         del products[:-MAX_PRODUCTS_KEPT]
-    elif at < known["at"]:
+    else:
+        orders = profile["orders"] = dict(orders)
         orders[order_id] = {**known, "at": at}  # placed arrived after delivered
     placed_at = orders[order_id]["at"]
     profile["last_order_at"] = _later(profile.get("last_order_at"), placed_at)
@@ -128,7 +154,7 @@ def _apply_order(profile: Profile, event_type: str, order: dict[str, Any], at: s
         profile["last_delivery_at"] = _later(profile.get("last_delivery_at"), at)
 
 
-def apply_event(profile: Profile, event: dict[str, Any], at: datetime) -> Profile:
+def apply_event(profile: Profile, event: Mapping[str, Any], at: datetime) -> Profile:
     """Return a new profile with ``event`` folded in (the input is not modified)."""
     out = dict(profile)
     stamp = iso(at)

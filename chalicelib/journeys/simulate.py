@@ -38,47 +38,79 @@ class Simulator:
     bad: list[BadLine] = field(default_factory=list)
     duplicates: int = 0
     events: int = 0
-    _heap: list[tuple[datetime, int, PlannedStep]] = field(default_factory=list)
+    # The schedule: steps are decided in (due time, order of planning) order. Many
+    # steps share a due time (10:00 local on a given day), so they are kept in one
+    # list per due time, and the heap orders the distinct due times only.
+    _dues: list[datetime] = field(default_factory=list)
+    _due_steps: dict[datetime, list[PlannedStep]] = field(default_factory=dict)
     _pending: dict[str, PlannedStep] = field(default_factory=dict)
     _known: set[str] = field(default_factory=set)
     _seen_events: set[str] = field(default_factory=set)
-    _seq: int = 0
 
     def _plan(self, step: PlannedStep) -> None:
-        if step.id in self._known:
-            return
-        self._known.add(step.id)
-        self._push(step, step.due_at)
+        known = self._known
+        size = len(known)
+        known.add(step.id)
+        if len(known) != size:  # not planned before (one set probe, not two)
+            self._push(step, step.due_at)
 
     def _push(self, step: PlannedStep, due: datetime) -> None:
         self._pending[step.id] = step
-        self._seq += 1
-        heapq.heappush(self._heap, (due, self._seq, step))
+        batch = self._due_steps.get(due)
+        if batch is None:
+            self._due_steps[due] = [step]
+            heapq.heappush(self._dues, due)
+        else:
+            batch.append(step)
+
+    def _put_back(self, due: datetime, rest: list[PlannedStep]) -> None:
+        """Return undecided steps to the front of their due time's list."""
+        later = self._due_steps.get(due)
+        if later is None:
+            self._due_steps[due] = rest
+            heapq.heappush(self._dues, due)
+        else:
+            self._due_steps[due] = rest + later
 
     def advance(self, until: datetime) -> None:
         """Decide every step due at or before ``until``, each at its own due time."""
-        heap = self._heap
-        while heap and heap[0][0] <= until:
-            due, _, step = heapq.heappop(heap)
-            if self._pending.get(step.id) is not step:
-                continue  # cancelled, or superseded by a deferral
-            del self._pending[step.id]
-            decision = decide_step(step, self.profiles.get(step.customer_id),
-                                   self.campaigns.get(step.campaign_id), due, self.default_tz)
-            if decision.outcome == "deferred" and decision.defer_until is not None:
-                self._push(step, decision.defer_until)
-                continue
-            self.rows.append(Row(step.customer_id, step.campaign_id, step.step_id,
-                                 iso(step.due_at),
-                                 OUTCOME_NAME.get(decision.outcome, decision.outcome),
-                                 decision.reason))
-            for follow in decision.follow_ups:
-                self._plan(follow)
+        dues = self._dues
+        pending = self._pending
+        profiles = self.profiles
+        campaigns = self.campaigns
+        rows = self.rows
+        while dues and dues[0] <= until:
+            due = heapq.heappop(dues)
+            batch = self._due_steps.pop(due)
+            due_text = iso(due)  # the rows' time for every step of the batch not deferred
+            for index, step in enumerate(batch):
+                if pending.get(step.id) is not step:
+                    continue  # cancelled, or superseded by a deferral
+                del pending[step.id]
+                decision = decide_step(step, profiles.get(step.customer_id),
+                                       campaigns.get(step.campaign_id), due, self.default_tz)
+                outcome = decision.outcome
+                if outcome == "deferred" and decision.defer_until is not None:
+                    self._push(step, decision.defer_until)
+                else:
+                    at = due_text if step.due_at == due else iso(step.due_at)
+                    rows.append(Row(step.customer_id, step.campaign_id, step.step_id, at,
+                                    OUTCOME_NAME.get(outcome, outcome), decision.reason))
+                    for follow in decision.follow_ups:
+                        self._plan(follow)
+                if dues and dues[0] < due:
+                    # A step was planned before this due time (not seen with the
+                    # example campaigns): keep strict time order.
+                    if index + 1 < len(batch):
+                        self._put_back(due, batch[index + 1:])
+                    break
 
     def feed(self, event: dict[str, Any]) -> None:
         """Process one parsed event at its own time (steps due before it go first)."""
         at: datetime = event["_at"]
-        self.advance(at)
+        dues = self._dues
+        if dues and dues[0] <= at:  # most events find nothing due: skip the call
+            self.advance(at)
         if event["id"] in self._seen_events:
             self.duplicates += 1
             return

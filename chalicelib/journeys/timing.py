@@ -2,6 +2,11 @@
 
 All arithmetic on wall-clock times happens in the recipient's own timezone, so a
 "10:00" step is at 10:00 local on both sides of a DST change.
+
+This runs for every step of every enrollment (the pipeline's ingest and
+``aftercare simulate``), so the common case is memoised: a step with a local
+``at`` time and a whole-day delay lands on a time that depends only on the zone,
+the enrollment's local date and whether it was already past ``at`` that day.
 """
 
 from __future__ import annotations
@@ -14,6 +19,16 @@ from chalicelib.config.compiled import CompiledStep
 
 QUIET_START = time(21, 0)
 QUIET_END = time(8, 0)
+_ONE_DAY = timedelta(days=1)
+# Bounds of the memo tables below; they are cleared when full. Replays move forward
+# in time, so the entries still in use after a clear are few and refill at once.
+_MEMO_MAX = 65_536
+
+# (at, weekdays, whole days of delay, zone, enrollment's local date, past ``at``?)
+# -> UTC due time, or None when the delay lands on a DST day (computed exactly).
+_PlanKey = tuple[time, frozenset[int] | None, int, ZoneInfo, date, bool]
+_planned: dict[_PlanKey, datetime | None] = {}
+_allowed: dict[tuple[datetime, ZoneInfo], datetime | None] = {}
 
 
 @lru_cache(maxsize=1024)
@@ -27,10 +42,11 @@ def zone(name: str | None, default: str = "America/New_York") -> ZoneInfo:
     return ZoneInfo(default)
 
 
+@lru_cache(maxsize=16_384)
 def _changes_offset(tz: ZoneInfo, d: date) -> bool:
     """Whether the zone's UTC offset changes during local day ``d`` (a DST day)."""
     start = datetime.combine(d, time(0), tzinfo=tz)
-    return start.utcoffset() != (start + timedelta(days=1)).utcoffset()
+    return start.utcoffset() != (start + _ONE_DAY).utcoffset()
 
 
 def _local(d: date, t: time, tz: ZoneInfo) -> datetime:
@@ -46,7 +62,7 @@ def _local(d: date, t: time, tz: ZoneInfo) -> datetime:
 
 
 def in_quiet_hours(local: datetime, start: time = QUIET_START, end: time = QUIET_END) -> bool:
-    t = local.timetz().replace(tzinfo=None)
+    t = local.time()  # the naive wall time
     if start <= end:
         return start <= t < end
     return t >= start or t < end
@@ -57,7 +73,7 @@ def _out_of_quiet(local: datetime, tz: ZoneInfo) -> datetime:
         return local
     day = local.date()
     if local.time() >= QUIET_START:
-        day += timedelta(days=1)
+        day += _ONE_DAY
     return _local(day, QUIET_END, tz)
 
 
@@ -68,7 +84,7 @@ def _on_allowed_day(local: datetime, weekdays: frozenset[int] | None, tz: ZoneIn
     for _ in range(7):
         if day.weekday() in weekdays:
             break
-        day += timedelta(days=1)
+        day += _ONE_DAY
     if day == local.date():
         return local
     return _local(day, local.time(), tz)
@@ -84,6 +100,63 @@ def add_local(base: datetime, delta: timedelta, tz: ZoneInfo) -> datetime:
     return (local + rest).astimezone(tz) if rest else local
 
 
+def _settle(local: datetime, weekdays: frozenset[int] | None, tz: ZoneInfo) -> datetime:
+    """The next allowed weekday, then out of quiet hours, re-checking after a move."""
+    for _ in range(3):
+        moved = _out_of_quiet(_on_allowed_day(local, weekdays, tz), tz)
+        if moved == local:
+            break
+        local = moved
+    return local.astimezone(UTC)
+
+
+def _plan_exact(base_local: datetime, step: CompiledStep, tz: ZoneInfo) -> datetime:
+    local = add_local(base_local, step.after, tz)
+    if step.at is not None:
+        candidate = _local(local.date(), step.at, tz)
+        if candidate < local:
+            candidate = _local(local.date() + _ONE_DAY, step.at, tz)
+        local = candidate
+    return _settle(local, step.weekdays, tz)
+
+
+def _plan_at(at: time, weekdays: frozenset[int] | None, days: int, tz: ZoneInfo,
+             base_date: date, past_at: bool) -> datetime | None:
+    """The due time of a step at local ``at`` after ``days`` whole days (a memo entry).
+
+    None when the delay lands on a day whose UTC offset changes: there the wall
+    time may move (a spring-forward gap), so the caller computes it exactly.
+    """
+    day = base_date + timedelta(days=days)
+    if _changes_offset(tz, day):
+        return None
+    if past_at:
+        day += _ONE_DAY
+    return _settle(_local(day, at, tz), weekdays, tz)
+
+
+def plan_from_local(base_local: datetime, step: CompiledStep, tz: ZoneInfo) -> datetime:
+    """:func:`plan_send_time` with the enrollment time already in ``tz`` (``base.astimezone(tz)``).
+
+    Planning an enrollment converts its time once and plans every step from it.
+    """
+    at = step.at
+    after = step.after
+    if at is None or after.seconds or after.microseconds:
+        return _plan_exact(base_local, step, tz)
+    # With a whole-day delay off a DST day the wall time of ``base_local`` is kept,
+    # so "already past ``at``" is a comparison of wall times, the same on any day.
+    base_date = base_local.date()
+    key = (at, step.weekdays, after.days, tz, base_date, at < base_local.time())
+    try:
+        due = _planned[key]
+    except KeyError:
+        if len(_planned) >= _MEMO_MAX:
+            _planned.clear()
+        due = _planned[key] = _plan_at(*key)
+    return due if due is not None else _plan_exact(base_local, step, tz)
+
+
 def plan_send_time(base: datetime, step: CompiledStep, tz: ZoneInfo) -> datetime:
     """The UTC time a step is due, given the enrollment time ``base``.
 
@@ -93,23 +166,19 @@ def plan_send_time(base: datetime, step: CompiledStep, tz: ZoneInfo) -> datetime
     weekday; then out of quiet hours (21:00-08:00 local), re-checking the weekday
     after a move.
     """
-    local = add_local(base, step.after, tz)
-    if step.at is not None:
-        candidate = _local(local.date(), step.at, tz)
-        if candidate < local:
-            candidate = _local(local.date() + timedelta(days=1), step.at, tz)
-        local = candidate
-    for _ in range(3):
-        moved = _out_of_quiet(_on_allowed_day(local, step.weekdays, tz), tz)
-        if moved == local:
-            break
-        local = moved
-    return local.astimezone(UTC)
+    return plan_from_local(base.astimezone(tz), step, tz)
 
 
 def next_allowed(now: datetime, tz: ZoneInfo) -> datetime | None:
     """None when ``now`` may send; otherwise the next time out of quiet hours."""
+    key = (now, tz)
+    try:
+        return _allowed[key]
+    except KeyError:
+        pass
     local = now.astimezone(tz)
-    if not in_quiet_hours(local):
-        return None
-    return _out_of_quiet(local, tz).astimezone(UTC)
+    later = _out_of_quiet(local, tz).astimezone(UTC) if in_quiet_hours(local) else None
+    if len(_allowed) >= _MEMO_MAX:
+        _allowed.clear()
+    _allowed[key] = later
+    return later
