@@ -154,15 +154,35 @@ def _customer(raw: Any) -> dict[str, Any]:
     if consent is not None:
         if not isinstance(consent, dict):
             raise EventError("$.customer.consent", "must be an object of channel -> consent")
+        normalized = {}
         for channel, value in consent.items():
             if channel not in ("sms", "email"):
                 raise EventError(f"$.customer.consent.{channel}", "unknown channel")
-            if not isinstance(value, bool | dict):
-                raise EventError(f"$.customer.consent.{channel}", "must be true/false or an object")
+            normalized[channel] = _consent_value(channel, value)
+        raw["consent"] = normalized
     attrs = raw.get("attributes")
     if attrs is not None and not isinstance(attrs, dict):
         raise EventError("$.customer.attributes", "must be an object")
     return raw
+
+
+def _consent_value(channel: str, value: Any) -> Any:
+    """A consent record's ``at`` is compared with other records': it must be a real
+    datetime, stored in the one UTC format, or a bogus time could outrank a STOP."""
+    path = f"$.customer.consent.{channel}"
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, dict):
+        raise EventError(path, "must be true/false or an object")
+    if not isinstance(value.get("granted"), bool):
+        raise EventError(f"{path}.granted", "must be true or false")
+    at = value.get("at")
+    if at is None:
+        return value
+    if not isinstance(at, str):
+        raise EventError(f"{path}.at", "must be an ISO 8601 datetime")
+    moment = parse_time(at, f"{path}.at")
+    return {**value, "at": moment.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 def _order(raw: Any) -> dict[str, Any] | None:

@@ -10,15 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, NamedTuple
 
 from chalicelib.clock import iso, parse_iso
 from chalicelib.config.compiled import CompiledCampaign, CompiledStep
 from chalicelib.journeys import keys
-from chalicelib.journeys.dates import next_anniversary, parse_date
+from chalicelib.journeys.dates import anniversary, next_anniversary, parse_date
 from chalicelib.journeys.profile import Profile, apply_event, new_profile
-from chalicelib.journeys.timing import _local, next_allowed, plan_from_local, zone
+from chalicelib.journeys.timing import (
+    _local,
+    next_allowed,
+    on_allowed_day,
+    plan_from_local,
+    zone,
+)
 
 MAX_REFS_KEPT = 50
 CONTACT_FIELD = {"sms": "phone", "email": "email"}
@@ -251,14 +257,24 @@ def _goals_and_exits(result: EventResult, event: Mapping[str, Any], at: str,
                 changed = dict(enrollments)
             changed[c.id] = {**e, "converted": at}
             result.rows.append(Row(profile["id"], c.id, "-", at, "converted", etype))
+    order = event.get("order")
     for c in exits:
         e = changed.get(c.id)
-        if not e or e.get("exited") or e["at"] > at:
+        if not e or e.get("exited"):
             continue
-        result.cancelled.extend(_cancel(c, profile["id"], e["ref"], "exited", etype))
-        if changed is enrollments:
-            changed = dict(enrollments)
-        changed[c.id] = {**e, "exited": at}
+        ref = e["ref"]
+        if order and ref.startswith("order:"):
+            # An order event exits only the enrollment made for that order.
+            ref = f"order:{order['id']}"
+            if ref not in e.get("refs", ()):
+                continue
+        elif e["at"] > at:
+            continue
+        result.cancelled.extend(_cancel(c, profile["id"], ref, "exited", etype))
+        if ref == e["ref"]:
+            if changed is enrollments:
+                changed = dict(enrollments)
+            changed[c.id] = {**e, "exited": at}
         result.rows.append(Row(profile["id"], c.id, "-", at, "exited", etype))
     if changed is not enrollments:
         profile["enrollments"] = changed
@@ -315,18 +331,33 @@ def _date_occurrence(c: CompiledCampaign, profile: Profile, today_local: datetim
     return f"{c.date_field}:{d.isoformat()}:{occurrence.year}", base
 
 
+def _occurrence_past(c: CompiledCampaign, enrollment: Mapping[str, Any],
+                     local: datetime) -> bool:
+    """Whether the recorded yearly occurrence is over. Normally the decision on its
+    last step plans the next year; when that decision never came (an exit cancelled
+    the steps, the campaign was paused), the next event plans it instead."""
+    year = int(enrollment["ref"].rsplit(":", 1)[1])
+    if year != local.year:
+        return year < local.year
+    d = parse_date(enrollment["ref"].split(":", 2)[1])
+    return d is not None and anniversary(d, year, c.leap_day) < local.date()
+
+
 def _enroll_dated(result: EventResult, at: datetime, stamp: str, campaigns: CampaignSet,
                   default_tz: str) -> None:
     profile = result.profile
     enrollments = profile.get("enrollments") or {}
     for c in campaigns.dated:
         value = profile.get(c.date_field or "")
+        if not value:
+            continue
         current = enrollments.get(c.id)
-        if not value or (current is not None and isinstance(value, str)
-                         and current["ref"].startswith(f"{c.date_field}:{value[:10]}:")):
-            continue  # planned already; later years are planned as each one is decided
         tz = zone(profile.get("timezone"), default_tz)
-        found = _date_occurrence(c, profile, at.astimezone(tz))
+        local = at.astimezone(tz)
+        if current is not None and isinstance(value, str) and current["ref"].startswith(
+                f"{c.date_field}:{value[:10]}:") and not _occurrence_past(c, current, local):
+            continue  # planned already; later years are planned as each one is decided
+        found = _date_occurrence(c, profile, local)
         if found is None:
             continue
         ref, base = found
@@ -384,7 +415,22 @@ def process_event(event: Mapping[str, Any], profile: Profile | None, campaigns: 
         _enroll_dated(result, at, stamp, campaigns, default_tz)
     if campaigns.idle:
         _enroll_idle(result, before, stamp, campaigns, default_tz)
+    if result.cancelled:
+        _one_operation_per_step(result)
     return result
+
+
+def _one_operation_per_step(result: EventResult) -> None:
+    """A step is cancelled once (first reason wins), and never both planned and
+    cancelled: the store writes one operation per schedule item."""
+    planned = {s.id for s in result.planned}
+    seen: set[str] = set()
+    unique = []
+    for c in result.cancelled:
+        if c.schedule_id not in seen and c.schedule_id not in planned:
+            seen.add(c.schedule_id)
+            unique.append(c)
+    result.cancelled = unique
 
 
 def backfill_profile(profile: Profile, campaigns: CampaignSet, now: datetime,
@@ -406,7 +452,13 @@ def backfill_profile(profile: Profile, campaigns: CampaignSet, now: datetime,
 def _exit_reason(campaign: CompiledCampaign, step: PlannedStep, profile: Profile,
                  now: datetime) -> str | None:
     last_events = profile.get("last_events") or {}
+    order_id = step.ref[6:] if step.ref.startswith("order:") else None
     for etype in campaign.exit_events:
+        if order_id is not None and etype == "order.returned":
+            # Only this enrollment's own order being returned exits it.
+            if ((profile.get("orders") or {}).get(order_id) or {}).get("returned"):
+                return etype
+            continue
         seen = last_events.get(etype)
         if seen is not None and seen >= step.enrolled_at:
             return etype
@@ -493,9 +545,12 @@ def _decide(step: PlannedStep, compiled_step: CompiledStep, profile: Profile,
     blocked = _consent_block(channel, profile)
     if blocked:
         return StepDecision("suppressed", blocked)
-    later = next_allowed(now, zone(profile.get("timezone"), default_tz))
+    tz = zone(profile.get("timezone"), default_tz)
+    later = next_allowed(now, tz)
     if later is not None:
-        return StepDecision("deferred", "quiet hours", defer_until=later)
+        if compiled_step.weekdays:
+            later = on_allowed_day(later.astimezone(tz), compiled_step.weekdays, tz)
+        return StepDecision("deferred", "quiet hours", defer_until=later.astimezone(UTC))
     return StepDecision("send", "", channel=channel,
                         template=campaign.template_for(compiled_step, step.variant),
                         to=profile[CONTACT_FIELD[channel]])

@@ -77,7 +77,7 @@ def _out_of_quiet(local: datetime, tz: ZoneInfo) -> datetime:
     return _local(day, QUIET_END, tz)
 
 
-def _on_allowed_day(local: datetime, weekdays: frozenset[int] | None, tz: ZoneInfo) -> datetime:
+def on_allowed_day(local: datetime, weekdays: frozenset[int] | None, tz: ZoneInfo) -> datetime:
     if not weekdays:
         return local
     day = local.date()
@@ -103,7 +103,7 @@ def add_local(base: datetime, delta: timedelta, tz: ZoneInfo) -> datetime:
 def _settle(local: datetime, weekdays: frozenset[int] | None, tz: ZoneInfo) -> datetime:
     """The next allowed weekday, then out of quiet hours, re-checking after a move."""
     for _ in range(3):
-        moved = _out_of_quiet(_on_allowed_day(local, weekdays, tz), tz)
+        moved = _out_of_quiet(on_allowed_day(local, weekdays, tz), tz)
         if moved == local:
             break
         local = moved

@@ -1,0 +1,86 @@
+"""Edge cases of the decision core found in review."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from chalicelib.config.model import Campaign
+from chalicelib.events import EventError, parse_event
+from chalicelib.journeys.engine import decide_step, process_event
+from tests.unit.test_engine import campaign, cset, event
+
+
+def test_cancellations_never_repeat_a_schedule_id() -> None:
+    c = Campaign.model_validate({
+        "id": "winback", "name": "W", "trigger": {"idle": "P30D"},
+        "exit": {"event": "order.placed"},
+        "steps": [{"id": "a", "channel": "email", "template": "w"},
+                  {"id": "b", "after": "P14D", "channel": "email", "template": "w"}]})
+    cs = cset(c)
+    r1 = process_event(event("order.placed", "2026-01-01T14:00:00Z", "e1"), None, cs)
+    r2 = process_event(event("order.placed", "2026-02-05T14:00:00Z", "e2", order="o2"),
+                       r1.profile, cs)
+    ids = [x.schedule_id for x in r2.cancelled]
+    assert len(ids) == len(set(ids))
+    assert not set(ids) & {s.id for s in r2.planned}
+
+
+def test_a_return_exits_only_the_returned_orders_enrollment() -> None:
+    cs = cset(campaign(exit={"event": "order.returned"}))
+    r1 = process_event(event("order.delivered", "2026-03-01T14:00:00Z", "e1", order="o1"),
+                       None, cs)
+    r2 = process_event(event("order.delivered", "2026-03-01T15:00:00Z", "e2", order="o2"),
+                       r1.profile, cs)
+    r3 = process_event(event("order.returned", "2026-03-02T10:00:00Z", "e3", order="o1"),
+                       r2.profile, cs)
+    assert [c.schedule_id for c in r3.cancelled] == [r1.planned[0].id]
+    step_o2 = r2.planned[0]
+    assert decide_step(step_o2, r3.profile, cs.get("checkin"), step_o2.due_at).outcome == "send"
+    step_o1 = r1.planned[0]
+    assert decide_step(step_o1, r3.profile, cs.get("checkin"), step_o1.due_at).outcome == \
+        "exited"
+
+
+def test_yearly_campaign_goes_on_after_an_occurrence_is_cancelled() -> None:
+    c = Campaign.model_validate({
+        "id": "birthday", "name": "B", "trigger": {"date": "customer.birthday"},
+        "exit": {"event": "customer.complained"},
+        "steps": [{"id": "greet", "at": "10:00", "channel": "sms", "template": "b"}]})
+    cs = cset(c)
+    r1 = process_event(event("customer.updated", "2026-01-10T12:00:00Z", "e1", order=None,
+                             birthday="1990-03-05"), None, cs)
+    assert r1.planned[0].due_at.date().isoformat() == "2026-03-05"
+    r2 = process_event(event("customer.complained", "2026-03-05T16:00:00Z", "e2",
+                             order=None), r1.profile, cs)
+    # The 2026 greeting was decided (exited) at send time or cancelled; later events
+    # must still plan 2027.
+    r3 = process_event(event("order.placed", "2026-06-01T12:00:00Z", "e3"), r2.profile, cs)
+    assert [s.due_at.date().isoformat() for s in r3.planned] == ["2027-03-05"]
+
+
+def test_consent_time_must_be_a_datetime_and_is_normalised() -> None:
+    base = {"id": "e", "type": "customer.updated", "occurred_at": "2026-03-01T10:00:00Z"}
+    with pytest.raises(EventError) as info:
+        parse_event({**base, "customer": {"id": "c", "consent": {
+            "sms": {"granted": True, "explicit": True, "at": "x"}}}})
+    assert info.value.path == "$.customer.consent.sms.at"
+    e = parse_event({**base, "customer": {"id": "c", "consent": {
+        "sms": {"granted": True, "at": "2026-03-01T12:00:00+02:00"}}}})
+    assert e["customer"]["consent"]["sms"]["at"] == "2026-03-01T10:00:00Z"
+
+
+def test_quiet_hours_deferral_respects_allowed_weekdays() -> None:
+    c = campaign(steps=[{"id": "s1", "after": "P1D", "channel": "sms", "template": "t",
+                         "weekdays": ["mon"]}])
+    cs = cset(c)
+    r = process_event(event("order.delivered", "2026-03-01T14:00:00Z", "e1"), None, cs)
+    step = r.planned[0]
+    assert step.due_at.astimezone(UTC).weekday() == 0  # Monday
+    late = datetime(2026, 3, 3, 2, 30, tzinfo=UTC)  # Monday 21:30 in New York
+    d = decide_step(step, r.profile, cs.get("checkin"), late)
+    assert d.outcome == "deferred" and d.defer_until is not None
+    local = d.defer_until.astimezone(ZoneInfo("America/New_York"))
+    assert (local.date().isoformat(), local.hour) == ("2026-03-09", 8)  # next Monday 08:00
