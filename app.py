@@ -61,6 +61,17 @@ def unsubscribe(token: str) -> Response:
     return _http(api.unsubscribe)
 
 
+@app.route("/l/survey/{token}", methods=["GET"])
+def survey_page(token: str) -> Response:
+    return _http(api.survey_page)
+
+
+@app.route("/l/survey/{token}", methods=["POST"],
+           content_types=["application/x-www-form-urlencoded"])
+def survey_answer(token: str) -> Response:
+    return _http(api.survey_answer)
+
+
 def _http(handler: api.Handler) -> Response:
     """Chalice's request in, the framework-free handler, Chalice's response out."""
     req = app.current_request

@@ -12,6 +12,7 @@ from chalicelib.api.consent import twilio_inbound, unsubscribe, unsubscribe_page
 from chalicelib.api.errors import ApiError, error_response
 from chalicelib.api.events import post_events
 from chalicelib.api.http import Handler, HttpRequest, HttpResponse, dispatch
+from chalicelib.api.survey import survey_answer, survey_page
 from chalicelib.api.webhooks import twilio_status
 
 __all__ = [
@@ -22,6 +23,8 @@ __all__ = [
     "dispatch",
     "error_response",
     "post_events",
+    "survey_answer",
+    "survey_page",
     "twilio_inbound",
     "twilio_status",
     "unsubscribe",

@@ -83,7 +83,8 @@ def twilio_inbound(request: HttpRequest) -> HttpResponse:
     return _twiml()
 
 
-def _unsubscribe_token(request: HttpRequest) -> dict[str, Any]:
+def verified_link(request: HttpRequest, kind: str) -> dict[str, Any]:
+    """The payload of a signed link made for route ``kind``; 404 otherwise."""
     from chalicelib.tracking.links import BadToken, verify
 
     token = request.params.get("token", "")
@@ -92,14 +93,14 @@ def _unsubscribe_token(request: HttpRequest) -> dict[str, Any]:
         payload = verify(token, key, int(clock.real_now().timestamp()))
     except BadToken as exc:
         raise NotFoundError(f"this link is not valid ({exc})") from None
-    if not isinstance(payload.get("m"), str):
+    if not isinstance(payload.get("m"), str) or payload.get("t") != kind:
         raise NotFoundError("this link is not valid")
     return payload
 
 
 def unsubscribe_page(request: HttpRequest) -> HttpResponse:
     """GET: a confirmation page. Link scanners follow GETs, so a GET changes nothing."""
-    _unsubscribe_token(request)
+    verified_link(request, "unsubscribe")
     page = ("<!doctype html><title>Unsubscribe</title><form method=post>"
             "<p>Stop receiving these emails?</p>"
             "<button name=List-Unsubscribe value=One-Click>Unsubscribe</button></form>")
@@ -110,7 +111,7 @@ def unsubscribe(request: HttpRequest) -> HttpResponse:
     """POST (RFC 8058 one-click, or the page's button): withdraw email consent."""
     from chalicelib.store.models import MessageModel
 
-    payload = _unsubscribe_token(request)
+    payload = verified_link(request, "unsubscribe")
     message_id = payload["m"]
     try:
         message = MessageModel.get(message_id)

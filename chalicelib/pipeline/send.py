@@ -209,7 +209,8 @@ def _render(step: PlannedStep, profile: dict[str, Any], decision: StepDecision,
     base = settings.load().public_base_url
 
     def make_link(kind: str, payload: dict[str, Any]) -> str:
-        return f"{base}/l/{kind}/{links.sign({**payload, 'exp': exp}, key)}"
+        # "t" keeps each link to its own route: a survey link cannot unsubscribe.
+        return f"{base}/l/{kind}/{links.sign({**payload, 't': kind, 'exp': exp}, key)}"
 
     context = render_context(step, profile, campaign, make_link)
     renderer = renderer_for(step.campaign_id, campaign.version,

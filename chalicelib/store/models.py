@@ -171,6 +171,9 @@ class MessageModel(Model):
     provider_id = UnicodeAttribute(null=True)
     error_code = UnicodeAttribute(null=True)
     history = CompactJSONAttribute(null=True)
+    survey_kind = UnicodeAttribute(null=True)
+    survey_score = NumberAttribute(null=True)
+    survey_at = UnicodeAttribute(null=True)
     by_provider = ProviderIndex()
 
 
@@ -197,6 +200,10 @@ class StatsModel(Model):
     opened = NumberAttribute(null=True)
     clicked = NumberAttribute(null=True)
     replied = NumberAttribute(null=True)
+    survey_responses = NumberAttribute(null=True)
+    survey_score_sum = NumberAttribute(null=True)
+    promoters = NumberAttribute(null=True)
+    detractors = NumberAttribute(null=True)
 
 
 COUNTERS = frozenset(

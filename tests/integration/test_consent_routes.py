@@ -87,3 +87,42 @@ def test_one_click_unsubscribe_withdraws_email_consent(known: LocalStack) -> Non
     assert known.client.http.post(
         tampered, headers={"Content-Type": "application/x-www-form-urlencoded"},
         body="List-Unsubscribe=One-Click").status_code == 404
+
+
+def _survey_link(stack: LocalStack) -> str:
+    from chalicelib import aws, settings
+    from chalicelib.store.models import MessageModel
+    from chalicelib.tracking.links import sign
+
+    (msg,) = [m for m in MessageModel.scan() if m.channel == "sms"]
+    key = str(aws.secret_json(settings.load().signing_secret)["link_key"]).encode()
+    token = sign({"m": msg.message_id, "k": "csat", "t": "survey", "exp": 2_000_000_000}, key)
+    return f"/l/survey/{token}"
+
+
+def test_survey_link_records_one_answer_and_counts_it(known: LocalStack) -> None:
+    from chalicelib.pipeline.stats import stats_totals
+    from chalicelib.store.models import MessageModel
+
+    known.run_due(datetime(2026, 3, 3, 15, 0, tzinfo=UTC))
+    path = _survey_link(known)
+    page = known.client.http.get(path)
+    assert page.status_code == 200 and b"value=5" in page.body
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert known.client.http.post(path, headers=form, body="score=9").status_code == 400
+    assert known.client.http.post(path, headers=form, body="score=4").status_code == 200
+    again = known.client.http.post(path, headers=form, body="score=1")
+    assert again.status_code == 200 and b"already" in again.body
+    (msg,) = [m for m in MessageModel.scan() if m.channel == "sms"]
+    assert (msg.survey_kind, msg.survey_score) == ("csat", 4)
+    totals = stats_totals("checkin", None, "treatment", msg.decided_at[:10])
+    assert (totals["survey_responses"], totals["survey_score_sum"]) == (1, 4)
+
+
+def test_a_survey_link_cannot_unsubscribe(known: LocalStack) -> None:
+    known.run_due(datetime(2026, 3, 3, 15, 0, tzinfo=UTC))
+    token = _survey_link(known).rsplit("/", 1)[1]
+    reply = known.client.http.post(
+        f"/l/unsubscribe/{token}", headers={"Content-Type": "application/x-www-form-urlencoded"},
+        body="List-Unsubscribe=One-Click")
+    assert reply.status_code == 404
