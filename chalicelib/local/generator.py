@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -127,12 +126,6 @@ def generate(customers: int = 300, start: datetime | None = None, days: int = 12
             t += timedelta(days=max(3.0, gap_days), minutes=rng.randint(0, 600))
     events.sort(key=lambda e: (e["occurred_at"], e["id"]))
     return events
-
-
-def iter_bulk(total: int, seed: int = 11) -> Iterator[dict[str, Any]]:
-    """About ``total`` events, for benchmarks (customers scale with the total)."""
-    customers = max(10, total // 6)
-    yield from generate(customers=customers, days=365, seed=seed)[:total]
 
 
 def write_jsonl(events: list[dict[str, Any]], path: Path) -> None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -322,9 +322,3 @@ class LocalStack:
              "body": m.body, "source": m.source, "id": m.id}
             for m in backend.sent_messages
         ]
-
-
-@contextmanager
-def local_stack(outbox_dir: Path | None = None) -> Iterator[LocalStack]:
-    with LocalStack(outbox_dir) as stack:
-        yield stack

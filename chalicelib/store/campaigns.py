@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from pynamodb.transactions import TransactWrite
 
@@ -71,7 +70,3 @@ class LiveCache:
 
     def invalidate(self) -> None:
         self._value = None
-
-
-def definitions() -> list[dict[str, Any]]:
-    return [dict(item.definition) for item in CampaignModel.by_active.query("1")]
