@@ -60,14 +60,20 @@ class Replay:
             clock.set_now(end)
 
 
+SENT_STATUS = {"sent": "sent", "delivered": "sent", "undelivered": "sent", "queued": "sent"}
+
+
 def pipeline_rows() -> list[Row]:
     """Every step decision the pipeline recorded (a Scan: tests and demo only)."""
     from chalicelib.store.models import MessageModel, ScheduleModel
 
     rows = []
     for m in MessageModel.scan():
-        outcome = m.outcome if m.outcome != "send" else m.status
-        reason = m.reason or "" if m.outcome != "send" else ""
+        if m.outcome == "send":  # the decision was to send; what the provider did next
+            outcome = SENT_STATUS.get(m.status, m.status)  # (delivered...) is not a decision
+            reason = ""
+        else:
+            outcome, reason = m.outcome, m.reason or ""
         rows.append(Row(m.customer_id, m.campaign_id, m.step_id, m.due_at, outcome, reason))
     for s in ScheduleModel.scan(ScheduleModel.status == "cancelled"):
         step = s.step
