@@ -7,8 +7,10 @@ ID=${2:-evt-$(date +%s%N)}
 ORDER=${3:-o-1001}
 URL=${URL:-http://127.0.0.1:8000/events}
 KEY=${KEY:-local-events-hmac-key}
+# `make run` runs business time faster than the wall clock and writes it to out/now.txt.
+NOW=$(cat "${NOW_FILE:-out/now.txt}" 2>/dev/null || date -u +%FT%TZ)
 BODY=$(cat <<JSON
-{"id":"$ID","type":"$TYPE","occurred_at":"$(date -u +%FT%TZ)",
+{"id":"$ID","type":"$TYPE","occurred_at":"$NOW",
  "customer":{"id":"c-1","name":"Ana Souza","phone":"+14155550123","email":"ana@example.com",
              "timezone":"America/New_York","locale":"en-US","consent":{"sms":true,"email":true}},
  "order":{"id":"$ORDER","total":129.5,"currency":"USD",

@@ -117,7 +117,10 @@ def unsubscribe(request: HttpRequest) -> HttpResponse:
         message = MessageModel.get(message_id)
     except MessageModel.DoesNotExist:
         raise NotFoundError("this link is not valid") from None
-    enqueue([consent_event(f"unsubscribe:{message_id}", message.customer_id, "email", False,
-                           "email:unsubscribe-link")])
+    # One id per click (not per link): clicking an old link again after opting back
+    # in must unsubscribe again, not be dropped as a duplicate event.
+    click = int(clock.real_now().timestamp())
+    enqueue([consent_event(f"unsubscribe:{message_id}:{click}", message.customer_id, "email",
+                           False, "email:unsubscribe-link")])
     page = "<!doctype html><title>Unsubscribed</title><p>You are unsubscribed.</p>"
     return HttpResponse(200, page, {"Content-Type": "text/html; charset=utf-8"})

@@ -263,8 +263,8 @@ def _goals_and_exits(result: EventResult, event: Mapping[str, Any], at: str,
         if not e or e.get("exited"):
             continue
         ref = e["ref"]
-        if order and ref.startswith("order:"):
-            # An order event exits only the enrollment made for that order.
+        if etype == "order.returned" and order and ref.startswith("order:"):
+            # A return exits only the enrollment made for that order (as at send time).
             ref = f"order:{order['id']}"
             if ref not in e.get("refs", ()):
                 continue
@@ -333,14 +333,18 @@ def _date_occurrence(c: CompiledCampaign, profile: Profile, today_local: datetim
 
 def _occurrence_past(c: CompiledCampaign, enrollment: Mapping[str, Any],
                      local: datetime) -> bool:
-    """Whether the recorded yearly occurrence is over. Normally the decision on its
-    last step plans the next year; when that decision never came (an exit cancelled
-    the steps, the campaign was paused), the next event plans it instead."""
+    """Whether the recorded yearly occurrence is over: past its last step and its
+    goal window. Normally the decision on its last step plans the next year; when
+    that decision never came (an exit cancelled the steps, the campaign was paused),
+    the next event after this plans it instead."""
     year = int(enrollment["ref"].rsplit(":", 1)[1])
-    if year != local.year:
-        return year < local.year
+    if year > local.year:
+        return False
     d = parse_date(enrollment["ref"].split(":", 2)[1])
-    return d is not None and anniversary(d, year, c.leap_day) < local.date()
+    if d is None:
+        return False
+    span = max(s.after for s in c.steps) + (c.goal_within or timedelta(0)) + timedelta(days=1)
+    return anniversary(d, year, c.leap_day) + span < local.date()
 
 
 def _enroll_dated(result: EventResult, at: datetime, stamp: str, campaigns: CampaignSet,

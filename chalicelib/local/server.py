@@ -65,7 +65,11 @@ class _Outbox:
 
 def _scheduler(stack: Any, outbox: _Outbox, tick_seconds: float, stop: threading.Event) -> None:
     next_tick = 0.0
+    now_file = outbox.path.with_name("now.txt")
     while not stop.is_set():
+        # Business time runs ahead of the wall clock: scripts/post-event.sh reads it
+        # here so the events it posts happen "now" for the stack.
+        now_file.write_text(clock.iso(clock.now()) + "\n")
         with LOCK:
             stack.pump("events", "ingest")
             if time.monotonic() >= next_tick:

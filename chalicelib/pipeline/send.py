@@ -347,23 +347,51 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
 STUCK_REASON = "no provider answer recorded: the worker stopped mid-send"
 
 
-def record_stuck(item: ScheduleModel, now: datetime) -> None:
-    """Record a step stuck in ``sending`` as ambiguous (never resent)."""
-    step = PlannedStep.from_dict(item.step)
+def record_stuck(item: ScheduleModel, now: datetime) -> str:
+    """Settle a step left ``sending`` past its timeout; returns what it became.
 
-    def finish(tw: TransactWrite) -> None:
+    If its message is still ``sending``, the worker died before the provider's
+    answer was recorded: ``ambiguous``, never resent. If the message has an outcome
+    (the fallback wrote it but not the step), the step is finished to match, or put
+    back in the schedule for a recorded retry.
+    """
+    step = PlannedStep.from_dict(item.step)
+    try:
+        message = MessageModel.get(step.id, consistent_read=True)
+    except MessageModel.DoesNotExist:
+        message = None
+    unchanged = (ScheduleModel.status == "sending") & (ScheduleModel.due_at == item.due_at)
+    status = message.status if message is not None else "sending"
+
+    def settle(tw: TransactWrite, outcome: str, reason: str) -> None:
         tw.update(item, actions=[
-            ScheduleModel.status.set("done"), ScheduleModel.outcome.set("ambiguous"),
-            ScheduleModel.reason.set(STUCK_REASON), ScheduleModel.due_shard.remove(),
+            ScheduleModel.status.set("done"), ScheduleModel.outcome.set(outcome),
+            ScheduleModel.reason.set(reason), ScheduleModel.due_shard.remove(),
             ScheduleModel.updated_at.set(clock.iso(now)),
-        ], condition=(ScheduleModel.status == "sending") & (ScheduleModel.due_at == item.due_at))
+        ], condition=unchanged)
+
+    if status == "retry":
+        def back(tw: TransactWrite) -> None:
+            tw.update(item, actions=[
+                ScheduleModel.status.set("pending"), ScheduleModel.due_at.set(int(now.timestamp())),
+                ScheduleModel.pending_campaign.set(step.campaign_id),
+                ScheduleModel.updated_at.set(clock.iso(now)),
+            ], condition=unchanged)
+
+        commit(Transaction(required=[back]))
+        return "requeued"
+    if status != "sending":
+        commit(Transaction(required=[lambda tw: settle(tw, status, "outcome recorded late")]))
+        return status
 
     def mark_message(tw: TransactWrite) -> None:
         tw.update(MessageModel(step.id), actions=[
             MessageModel.status.set("ambiguous"), MessageModel.reason.set(STUCK_REASON),
         ], condition=MessageModel.status == "sending")
 
-    commit(Transaction(required=[finish, mark_message, *_stat(step, "ambiguous")]))
+    commit(Transaction(required=[lambda tw: settle(tw, "ambiguous", STUCK_REASON),
+                                 mark_message, *_stat(step, "ambiguous")]))
+    return "ambiguous"
 
 
 def _mark_sending(schedule_id: str, token: str) -> Op:

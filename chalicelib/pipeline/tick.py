@@ -59,13 +59,16 @@ def sweep_stuck(item: ScheduleModel, now: datetime) -> bool:
     """A step left ``sending`` past its timeout: the worker died between the claim and
     recording the provider's answer. It may have been sent, so it is recorded as
     ``ambiguous`` and never resent."""
-    from chalicelib.pipeline.send import STUCK_REASON, record_stuck
+    from chalicelib.pipeline.send import record_stuck
 
     try:
-        record_stuck(item, now)
+        became = record_stuck(item, now)
     except RequiredConditionFailed:
+        return False  # settled meanwhile
+    except Exception:  # one bad item must not stop the tick
+        log.exception("could not settle stuck step %s", item.schedule_id)
         return False
-    log.warning("step %s recorded ambiguous: %s", item.schedule_id, STUCK_REASON)
+    log.warning("stuck step %s settled: %s", item.schedule_id, became)
     return True
 
 
@@ -106,7 +109,11 @@ def run_tick(now: datetime | None = None, deadline: float | None = None) -> Tick
     cutoff = int(now.timestamp())
     claimed = lost = swept = 0
     out = _Enqueuer(conf.sends_queue)
-    for shard in range(settings.DUE_SHARDS):
+    # Start at a shard that turns with the minute: when a backlog outlasts the
+    # deadline, no shard is always last.
+    first = (cutoff // 60) % settings.DUE_SHARDS
+    for n in range(settings.DUE_SHARDS):
+        shard = (first + n) % settings.DUE_SHARDS
         for item in ScheduleModel.due.query(
             f"due#{shard:02d}", ScheduleModel.due_at <= cutoff, limit=MAX_PER_SHARD
         ):

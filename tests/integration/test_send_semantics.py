@@ -227,3 +227,33 @@ def test_an_event_arriving_days_late_drops_its_stale_step(slice_stack: LocalStac
     assert slice_stack.twilio.messages == []
     msg = _sms_message()
     assert (msg.outcome, msg.reason) == ("expired", "4d late, expire_after 2d")
+
+
+def test_outcome_written_only_in_part_is_settled_by_the_tick(enrolled: LocalStack) -> None:
+    client = tx.connection().client
+    enrolled.tick(SMS_DUE)
+    calls = {"n": 0}
+    # claim ok; 4 full outcome writes fail; the fallback's message write lands and its
+    # schedule write fails (stats writes after it land).
+    failing = {2, 3, 4, 5, 7}
+
+    def flaky(**_: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] in failing:
+            return ({"status_code": 500, "headers": {}, "body": b""},
+                    {"Error": {"Code": "InternalServerError", "Message": "injected"}})
+        return None
+
+    client.meta.events.register("before-call.dynamodb.TransactWriteItems", flaky)
+    try:
+        enrolled.pump("sends", "send")
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.TransactWriteItems", flaky)
+    assert _sms_message().status == "sent"
+    (step,) = [s for s in ScheduleModel.scan() if s.step["campaign_id"] == "checkin"]
+    assert step.status == "sending"
+    report = enrolled.tick(SMS_DUE + timedelta(minutes=16))
+    assert report["swept"] == 1
+    (step,) = [s for s in ScheduleModel.scan() if s.step["campaign_id"] == "checkin"]
+    assert (step.status, step.outcome, step.due_shard) == ("done", "sent", None)
+    assert _sms_message().status == "sent" and len(enrolled.twilio.messages) == 1

@@ -84,3 +84,37 @@ def test_quiet_hours_deferral_respects_allowed_weekdays() -> None:
     assert d.outcome == "deferred" and d.defer_until is not None
     local = d.defer_until.astimezone(ZoneInfo("America/New_York"))
     assert (local.date().isoformat(), local.hour) == ("2026-03-09", 8)  # next Monday 08:00
+
+
+def test_yearly_occurrence_is_not_replaced_while_its_goal_window_runs() -> None:
+    c = Campaign.model_validate({
+        "id": "birthday", "name": "B", "trigger": {"date": "customer.birthday"},
+        "goal": {"event": "order.placed", "within": "P14D"},
+        "steps": [{"id": "greet", "at": "10:00", "channel": "sms", "template": "b"},
+                  {"id": "later", "after": "P5D", "at": "10:00", "channel": "sms",
+                   "template": "b"}]})
+    cs = cset(c)
+    r1 = process_event(event("customer.updated", "2026-01-10T12:00:00Z", "e1", order=None,
+                             birthday="1990-03-05"), None, cs)
+    r2 = process_event(event("customer.updated", "2026-03-06T12:00:00Z", "e2", order=None),
+                       r1.profile, cs)
+    assert r2.planned == []  # 2026 still running: no 2027 yet
+    r3 = process_event(event("order.placed", "2026-03-07T12:00:00Z", "e3"), r2.profile, cs)
+    assert [x.campaign_id for x in r3.conversions] == ["birthday"]
+
+
+def test_non_return_order_exits_are_consistent_at_ingest_and_send() -> None:
+    cs = cset(campaign(id="thanks", trigger={"event": "order.placed"},
+                       exit={"event": "order.delivered"}))
+    r1 = process_event(event("order.placed", "2026-03-01T10:00:00Z", "e1", order="A"),
+                       None, cs)
+    r2 = process_event(event("order.placed", "2026-03-01T11:00:00Z", "e2", order="B"),
+                       r1.profile, cs)
+    r3 = process_event(event("order.delivered", "2026-03-02T11:00:00Z", "e3", order="B"),
+                       r2.profile, cs)
+    # A delivery is a generic exit: every enrollment made before it exits. Ingest
+    # takes the latest enrollment's steps off the schedule; the send-time check,
+    # which is authoritative, exits the earlier one too.
+    assert {x.schedule_id for x in r3.cancelled} == {r2.planned[0].id}
+    step_a = r1.planned[0]
+    assert decide_step(step_a, r3.profile, cs.get("thanks"), step_a.due_at).outcome == "exited"

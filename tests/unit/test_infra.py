@@ -68,3 +68,12 @@ def test_policies_are_least_privilege(stage: str) -> None:
         if statement["Sid"] in ("Tables", "Queues", "Secrets", "Logs"):
             assert all(f"aftercare-{stage}-" in r or f"aftercare/{stage}/" in r
                        for r in resources), statement
+
+
+def test_a_stuck_send_is_only_swept_after_any_sender_could_have_finished() -> None:
+    from chalicelib.pipeline.send import SENDING_TIMEOUT
+
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    timeouts = [config.get("lambda_timeout", 60)] + [
+        s.get("lambda_timeout", 0) for s in config["stages"].values()]
+    assert SENDING_TIMEOUT.total_seconds() > 2 * max(timeouts)
