@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 
 from chalicelib import aws, clock, settings
@@ -31,6 +32,7 @@ OPT_OUT = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", 
 OPT_IN = frozenset({"START", "YES", "UNSTOP"})
 HELP = frozenset({"HELP", "INFO"})
 HELP_TEXT = "Aftercare messages about your orders. Reply STOP to opt out, START to opt back in."
+SURVEY_REPLY_WINDOW = timedelta(days=7)
 
 
 def consent_event(event_id: str, customer_id: str, channel: str, granted: bool,
@@ -72,8 +74,10 @@ def twilio_inbound(request: HttpRequest) -> HttpResponse:
     keyword = (form.first("Body") or "").strip().split(" ", 1)[0].upper().strip(".!")
     if keyword in HELP:
         return _twiml(HELP_TEXT)
+    if keyword.isdigit():
+        return _twiml(survey_reply(sender, int(keyword)))
     if keyword not in OPT_OUT | OPT_IN:
-        return _twiml()  # replies (survey answers) are recorded by the tracking layer
+        return _twiml()
     granted = keyword in OPT_IN
     bodies = [consent_event(f"sms-{keyword.lower()}:{sid}:{cid}", cid, "sms", granted,
                             f"sms:{keyword}") for cid in customers_with_phone(sender)]
@@ -81,6 +85,30 @@ def twilio_inbound(request: HttpRequest) -> HttpResponse:
         enqueue(bodies)
     log.info("sms keyword", extra={"keyword": keyword, "customers": len(bodies)})
     return _twiml()
+
+
+def survey_reply(phone: str, score: int) -> str | None:
+    """A bare number texted back: the answer to the customer's latest survey SMS of the
+    last SURVEY_REPLY_WINDOW. Returns the reply to text back, if any."""
+    from chalicelib.api.survey import SCALES, record_answer
+    from chalicelib.store.models import MessageModel
+
+    since = clock.iso(clock.now() - SURVEY_REPLY_WINDOW)
+    latest = None
+    for cid in customers_with_phone(phone):
+        for item in MessageModel.surveys.query(cid, MessageModel.decided_at >= since,
+                                               scan_index_forward=False, limit=1):
+            if latest is None or item.decided_at > latest.decided_at:
+                latest = item
+    if latest is None:
+        return None
+    kind = str(MessageModel.get(latest.message_id).survey_kind)
+    scale = SCALES[kind]
+    if score not in scale:
+        return f"Please reply with a number from {scale[0]} to {scale[-1]}."
+    if record_answer(latest.message_id, kind, score):
+        return "Thank you for your answer!"
+    return None
 
 
 def verified_link(request: HttpRequest, kind: str) -> dict[str, Any]:

@@ -128,14 +128,18 @@ def _requeue(step: PlannedStep, token: str, due: datetime, *, retry: bool = Fals
     return op
 
 
-def _message(step: PlannedStep, decision: StepDecision, status: str) -> MessageModel:
+def _message(step: PlannedStep, decision: StepDecision, status: str,
+             survey: str | None = None) -> MessageModel:
     now = _now_iso()
+    texted_survey = survey is not None and decision.channel == "sms" and status == "sending"
     return MessageModel(
         step.id, status=status, outcome=decision.outcome, reason=decision.reason or None,
         customer_id=step.customer_id, campaign_id=step.campaign_id, step_id=step.step_id,
         variant=step.variant, channel=decision.channel, template=decision.template,
         due_at=clock.iso(step.due_at), decided_at=now,
         history=[{"status": status, "at": now}],
+        survey_kind=survey if texted_survey else None,
+        survey_customer=step.customer_id if texted_survey else None,
     )
 
 
@@ -327,7 +331,8 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
         # Credentials are loaded before the claim: a missing secret must leave the
         # step claimed (retried after the lease), never marked as sending.
         channels.sms() if decision.channel == "sms" else channels.email()
-        message = _message(step, decision, "sending")
+        compiled = campaign.step(step.step_id) if campaign is not None else None
+        message = _message(step, decision, "sending", compiled.survey if compiled else None)
         claim = Transaction(required=[
             _put_message(message),
             _mark_sending(step.id, token),

@@ -150,6 +150,16 @@ class ProviderIndex(GlobalSecondaryIndex["MessageModel"]):
     provider_id = UnicodeAttribute(hash_key=True)
 
 
+class SurveyIndex(GlobalSecondaryIndex["MessageModel"]):
+    """Sparse: a customer's survey SMS, newest last, to match a bare-number reply."""
+
+    class Meta(_KeysIndexMeta):
+        index_name = "survey-by-customer"
+
+    survey_customer = UnicodeAttribute(hash_key=True)
+    decided_at = UnicodeAttribute(range_key=True)
+
+
 class MessageModel(Model):
     """The outcome of one step's send attempt; id = the schedule id (at-most-once)."""
 
@@ -174,7 +184,9 @@ class MessageModel(Model):
     survey_kind = UnicodeAttribute(null=True)
     survey_score = NumberAttribute(null=True)
     survey_at = UnicodeAttribute(null=True)
+    survey_customer = UnicodeAttribute(null=True)  # set on survey SMS only
     by_provider = ProviderIndex()
+    surveys = SurveyIndex()
 
 
 class StatsModel(Model):

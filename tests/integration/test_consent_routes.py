@@ -126,3 +126,40 @@ def test_a_survey_link_cannot_unsubscribe(known: LocalStack) -> None:
         f"/l/unsubscribe/{token}", headers={"Content-Type": "application/x-www-form-urlencoded"},
         body="List-Unsubscribe=One-Click")
     assert reply.status_code == 404
+
+
+def _text(stack: LocalStack, body: str, sid: str) -> bytes:
+    params = {"MessageSid": sid, "From": PHONE, "To": "+15005550006", "Body": body,
+              "AccountSid": stack.twilio.account_sid}
+    headers = {"Content-Type": "application/x-www-form-urlencoded",
+               "X-Twilio-Signature": stack.twilio.sign(INBOUND, params)}
+    reply = stack.client.http.post("/webhooks/twilio/inbound", headers=headers,
+                                   body=urlencode(params))
+    assert reply.status_code == 200
+    body_bytes: bytes = reply.body
+    return body_bytes
+
+
+def test_a_number_texted_back_answers_the_survey_sms(known: LocalStack) -> None:
+    from chalicelib.pipeline.stats import stats_totals
+    from chalicelib.store.models import MessageModel
+
+    known.run_due(datetime(2026, 3, 3, 15, 0, tzinfo=UTC))
+    clock.set_now(datetime(2026, 3, 3, 16, 0, tzinfo=UTC))
+    assert b"from 1 to 5" in _text(known, "9", "SM" + "1" * 32)
+    assert b"Thank you" in _text(known, " 4!", "SM" + "2" * 32)
+    assert b"Thank you" not in _text(known, "5", "SM" + "3" * 32)  # answered already
+    (msg,) = [m for m in MessageModel.scan() if m.channel == "sms"]
+    assert (msg.survey_kind, msg.survey_score) == ("csat", 4)
+    totals = stats_totals("checkin", None, "treatment", msg.decided_at[:10])
+    assert totals["survey_responses"] == 1 and totals["survey_score_sum"] == 4
+
+
+def test_a_number_long_after_the_survey_is_not_an_answer(known: LocalStack) -> None:
+    from chalicelib.store.models import MessageModel
+
+    known.run_due(datetime(2026, 3, 3, 15, 0, tzinfo=UTC))
+    clock.set_now(datetime(2026, 3, 20, 16, 0, tzinfo=UTC))
+    assert b"Thank you" not in _text(known, "4", "SM" + "4" * 32)
+    (msg,) = [m for m in MessageModel.scan() if m.channel == "sms"]
+    assert msg.survey_score is None
