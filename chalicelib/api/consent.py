@@ -46,6 +46,26 @@ def consent_event(event_id: str, customer_id: str, channel: str, granted: bool,
     })
 
 
+def apply_consent(bodies: list[str]) -> None:
+    """Queue consent changes for ingest; if the queue refuses them, apply them here.
+
+    Twilio does not retry inbound webhooks and mail clients rarely retry a one-click
+    unsubscribe, so a refused enqueue must not lose an opt-out. Applying in-process
+    is the same ingest code (same event ids: a later redelivery is a no-op).
+    """
+    from chalicelib.api.errors import ServiceUnavailableError
+
+    try:
+        enqueue(bodies)
+    except ServiceUnavailableError:
+        from chalicelib.handlers import live
+        from chalicelib.pipeline.ingest import decode, ingest_event
+
+        log.warning("events queue refused %d consent change(s): applying inline", len(bodies))
+        for body in bodies:
+            ingest_event(decode(body), live())
+
+
 def _twiml(message: str | None = None) -> HttpResponse:
     body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response>"
     if message:
@@ -82,7 +102,7 @@ def twilio_inbound(request: HttpRequest) -> HttpResponse:
     bodies = [consent_event(f"sms-{keyword.lower()}:{sid}:{cid}", cid, "sms", granted,
                             f"sms:{keyword}") for cid in customers_with_phone(sender)]
     if bodies:
-        enqueue(bodies)
+        apply_consent(bodies)
     log.info("sms keyword", extra={"keyword": keyword, "customers": len(bodies)})
     return _twiml()
 
@@ -148,7 +168,7 @@ def unsubscribe(request: HttpRequest) -> HttpResponse:
     # One id per click (not per link): clicking an old link again after opting back
     # in must unsubscribe again, not be dropped as a duplicate event.
     click = int(clock.real_now().timestamp())
-    enqueue([consent_event(f"unsubscribe:{message_id}:{click}", message.customer_id, "email",
-                           False, "email:unsubscribe-link")])
+    apply_consent([consent_event(f"unsubscribe:{message_id}:{click}", message.customer_id,
+                                 "email", False, "email:unsubscribe-link")])
     page = "<!doctype html><title>Unsubscribed</title><p>You are unsubscribed.</p>"
     return HttpResponse(200, page, {"Content-Type": "text/html; charset=utf-8"})

@@ -163,3 +163,24 @@ def test_a_number_long_after_the_survey_is_not_an_answer(known: LocalStack) -> N
     assert b"Thank you" not in _text(known, "4", "SM" + "4" * 32)
     (msg,) = [m for m in MessageModel.scan() if m.channel == "sms"]
     assert msg.survey_score is None
+
+
+def test_stop_is_applied_even_when_the_events_queue_refuses_it(known: LocalStack) -> None:
+    from chalicelib import aws
+
+    sqs = aws.client("sqs")
+
+    from botocore.awsrequest import AWSResponse
+
+    def refuse(**_: object) -> object:
+        return (AWSResponse("https://sqs.local", 500, {}, None),
+                {"Error": {"Code": "InternalError", "Message": "injected"}})
+
+    sqs.meta.events.register("before-call.sqs.SendMessageBatch", refuse)
+    try:
+        clock.set_now(datetime(2026, 3, 2, 12, 0, tzinfo=UTC))
+        record = known.twilio.simulate_inbound(PHONE, "STOP", "+15005550006", INBOUND)
+    finally:
+        sqs.meta.events.unregister("before-call.sqs.SendMessageBatch", refuse)
+    assert record.error is None
+    assert _consent("sms")["granted"] is False  # applied inline, nothing queued
