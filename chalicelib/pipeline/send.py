@@ -143,6 +143,13 @@ def _message(step: PlannedStep, decision: StepDecision, status: str,
     )
 
 
+def _earlier_history(message_id: str) -> list[dict[str, Any]]:
+    try:
+        return list(MessageModel.get(message_id, consistent_read=True).history or [])
+    except MessageModel.DoesNotExist:
+        return []
+
+
 def _put_message(msg: MessageModel) -> Op:
     def op(tw: TransactWrite) -> None:
         tw.save(msg, condition=MessageModel.message_id.does_not_exist()
@@ -333,6 +340,8 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
         channels.sms() if decision.channel == "sms" else channels.email()
         compiled = campaign.step(step.step_id) if campaign is not None else None
         message = _message(step, decision, "sending", compiled.survey if compiled else None)
+        if attempt > 1:  # a retry: keep the earlier attempts' history (one extra read)
+            message.history = [*_earlier_history(step.id), *(message.history or [])]
         claim = Transaction(required=[
             _put_message(message),
             _mark_sending(step.id, token),

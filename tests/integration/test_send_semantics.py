@@ -57,6 +57,7 @@ def test_429_is_retried_later_and_sent_once(enrolled: LocalStack) -> None:
     assert len(enrolled.twilio.messages) == 1
     msg = _sms_message()
     assert msg.status == "sent" and msg.provider_id == enrolled.twilio.messages[0]["sid"]
+    assert [h["status"] for h in msg.history] == ["sending", "retry", "sending", "sent"]
 
 
 def test_refused_connection_is_retried(enrolled: LocalStack) -> None:
