@@ -555,6 +555,12 @@ def _decide(step: PlannedStep, compiled_step: CompiledStep, profile: Profile,
         if compiled_step.weekdays:
             later = on_allowed_day(later.astimezone(tz), compiled_step.weekdays, tz)
         return StepDecision("deferred", "quiet hours", defer_until=later.astimezone(UTC))
+    if compiled_step.weekdays:
+        local = now.astimezone(tz)
+        if local.weekday() not in compiled_step.weekdays:  # a late tick crossed midnight
+            moved = on_allowed_day(local, compiled_step.weekdays, tz)
+            return StepDecision("deferred", "not an allowed weekday",
+                                defer_until=moved.astimezone(UTC))
     return StepDecision("send", "", channel=channel,
                         template=campaign.template_for(compiled_step, step.variant),
                         to=profile[CONTACT_FIELD[channel]])

@@ -118,3 +118,17 @@ def test_non_return_order_exits_are_consistent_at_ingest_and_send() -> None:
     assert {x.schedule_id for x in r3.cancelled} == {r2.planned[0].id}
     step_a = r1.planned[0]
     assert decide_step(step_a, r3.profile, cs.get("thanks"), step_a.due_at).outcome == "exited"
+
+
+def test_a_late_send_on_a_disallowed_weekday_waits_for_an_allowed_one() -> None:
+    c = campaign(steps=[{"id": "s1", "after": "P1D", "channel": "sms", "template": "t",
+                         "weekdays": ["mon"]}])
+    cs = cset(c)
+    r = process_event(event("order.delivered", "2026-03-01T14:00:00Z", "e1"), None, cs)
+    step = r.planned[0]
+    tuesday_noon = datetime(2026, 3, 3, 17, 0, tzinfo=UTC)  # 12:00 in New York
+    d = decide_step(step, r.profile, cs.get("checkin"), tuesday_noon)
+    assert (d.outcome, d.reason) == ("deferred", "not an allowed weekday")
+    assert d.defer_until is not None
+    local = d.defer_until.astimezone(ZoneInfo("America/New_York"))
+    assert (local.date().isoformat(), local.hour) == ("2026-03-09", 12)
