@@ -16,7 +16,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from chalicelib import aws, clock, settings
+from chalicelib import clock
 from chalicelib.api.errors import BadRequestError, NotFoundError, UnsupportedMediaTypeError
 from chalicelib.api.events import enqueue
 from chalicelib.api.http import HttpRequest, HttpResponse
@@ -25,7 +25,6 @@ from chalicelib.api.webhooks import MAX_BODY_BYTES, MEDIA_TYPE, parse_form, veri
 log = logging.getLogger(__name__)
 
 INBOUND_PATH = "/webhooks/twilio/inbound"
-UNSUBSCRIBE_PREFIX = "/l/unsubscribe/"
 # Twilio's default opt-out, opt-in and help keywords (Advanced Opt-Out).
 OPT_OUT = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT",
                      "REVOKE"})
@@ -133,10 +132,10 @@ def survey_reply(phone: str, score: int) -> str | None:
 
 def verified_link(request: HttpRequest, kind: str) -> dict[str, Any]:
     """The payload of a signed link made for route ``kind``; 404 otherwise."""
-    from chalicelib.tracking.links import BadToken, verify
+    from chalicelib.tracking.links import BadToken, link_key, verify
 
     token = request.params.get("token", "")
-    key = str(aws.secret_json(settings.load().signing_secret)["link_key"]).encode()
+    key = link_key()
     try:
         payload = verify(token, key, int(clock.real_now().timestamp()))
     except BadToken as exc:

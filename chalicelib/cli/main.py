@@ -16,7 +16,7 @@ from typing import Any
 
 from chalicelib.cli import output
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_INVALID = 0, 1
 
 
 def _when(text: str) -> datetime:

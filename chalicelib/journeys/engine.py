@@ -19,7 +19,7 @@ from chalicelib.journeys import keys
 from chalicelib.journeys.dates import anniversary, next_anniversary, parse_date
 from chalicelib.journeys.profile import Profile, apply_event, new_profile
 from chalicelib.journeys.timing import (
-    _local,
+    local_time,
     next_allowed,
     on_allowed_day,
     plan_from_local,
@@ -327,7 +327,7 @@ def _date_occurrence(c: CompiledCampaign, profile: Profile, today_local: datetim
     occurrence = next_anniversary(d, today, c.leap_day, first_year_offset=offset)
     tz = today_local.tzinfo
     assert tz is not None
-    base = _local(occurrence, time(0, 0), tz)  # type: ignore[arg-type]
+    base = local_time(occurrence, time(0, 0), tz)  # type: ignore[arg-type]
     return f"{c.date_field}:{d.isoformat()}:{occurrence.year}", base
 
 

@@ -49,7 +49,7 @@ def _changes_offset(tz: ZoneInfo, d: date) -> bool:
     return start.utcoffset() != (start + _ONE_DAY).utcoffset()
 
 
-def _local(d: date, t: time, tz: ZoneInfo) -> datetime:
+def local_time(d: date, t: time, tz: ZoneInfo) -> datetime:
     """A local wall time as an aware datetime; a time skipped by DST moves forward."""
     if not _changes_offset(tz, d):
         return datetime.combine(d, t, tzinfo=tz)
@@ -74,7 +74,7 @@ def _out_of_quiet(local: datetime, tz: ZoneInfo) -> datetime:
     day = local.date()
     if local.time() >= QUIET_START:
         day += _ONE_DAY
-    return _local(day, QUIET_END, tz)
+    return local_time(day, QUIET_END, tz)
 
 
 def on_allowed_day(local: datetime, weekdays: frozenset[int] | None, tz: ZoneInfo) -> datetime:
@@ -87,7 +87,7 @@ def on_allowed_day(local: datetime, weekdays: frozenset[int] | None, tz: ZoneInf
         day += _ONE_DAY
     if day == local.date():
         return local
-    return _local(day, local.time(), tz)
+    return local_time(day, local.time(), tz)
 
 
 def add_local(base: datetime, delta: timedelta, tz: ZoneInfo) -> datetime:
@@ -95,7 +95,7 @@ def add_local(base: datetime, delta: timedelta, tz: ZoneInfo) -> datetime:
     local = base.astimezone(tz)
     if delta.days:
         wall = local.replace(tzinfo=None) + timedelta(days=delta.days)
-        local = _local(wall.date(), wall.time(), tz)
+        local = local_time(wall.date(), wall.time(), tz)
     rest = delta - timedelta(days=delta.days)
     return (local + rest).astimezone(tz) if rest else local
 
@@ -113,9 +113,9 @@ def _settle(local: datetime, weekdays: frozenset[int] | None, tz: ZoneInfo) -> d
 def _plan_exact(base_local: datetime, step: CompiledStep, tz: ZoneInfo) -> datetime:
     local = add_local(base_local, step.after, tz)
     if step.at is not None:
-        candidate = _local(local.date(), step.at, tz)
+        candidate = local_time(local.date(), step.at, tz)
         if candidate < local:
-            candidate = _local(local.date() + _ONE_DAY, step.at, tz)
+            candidate = local_time(local.date() + _ONE_DAY, step.at, tz)
         local = candidate
     return _settle(local, step.weekdays, tz)
 
@@ -132,7 +132,7 @@ def _plan_at(at: time, weekdays: frozenset[int] | None, days: int, tz: ZoneInfo,
         return None
     if past_at:
         day += _ONE_DAY
-    return _settle(_local(day, at, tz), weekdays, tz)
+    return _settle(local_time(day, at, tz), weekdays, tz)
 
 
 def plan_from_local(base_local: datetime, step: CompiledStep, tz: ZoneInfo) -> datetime:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -77,6 +78,11 @@ def _put_new(item: ScheduleModel) -> Op:
     return op
 
 
+def new_step_ops(steps: Iterable[PlannedStep]) -> list[Op]:
+    """Conditional puts of planned steps: one already planned is left as it is."""
+    return [_put_new(schedule_item(s)) for s in steps]
+
+
 def _cancel(cancel: Cancellation) -> Op:
     def op(tw: TransactWrite) -> None:
         tw.update(
@@ -137,7 +143,7 @@ def result_transaction(result: EventResult, current: CustomerModel | None,
     planned = {s.id: s for s in result.planned}
     cancelled = {c.schedule_id: c for c in reversed(result.cancelled)
                  if c.schedule_id not in planned}
-    tx.optional.extend(_put_new(schedule_item(s)) for s in planned.values())
+    tx.optional.extend(new_step_ops(planned.values()))
     tx.optional.extend(_cancel(c) for c in reversed(cancelled.values()))
     return tx
 

@@ -23,7 +23,7 @@ from chalicelib.channels.base import EmailMessage, SendResult, SmsMessage
 from chalicelib.journeys.engine import PlannedStep, StepDecision, decide_step
 from chalicelib.journeys.messages import message_tags, render_context
 from chalicelib.pipeline.batch import PermanentError
-from chalicelib.pipeline.ingest import _put_new, load_customer, schedule_item
+from chalicelib.pipeline.ingest import load_customer, new_step_ops
 from chalicelib.pipeline.stats import stat_ops
 from chalicelib.store.campaigns import LiveCache, LiveCampaigns
 from chalicelib.store.models import MessageModel, ScheduleModel
@@ -80,8 +80,7 @@ class Channels:
 
     def signing_key(self) -> bytes:
         if self._signing_key is None:
-            secret = aws.secret_json(settings.load().signing_secret)
-            self._signing_key = str(secret["link_key"]).encode()
+            self._signing_key = links.link_key()
         return self._signing_key
 
 
@@ -178,7 +177,7 @@ def _record_no_send(step: PlannedStep, token: str, decision: StepDecision) -> No
         _put_message(_message(step, decision, decision.outcome)),
         *_stat(step, STAT_FOR[decision.outcome]),
     ])
-    tx.optional.extend(_put_new(schedule_item(f)) for f in decision.follow_ups)
+    tx.optional.extend(new_step_ops(decision.follow_ups))
     commit(tx)
 
 
@@ -346,7 +345,7 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
             _put_message(message),
             _mark_sending(step.id, token),
         ])
-        claim.optional.extend(_put_new(schedule_item(f)) for f in decision.follow_ups)
+        claim.optional.extend(new_step_ops(decision.follow_ups))
         commit(claim)
     except RequiredConditionFailed:
         return SendOutcome(step.id, "duplicate", "claimed or sent by another worker")

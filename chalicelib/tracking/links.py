@@ -14,6 +14,13 @@ import json
 from typing import Any
 
 
+def link_key() -> bytes:
+    """The key links are signed with, from the stage's signing secret (cached)."""
+    from chalicelib import aws, settings
+
+    return str(aws.secret_json(settings.load().signing_secret)["link_key"]).encode()
+
+
 class BadToken(ValueError):
     pass
 
