@@ -52,7 +52,7 @@ def preview(args: argparse.Namespace) -> int:
     profile = {"id": customer.get("id", "preview"), **customer}
     for step in campaign.steps:
         planned = PlannedStep(
-            id="preview", customer_id=str(profile["id"]), campaign_id=campaign.id,
+            customer_id=str(profile["id"]), campaign_id=campaign.id,
             campaign_version=1, step_id=step.id, ref="preview", enrolled_at="",
             due_at=datetime.now(UTC), holdout=False, variant=None, event_id="preview",
             order=order if campaign.trigger_kind == "event" else None)

@@ -30,11 +30,18 @@ MAX_REFS_KEPT = 50
 CONTACT_FIELD = {"sms": "phone", "email": "email"}
 
 
+StepKey = tuple[str, str, str, str]  # (customer_id, campaign_id, ref, step_id)
+
+
 @dataclass(slots=True)
 class PlannedStep:
-    """One step of one enrollment, waiting in the schedule."""
+    """One step of one enrollment, waiting in the schedule.
 
-    id: str
+    Its schedule id (a hash of :attr:`key`) is derived when asked for: the
+    pipeline stores it, while ``aftercare simulate`` keys its in-memory schedule
+    by ``key`` and never pays for the hash.
+    """
+
     customer_id: str
     campaign_id: str
     campaign_version: int
@@ -46,6 +53,14 @@ class PlannedStep:
     variant: str | None
     event_id: str
     order: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> StepKey:
+        return (self.customer_id, self.campaign_id, self.ref, self.step_id)
+
+    @property
+    def id(self) -> str:
+        return keys.schedule_id(self.customer_id, self.campaign_id, self.ref, self.step_id)
 
     @property
     def shard(self) -> str:
@@ -63,7 +78,7 @@ class PlannedStep:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> PlannedStep:
         return cls(
-            id=d["id"], customer_id=d["customer_id"], campaign_id=d["campaign_id"],
+            customer_id=d["customer_id"], campaign_id=d["campaign_id"],
             campaign_version=int(d["campaign_version"]), step_id=d["step_id"], ref=d["ref"],
             enrolled_at=d["enrolled_at"], due_at=parse_iso(d["due_at"]),
             holdout=bool(d["holdout"]), variant=d.get("variant"), event_id=d["event_id"],
@@ -101,9 +116,13 @@ class Conversion:
 class Cancellation:
     """A pending step taken off the schedule at ingest, with why."""
 
-    schedule_id: str
+    key: StepKey  # the PlannedStep.key of the step
     outcome: str  # "exited" | "cancelled"
     reason: str
+
+    @property
+    def schedule_id(self) -> str:
+        return keys.schedule_id(*self.key)
 
 
 @dataclass(slots=True)
@@ -170,12 +189,11 @@ def plan_enrollment(campaign: CompiledCampaign, customer_id: str, ref: str, base
     enrolled_at = iso(base)
     base_local = base.astimezone(tz)  # once for all steps (see timing.plan_from_local)
     version = campaign.version
-    # Positional arguments (in field order: id, customer_id, campaign_id,
+    # Positional arguments (in field order: customer_id, campaign_id,
     # campaign_version, step_id, ref, enrolled_at, due_at, holdout, variant,
     # event_id, order): this runs for every planned step.
     return [
-        PlannedStep(keys.schedule_id(customer_id, campaign_id, ref, step.id), customer_id,
-                    campaign_id, version, step.id, ref, enrolled_at,
+        PlannedStep(customer_id, campaign_id, version, step.id, ref, enrolled_at,
                     plan_from_local(base_local, step, tz), holdout, variant, event_id, order)
         for step in campaign.steps
     ]
@@ -183,7 +201,8 @@ def plan_enrollment(campaign: CompiledCampaign, customer_id: str, ref: str, base
 
 def _cancel(campaign: CompiledCampaign, customer_id: str, ref: str, outcome: str,
             reason: str) -> list[Cancellation]:
-    return [Cancellation(keys.schedule_id(customer_id, campaign.id, ref, s.id), outcome, reason)
+    campaign_id = campaign.id
+    return [Cancellation((customer_id, campaign_id, ref, s.id), outcome, reason)
             for s in campaign.steps]
 
 
@@ -427,12 +446,12 @@ def process_event(event: Mapping[str, Any], profile: Profile | None, campaigns: 
 def _one_operation_per_step(result: EventResult) -> None:
     """A step is cancelled once (first reason wins), and never both planned and
     cancelled: the store writes one operation per schedule item."""
-    planned = {s.id for s in result.planned}
-    seen: set[str] = set()
+    planned = {s.key for s in result.planned}
+    seen: set[StepKey] = set()
     unique = []
     for c in result.cancelled:
-        if c.schedule_id not in seen and c.schedule_id not in planned:
-            seen.add(c.schedule_id)
+        if c.key not in seen and c.key not in planned:
+            seen.add(c.key)
             unique.append(c)
     result.cancelled = unique
 

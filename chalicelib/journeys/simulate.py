@@ -16,7 +16,14 @@ from typing import IO, Any
 
 from chalicelib.clock import iso
 from chalicelib.events import EventError, parse_event
-from chalicelib.journeys.engine import CampaignSet, PlannedStep, Row, decide_step, process_event
+from chalicelib.journeys.engine import (
+    CampaignSet,
+    PlannedStep,
+    Row,
+    StepKey,
+    decide_step,
+    process_event,
+)
 from chalicelib.journeys.profile import Profile
 
 OUTCOME_NAME = {"send": "sent"}
@@ -43,19 +50,19 @@ class Simulator:
     # list per due time, and the heap orders the distinct due times only.
     _dues: list[datetime] = field(default_factory=list)
     _due_steps: dict[datetime, list[PlannedStep]] = field(default_factory=dict)
-    _pending: dict[str, PlannedStep] = field(default_factory=dict)
-    _known: set[str] = field(default_factory=set)
+    _pending: dict[StepKey, PlannedStep] = field(default_factory=dict)
+    _known: set[StepKey] = field(default_factory=set)
     _seen_events: set[str] = field(default_factory=set)
 
     def _plan(self, step: PlannedStep) -> None:
         known = self._known
         size = len(known)
-        known.add(step.id)
+        known.add(step.key)
         if len(known) != size:  # not planned before (one set probe, not two)
             self._push(step, step.due_at)
 
     def _push(self, step: PlannedStep, due: datetime) -> None:
-        self._pending[step.id] = step
+        self._pending[step.key] = step
         batch = self._due_steps.get(due)
         if batch is None:
             self._due_steps[due] = [step]
@@ -84,9 +91,10 @@ class Simulator:
             batch = self._due_steps.pop(due)
             due_text = iso(due)  # the rows' time for every step of the batch not deferred
             for index, step in enumerate(batch):
-                if pending.get(step.id) is not step:
+                key = step.key
+                if pending.get(key) is not step:
                     continue  # cancelled, or superseded by a deferral
-                del pending[step.id]
+                del pending[key]
                 decision = decide_step(step, profiles.get(step.customer_id),
                                        campaigns.get(step.campaign_id), due, self.default_tz)
                 outcome = decision.outcome
@@ -121,7 +129,7 @@ class Simulator:
                                self.default_tz)
         self.profiles[customer_id] = result.profile
         for cancel in result.cancelled:
-            step = self._pending.pop(cancel.schedule_id, None)
+            step = self._pending.pop(cancel.key, None)
             if step is not None:
                 self.rows.append(Row(step.customer_id, step.campaign_id, step.step_id,
                                      iso(step.due_at), cancel.outcome, cancel.reason))
