@@ -7,6 +7,7 @@ step's due time), keeping profiles and the schedule in memory.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import json
 from collections.abc import Iterable, Iterator
@@ -167,7 +168,23 @@ def read_events(lines: Iterable[str], start: datetime | None = None,
 def simulate(stream: IO[str], campaigns: CampaignSet, *, start: datetime | None = None,
              end: datetime | None = None, default_tz: str = "America/New_York",
              presorted: bool = False) -> Simulator:
-    """Replay a JSONL log; events are sorted by time unless ``presorted``."""
+    """Replay a JSONL log; events are sorted by time unless ``presorted``.
+
+    The cyclic garbage collector is paused for the run: a backtest allocates
+    millions of small acyclic objects (events, profiles, steps, rows), and the
+    collections they would trigger cost about a third of the run.
+    """
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _simulate(stream, campaigns, start, end, default_tz, presorted)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _simulate(stream: IO[str], campaigns: CampaignSet, start: datetime | None,
+              end: datetime | None, default_tz: str, presorted: bool) -> Simulator:
     sim = Simulator(campaigns, default_tz)
     events: Iterable[dict[str, Any]] = read_events(stream, start, end, sim.bad)
     if not presorted:
