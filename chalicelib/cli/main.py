@@ -29,6 +29,16 @@ def _when(text: str) -> datetime:
         raise argparse.ArgumentTypeError(exc.message) from None
 
 
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def _load(paths: Sequence[Path], template_dir: Path) -> tuple[list[Any], list[Any]]:
     from chalicelib.config.loader import Problem, load_bundles
     from chalicelib.render import load_template_dir
@@ -76,11 +86,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if not args.events.is_file():
         print(f"{args.events}: $: no such file", file=sys.stderr)
         return EXIT_INVALID
-    from chalicelib.journeys.simulate import simulate
+    from chalicelib.journeys.parallel import simulate_file
 
     campaigns = CampaignSet(b.compiled() for b in bundles)
-    with args.events.open(encoding="utf-8") as fh:
-        sim = simulate(fh, campaigns, start=args.start, end=args.end, default_tz=args.timezone)
+    sim = simulate_file(args.events, campaigns, start=args.start, end=args.end,
+                        default_tz=args.timezone, workers=args.workers)
     output.write_rows(sim, args.format, sys.stdout)
     for bad in sim.bad:
         print(f"{args.events}: line {bad.line}: {bad.reason}", file=sys.stderr)
@@ -136,6 +146,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=["table", "json", "csv"], default="table")
     s.add_argument("--timezone", default="America/New_York",
                    help="timezone for customers without a valid one")
+    s.add_argument("--workers", type=_workers, metavar="N",
+                   help="processes to split the backtest across, by customer (default: "
+                        "one per usable CPU, at most 8; 1: in this process); same output")
     s.set_defaults(func=cmd_simulate)
 
     sc = sub.add_parser("schema", help="print the campaign JSON Schema")
