@@ -31,6 +31,6 @@ def write_rows(sim: Simulator, fmt: str, out: IO[str]) -> None:
         out.write("  ".join(str(v).ljust(w) for v, w in zip(r.as_tuple(), widths, strict=True))
                   .rstrip() + "\n")
     counts = Counter(r.outcome for r in rows)
-    summary = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+    summary = ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "no outcomes"
     out.write(f"\n{sim.events} events ({sim.duplicates} duplicates, {len(sim.bad)} bad); "
               f"{summary}; {len(sim.pending())} still pending\n")

@@ -1,9 +1,12 @@
-"""``aftercare preview``: each step of a campaign as one customer would see it."""
+"""``aftercare preview``: each step of a campaign as one customer would see it.
+
+Problems are printed like ``aftercare validate``'s, one line each
+(``file: json.path: message``), and exit with 1; never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,68 +14,150 @@ from typing import Any
 
 from chalicelib.render import SAMPLE_CONTEXT, RenderedEmail, RenderedSms
 
+EXIT_OK, EXIT_INVALID = 0, 1
+
+
+def _error(line: str) -> None:
+    print(line, file=sys.stderr)
+
 
 def _read_json(path: Path, what: str) -> dict[str, Any] | None:
+    from chalicelib.config.loader import decode_json
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        print(f"{path}: $: cannot read {what}: {exc}", file=sys.stderr)
+        data = path.read_bytes()
+    except OSError as exc:
+        _error(f"{path}: $: cannot read {what} file: {exc.strerror or exc}")
         return None
-    if not isinstance(data, dict):
-        print(f"{path}: $: {what} must be a JSON object", file=sys.stderr)
+    raw, problems = decode_json(str(path), data)
+    for problem in problems:
+        _error(str(problem))
+    if problems:
         return None
-    return data
+    if not isinstance(raw, dict):
+        _error(f"{path}: $: the {what} must be a JSON object")
+        return None
+    return raw
 
 
-def _campaign_path(args: argparse.Namespace) -> Path:
-    if args.campaign.exists():
-        return Path(args.campaign)
-    return Path(args.campaigns) / f"{args.campaign}.json"
+def _campaign_path(args: argparse.Namespace) -> Path | None:
+    """The file of the campaign named on the command line (a path or an id)."""
+    from chalicelib.config.loader import campaign_files, decode_json
+
+    given = Path(args.campaign)
+    if given.is_dir():
+        _error(f"{given}: $: is a folder; give one campaign file, or a campaign id")
+        return None
+    if given.exists():
+        return given
+    folder = Path(args.campaigns)
+    by_name = folder / f"{args.campaign}.json"
+    if by_name.is_file():
+        return by_name
+    if folder.is_dir():  # the id need not be the file name
+        for file in campaign_files([folder]):
+            try:
+                raw, problems = decode_json(str(file), file.read_bytes())
+            except OSError:
+                continue
+            if not problems and isinstance(raw, dict) and raw.get("id") == str(args.campaign):
+                return file
+    _error(f"{by_name}: $: no campaign file {str(given)!r} and no campaign with id "
+           f"{str(args.campaign)!r} in {folder}")
+    return None
+
+
+def _check_customer(path: Path, customer: dict[str, Any]) -> bool:
+    attributes = customer.get("attributes")
+    if attributes is not None and not isinstance(attributes, dict):
+        _error(f"{path}: $.attributes: must be a JSON object")
+        return False
+    return True
+
+
+def _locale(args: argparse.Namespace, customer: dict[str, Any]) -> tuple[str | None, bool]:
+    """(locale to render in, ok): ``--locale`` must be a real locale; a bad
+    profile locale falls back to the default, as it would when sending."""
+    from chalicelib.render.filters import parse_locale
+
+    if args.locale is not None:
+        if not args.locale.strip() or parse_locale(args.locale) is None:
+            _error(f"--locale: $: unknown locale {args.locale!r} (use e.g. 'es', 'pt-BR')")
+            return None, False
+        return str(args.locale), True
+    value = customer.get("locale")
+    if value is None:
+        return None, True
+    if not isinstance(value, str) or parse_locale(value) is None:
+        _error(f"{args.customer}: $.locale: warning: unknown locale {value!r}; "
+               "the default templates are shown, as they would be sent")
+        return None, True
+    return value, True
 
 
 def preview(args: argparse.Namespace) -> int:
     from chalicelib.cli.main import _load
     from chalicelib.config.compiled import compile_campaign
+    from chalicelib.journeys import keys
     from chalicelib.journeys.engine import PlannedStep
     from chalicelib.journeys.messages import render_context
     from chalicelib.render import Renderer, TemplateError, sms_encoding_info
 
-    bundles, problems = _load([_campaign_path(args)], args.templates)
+    path = _campaign_path(args)
+    if path is None:
+        return EXIT_INVALID
+    bundles, problems = _load([path], args.templates)
     errors = [p for p in problems if p.severity == "error"]
     for p in errors:
-        print(p, file=sys.stderr)
+        _error(str(p))
     customer = _read_json(args.customer, "customer")
     order = _read_json(args.order, "order") if args.order else dict(SAMPLE_CONTEXT["order"])
     if errors or not bundles or customer is None or order is None:
-        return 1
+        return EXIT_INVALID
+    if not _check_customer(args.customer, customer):
+        return EXIT_INVALID
+    locale, ok = _locale(args, customer)
+    if not ok:
+        return EXIT_INVALID
     bundle = bundles[0]
     campaign = compile_campaign(bundle.campaign)
     renderer = Renderer(bundle.templates)
-    locale = args.locale or customer.get("locale")
-    profile = {"id": customer.get("id", "preview"), **customer}
-    for step in campaign.steps:
+    profile = {**customer, "id": str(customer.get("id", "preview"))}
+    customer_id = profile["id"]
+    variant = (keys.pick_variant(campaign.id, customer_id, campaign.variant_weights)
+               if campaign.variants else None)
+    if variant is not None:
+        print(f"(customer {customer_id} is in variant {variant!r})")
+    if keys.in_holdout(campaign.id, customer_id, campaign.holdout_percent):
+        print(f"(customer {customer_id} is in the {campaign.holdout_percent:g}% holdout: "
+              "they would be enrolled but sent nothing; shown anyway)")
+    for step, model_step in zip(campaign.steps, bundle.campaign.steps, strict=True):
         planned = PlannedStep(
-            customer_id=str(profile["id"]), campaign_id=campaign.id,
+            customer_id=customer_id, campaign_id=campaign.id,
             campaign_version=1, step_id=step.id, ref="preview", enrolled_at="",
-            due_at=datetime.now(UTC), holdout=False, variant=None, event_id="preview",
+            due_at=datetime.now(UTC), holdout=False, variant=variant, event_id="preview",
             order=order if campaign.trigger_kind == "event" else None)
         context = render_context(planned, profile, campaign,
                                  lambda kind, _p: f"https://example.invalid/l/{kind}/preview")
-        print(f"--- step {step.id}: {step.channel} after {step.after}"
+        template = campaign.template_for(step, variant)
+        print(f"--- step {step.id}: {step.channel} after {model_step.after}"
               f"{' at ' + step.at.strftime('%H:%M') if step.at else ''}"
-              f" (template {campaign.template_for(step, None)})")
+              f" (template {template})")
         try:
             if step.channel == "sms":
-                sms: RenderedSms = renderer.render_sms(step.template, context, locale)
+                sms: RenderedSms = renderer.render_sms(template, context, locale)
                 encoding, segments, chars = sms_encoding_info(sms.body)
                 print(sms.body)
                 note = " WARNING: more than 3 segments" if segments > 3 else ""
                 print(f"[{sms.template}: {encoding}, {chars} chars, {segments} segment(s){note}]")
             else:
-                email: RenderedEmail = renderer.render_email(step.template, context, locale)
+                email: RenderedEmail = renderer.render_email(template, context, locale)
                 print(f"Subject: {email.subject}\n[{email.template}]\n\n{email.text}")
         except TemplateError as exc:
-            print(f"{args.templates}/{exc}", file=sys.stderr)
-            return 1
+            where = getattr(exc, "template", None) or f"{template}.{step.channel}.j2"
+            line = getattr(exc, "line", None)
+            message = getattr(exc, "message", str(exc))
+            _error(f"{args.templates}/{where}: {f'line {line}' if line else '$'}: {message}")
+            return EXIT_INVALID
         print()
-    return 0
+    return EXIT_OK

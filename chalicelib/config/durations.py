@@ -12,14 +12,28 @@ from datetime import timedelta
 
 _DURATION = re.compile(
     r"^P(?!$)(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?$"
+    r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?$",
+    re.ASCII,  # `\d` is 0-9 only (not other scripts' digits), as in the JSON Schema
 )
-# The same language without look-arounds, for JSON Schema (editors, pydantic).
-SCHEMA_DURATION_PATTERN = r"^P(\d+W)?(\d+D)?(T(\d+H)?(\d+M)?(\d+S)?)?$"
+# Longer delays are typos (P2000D for P200D) and would push dates past year 9999.
+MAX_DURATION = timedelta(days=3660)
+# The same language without look-arounds, for JSON Schema (editors): at least
+# one part, and a `T` only before a time part ("P" and "P1DT" are refused).
+_TIME = r"T(?:[0-9]+H(?:[0-9]+M)?(?:[0-9]+S)?|[0-9]+M(?:[0-9]+S)?|[0-9]+S)"
+SCHEMA_DURATION_PATTERN = (
+    rf"^P(?:[0-9]+W(?:[0-9]+D)?(?:{_TIME})?|[0-9]+D(?:{_TIME})?|{_TIME})$"
+)
+
+
+_UNIT_SECONDS = {"weeks": 604_800, "days": 86_400, "hours": 3_600, "minutes": 60, "seconds": 1}
 
 
 class DurationError(ValueError):
     pass
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:37] + "...")
 
 
 def parse_duration(text: str) -> timedelta:
@@ -28,7 +42,8 @@ def parse_duration(text: str) -> timedelta:
     Raises
     ------
     DurationError
-        For anything else: negative, calendar (``P1M``, ``P1Y``), or malformed.
+        For anything else: negative, calendar (``P1M``, ``P1Y``), malformed, or
+        longer than :data:`MAX_DURATION` (about ten years).
     """
     if not isinstance(text, str):
         raise DurationError(f"duration must be a string like 'P2D', got {type(text).__name__}")
@@ -37,14 +52,18 @@ def parse_duration(text: str) -> timedelta:
         hint = ""
         if text.startswith("-"):
             hint = " (durations cannot be negative)"
-        elif re.match(r"^P(\d+Y|\d+M)", text):
+        elif re.match(r"^P([0-9]+Y|[0-9]+M)", text):
             hint = " (months and years have no fixed length: use days or weeks)"
-        raise DurationError(f"invalid ISO 8601 duration {text!r}{hint}")
+        elif re.search(r"[0-9][.,][0-9]", text):
+            hint = " (whole numbers only: P1DT12H, not P1.5D)"
+        raise DurationError(f"invalid ISO 8601 duration {_shown(text)}{hint}")
+    too_long = DurationError(
+        f"duration {_shown(text)} is too long (at most {MAX_DURATION.days} days)")
+    # Each part is bounded first, so that timedelta() cannot overflow.
+    if any(v and len(v) > 12 for v in m.groupdict().values()):
+        raise too_long
     parts = {k: int(v) for k, v in m.groupdict().items() if v}
-    return timedelta(
-        weeks=parts.get("weeks", 0),
-        days=parts.get("days", 0),
-        hours=parts.get("hours", 0),
-        minutes=parts.get("minutes", 0),
-        seconds=parts.get("seconds", 0),
-    )
+    seconds = sum(parts.get(unit, 0) * length for unit, length in _UNIT_SECONDS.items())
+    if seconds > MAX_DURATION.total_seconds():
+        raise too_long
+    return timedelta(seconds=seconds)

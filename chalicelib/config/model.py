@@ -17,8 +17,8 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     WithJsonSchema,
-    field_validator,
     model_validator,
 )
 
@@ -39,6 +39,12 @@ def _check_duration(value: str) -> str:
     return value
 
 
+def _check_positive_duration(value: str) -> str:
+    if not parse_duration(value):
+        raise ValueError(f"duration {value!r} must be longer than zero")
+    return value
+
+
 Duration = Annotated[
     str,
     AfterValidator(_check_duration),
@@ -48,6 +54,22 @@ Duration = Annotated[
             "pattern": SCHEMA_DURATION_PATTERN,
             "description": "ISO 8601 duration in weeks/days/hours/minutes/seconds, "
             "e.g. P2D, P3W, PT12H.",
+            "examples": ["P2D", "P3W", "PT6H"],
+        }
+    ),
+]
+# A window, a timeout or an idle spell: zero would mean "never" or "always".
+PositiveDuration = Annotated[
+    str,
+    AfterValidator(_check_duration),
+    AfterValidator(_check_positive_duration),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": SCHEMA_DURATION_PATTERN,
+            "not": {"pattern": r"^P(0+W)?(0+D)?(T(0+H)?(0+M)?(0+S)?)?$"},
+            "description": "ISO 8601 duration longer than zero, in weeks/days/hours/minutes/"
+            "seconds, e.g. P2D, P3W, PT12H.",
             "examples": ["P2D", "P3W", "PT6H"],
         }
     ),
@@ -87,7 +109,7 @@ class DateTrigger(_Strict):
 class IdleTrigger(_Strict):
     """Enroll when a customer has placed no order for this long since their last one."""
 
-    idle: Duration
+    idle: PositiveDuration
 
 
 def _trigger_kind(value: Any) -> str | None:
@@ -131,7 +153,7 @@ class Step(_Strict):
         None, description="Checked at send time; when false the step is skipped."
     )
     survey: Literal["csat", "nps", "ces"] | None = None
-    expire_after: Duration | None = Field(
+    expire_after: PositiveDuration | None = Field(
         None,
         description="Drop the step, with a reason, when its send time has passed by more "
         "than this (late event, outage).",
@@ -158,7 +180,7 @@ class Exit(_Strict):
 
 class Goal(_Strict):
     event: str = Field(pattern=EVENT_TYPE_PATTERN)
-    within: Duration
+    within: PositiveDuration
 
 
 class Variant(_Strict):
@@ -172,7 +194,8 @@ class Variant(_Strict):
 
 class Reentry(_Strict):
     policy: Literal["once", "once_per_window", "once_per_order", "always"] = "once_per_order"
-    window: Duration | None = None
+    window: PositiveDuration | None = Field(
+        None, description="Only with policy 'once_per_window' (and required by it).")
 
     @model_validator(mode="after")
     def _window(self) -> Reentry:
@@ -203,28 +226,12 @@ class Campaign(_Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    @field_validator("steps")
-    @classmethod
-    def _unique_steps(cls, steps: list[Step]) -> list[Step]:
-        seen: set[str] = set()
-        for step in steps:
-            if step.id in seen:
-                raise ValueError(f"duplicate step id {step.id!r}")
-            seen.add(step.id)
-        return steps
-
     @model_validator(mode="after")
-    def _consistent(self) -> Campaign:
-        ids = {s.id for s in self.steps}
-        variant_ids = [v.id for v in self.variants]
-        if len(set(variant_ids)) != len(variant_ids):
-            raise ValueError("duplicate variant id")
-        for variant in self.variants:
-            unknown = set(variant.templates) - ids
-            if unknown:
-                raise ValueError(f"variant {variant.id!r} names unknown steps {sorted(unknown)}")
-        if self.reentry is not None and not isinstance(self.trigger, EventTrigger):
-            raise ValueError("reentry applies to event triggers only")
+    def _consistent(self, info: ValidationInfo) -> Campaign:
+        # The loader asks for these as separate problems, each with its path.
+        if not (info.context or {}).get("defer_consistency"):
+            for _loc, message in consistency_problems(self):
+                raise ValueError(message)
         return self
 
     def templates_used(self) -> set[tuple[str, str]]:
@@ -235,6 +242,39 @@ class Campaign(_Strict):
             for step_id, name in variant.templates.items():
                 used.add((name, by_id[step_id].channel))
         return used
+
+
+def consistency_problems(campaign: Campaign) -> list[tuple[tuple[str | int, ...], str]]:
+    """Rules that span fields, as ``(location, message)``: duplicate ids, stray references.
+
+    The location is a pydantic-style tuple (``("steps", 1, "id")``) so the loader
+    reports ``$.steps[1].id``.
+    """
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    first_step: dict[str, int] = {}
+    for i, step in enumerate(campaign.steps):
+        if step.id in first_step:
+            problems.append((("steps", i, "id"), f"duplicate step id {step.id!r} "
+                             f"(also $.steps[{first_step[step.id]}].id)"))
+        first_step.setdefault(step.id, i)
+    first_variant: dict[str, int] = {}
+    for j, variant in enumerate(campaign.variants):
+        if variant.id in first_variant:
+            problems.append((("variants", j, "id"), f"duplicate variant id {variant.id!r} "
+                             f"(also $.variants[{first_variant[variant.id]}].id)"))
+        first_variant.setdefault(variant.id, j)
+        for step_id in variant.templates:
+            if step_id not in first_step:
+                problems.append((("variants", j, "templates", step_id),
+                                 f"variant {variant.id!r} names unknown step {step_id!r} "
+                                 f"(steps: {', '.join(sorted(first_step))})"))
+    if campaign.reentry is not None:
+        if not isinstance(campaign.trigger, EventTrigger):
+            problems.append((("reentry",), "reentry applies to event triggers only"))
+        elif campaign.reentry.window is not None and campaign.reentry.policy != "once_per_window":
+            problems.append((("reentry", "window"), "'window' applies only to policy "
+                             f"'once_per_window', not {campaign.reentry.policy!r}"))
+    return problems
 
 
 def json_schema() -> dict[str, Any]:

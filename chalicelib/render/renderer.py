@@ -19,8 +19,15 @@ from babel import Locale
 from chalicelib.render.errors import RenderError, TemplateNotFoundError
 from chalicelib.render.filters import LOCALE_KEY, TIMEZONE_KEY, UTC, parse_locale, parse_timezone
 from chalicelib.render.htmltext import html_to_text
+from chalicelib.render.limits import render_budget
 from chalicelib.render.naming import check_channel, locale_chain, parse_filename
-from chalicelib.render.sandbox import AftercareSandbox, make_environment, to_render_error
+from chalicelib.render.sandbox import (
+    AftercareSandbox,
+    collecting_undefined,
+    make_environment,
+    to_render_error,
+    undefined_record_message,
+)
 from chalicelib.render.sms import SmsEncoding, sms_encoding_info, tidy_sms_body
 
 MAX_SMS_CHARS: Final = 1600  # Twilio refuses longer bodies
@@ -56,6 +63,37 @@ class RenderedEmail:
     locale: str = ""
 
 
+class UnreadableTemplate(str):
+    """The source of a template file that could not be read (not UTF-8, no permission).
+
+    It is an empty string carrying ``reason``, so that loading a folder never
+    raises: :func:`~chalicelib.render.validate_templates` reports the reason
+    when a campaign uses the file, and rendering it fails with that reason.
+    """
+
+    reason: str
+
+    def __new__(cls, reason: str) -> UnreadableTemplate:
+        self = super().__new__(cls, "")
+        self.reason = reason
+        return self
+
+
+def _read_template(file: Path) -> str:
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        return UnreadableTemplate(f"cannot read the file: {exc.strerror or exc}")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        return UnreadableTemplate(
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line} column {column}")
+
+
 def load_template_dir(path: Path) -> dict[str, str]:
     """Read every ``*.j2`` file under ``path`` into a ``{filename: source}`` mapping.
 
@@ -64,7 +102,9 @@ def load_template_dir(path: Path) -> dict[str, str]:
     path
         The templates folder. Files in sub-folders are keyed by their POSIX
         relative path (``partials/footer.j2``) and can be included or extended;
-        hidden files and folders are skipped.
+        hidden files and folders are skipped. A file that cannot be read (not
+        UTF-8, no permission) is kept as an :class:`UnreadableTemplate`, which
+        validation reports: loading a folder never raises for one bad file.
 
     Returns
     -------
@@ -82,7 +122,7 @@ def load_template_dir(path: Path) -> dict[str, str]:
     for file in sorted(root.rglob("*.j2")):
         relative = file.relative_to(root)
         if file.is_file() and not any(part.startswith(".") for part in relative.parts):
-            found[relative.as_posix()] = file.read_text(encoding="utf-8")
+            found[relative.as_posix()] = _read_template(file)
     return found
 
 
@@ -126,6 +166,7 @@ class Renderer:
         self._templates = dict(templates)
         self._text_env = make_environment(self._templates, autoescape=False)
         self._html_env = make_environment(self._templates, autoescape=True)
+        self._collecting: tuple[AftercareSandbox, AftercareSandbox] | None = None
         self._index: dict[tuple[str, str], dict[str | None, str]] = {}
         for filename in sorted(self._templates):
             parsed = parse_filename(filename)
@@ -149,6 +190,8 @@ class Renderer:
         variants = self._index.get((name, channel))
         if not variants:
             return None
+        if not isinstance(locale, str) or not locale.strip():
+            locale = None  # a profile may hold anything: treat it as no locale
         keys = [*locale_chain(locale or self.default_locale), None]
         for key in [*keys, *locale_chain(self.default_locale)]:
             if key in variants:
@@ -163,11 +206,17 @@ class Renderer:
         RenderError
             The file is missing or has a syntax error (with its line).
         """
+        self._check_readable(filename)
         for env in (self._text_env, self._html_env):
             try:
                 env.get_template(filename)
             except Exception as exc:
                 raise to_render_error(exc, env, filename) from exc
+
+    def _check_readable(self, filename: str) -> None:
+        source = self._templates.get(filename)
+        if isinstance(source, UnreadableTemplate):
+            raise RenderError(filename, None, source.reason)
 
     def has_template(self, name: str, channel: str, locale: str | None = None) -> bool:
         """Tell whether ``render_<channel>(name, ..., locale)`` would find a template."""
@@ -212,14 +261,17 @@ class Renderer:
         self, filename: str, context: Mapping[str, Any], locale: str | None = None
     ) -> RenderedSms:
         """Render one specific SMS file (no locale resolution); see :meth:`render_sms`."""
+        self._check_readable(filename)
         variables = self._variables(filename, context, locale)
         try:
             template = self._text_env.get_template(filename)
-            raw = _collect(template.root_render_func(template.new_context(variables)), filename)
+            with render_budget():
+                raw = _collect(template.root_render_func(template.new_context(variables)),
+                               filename)
         except RenderError:
             raise
         except Exception as exc:
-            raise to_render_error(exc, self._text_env, filename) from exc
+            raise to_render_error(exc, self._text_env, filename, variables) from exc
         body = tidy_sms_body(raw)
         if not body:
             raise RenderError(filename, None, "SMS body is empty")
@@ -259,7 +311,7 @@ class Renderer:
             No variant of ``name`` fits.
         RenderError
             As for :meth:`render_sms`, plus a missing ``subject`` or ``html``
-            block, an empty subject, or more than 256 KiB in all.
+            block, an empty subject or HTML part, or more than 256 KiB in all.
         """
         locale = locale or _customer_value(context, "locale")
         filename = self.resolve(name, "email", locale)
@@ -271,9 +323,11 @@ class Renderer:
         self, filename: str, context: Mapping[str, Any], locale: str | None = None
     ) -> RenderedEmail:
         """Render one specific email file (no locale resolution); see :meth:`render_email`."""
+        self._check_readable(filename)
         variables = self._variables(filename, context, locale)
-        plain = self._blocks(self._text_env, filename, variables, ("subject", "text"))
-        html = self._blocks(self._html_env, filename, variables, ("html",))["html"]
+        with render_budget():
+            plain = self._blocks(self._text_env, filename, variables, ("subject", "text"))
+            html = self._blocks(self._html_env, filename, variables, ("html",))["html"]
         if plain["subject"] is None or html is None:
             missing = "subject" if plain["subject"] is None else "html"
             raise RenderError(filename, None, f"missing {{% block {missing} %}}")
@@ -281,11 +335,49 @@ class Renderer:
         if not subject:
             raise RenderError(filename, None, "subject is empty")
         html = html.strip()
+        if not html:
+            raise RenderError(filename, None, "the html block is empty")
         text = (plain["text"] or "").strip() or html_to_text(html)
         size = sum(len(part.encode("utf-8")) for part in (subject, html, text))
         if size > MAX_EMAIL_BYTES:
             raise RenderError(filename, None, f"email is {size} bytes (limit {MAX_EMAIL_BYTES})")
         return RenderedEmail(subject, html, text, filename, variables[LOCALE_KEY])
+
+    def undefined_problems(
+        self, filename: str, context: Mapping[str, Any], locale: str | None = None
+    ) -> list[RenderError]:
+        """Every undefined variable and unsafe attribute a render of ``filename`` meets.
+
+        A render stops at the first; validation calls this after such a failure
+        to list them all, one :class:`RenderError` each (template, line,
+        message). Any other error ends the pass: what was found until then is
+        returned.
+        """
+        if self._collecting is None:
+            self._collecting = (
+                make_environment(self._templates, autoescape=False, collecting=True),
+                make_environment(self._templates, autoescape=True, collecting=True),
+            )
+        text_env, html_env = self._collecting
+        variables = self._variables(filename, context, locale)
+        parsed = parse_filename(filename)
+        with collecting_undefined() as records, render_budget():
+            try:
+                if parsed is not None and parsed.channel == "email":
+                    self._blocks(text_env, filename, variables, ("subject", "text"))
+                    self._blocks(html_env, filename, variables, ("html",))
+                else:
+                    template = text_env.get_template(filename)
+                    _collect(template.root_render_func(template.new_context(variables)),
+                             filename)
+            except Exception:  # the strict render has reported it already
+                pass
+        found: dict[tuple[str, int | None, str], RenderError] = {}
+        for undefined, where, line in records:
+            message = undefined_record_message(undefined, text_env, where, line, variables)
+            error = RenderError(where or filename, line, message)
+            found.setdefault((error.template, error.line, error.message), error)
+        return list(found.values())
 
     def _blocks(
         self,
@@ -309,7 +401,7 @@ class Renderer:
         except RenderError:
             raise
         except Exception as exc:
-            raise to_render_error(exc, env, filename) from exc
+            raise to_render_error(exc, env, filename, variables) from exc
 
     def _variables(
         self, filename: str, context: Mapping[str, Any], locale: str | None
@@ -327,7 +419,7 @@ class Renderer:
         ``pt`` file sent to ``pt-BR`` formats as ``pt_BR``, an English
         fallback file sent to ``fr-FR`` formats as the default locale.
         """
-        wanted = parse_locale(requested) if requested else None
+        wanted = parse_locale(requested) if isinstance(requested, str) and requested else None
         own = parse_locale(file_locale) if file_locale else None
         language = (own or self._default).language
         for candidate in (wanted, self._default, own):

@@ -4,27 +4,41 @@ Templates are written by marketers and stored with campaign versions, so they
 run in an :class:`~jinja2.sandbox.ImmutableSandboxedEnvironment`: no access to
 underscore attributes, no mutation of the context, no file system (templates
 come only from the in-memory mapping) and no helper globals beyond ``range``
-and ``dict``. Undefined values fail loudly (a strict undefined).
+and ``dict``. Undefined values fail loudly (a strict undefined). Functions and
+template internals cannot be printed (``{{ self }}``, ``{{ ''.join }}``), and
+the limits of :mod:`chalicelib.render.limits` bound the work and memory of a
+render (nested loops, ``'%1000000000s'|format``, ``x.replace('', big)``...).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import functools
+import re
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from jinja2 import (
     DictLoader,
     StrictUndefined,
     TemplateNotFound,
+    TemplateRuntimeError,
     TemplateSyntaxError,
     Undefined,
     UndefinedError,
     nodes,
 )
+from jinja2.compiler import CodeGenerator, optimizeconst
+from jinja2.compiler import Frame as CodeFrame
 from jinja2.exceptions import SecurityError
+from jinja2.filters import do_attr
+from jinja2.runtime import TemplateReference
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jinja2.utils import missing
+from jinja2.utils import missing, pass_environment
 
+from chalicelib.render import limits
 from chalicelib.render.errors import RenderError
 from chalicelib.render.filters import FILTERS
 
@@ -32,18 +46,27 @@ if TYPE_CHECKING:
     from jinja2.runtime import Context
 
 REMOVED_GLOBALS: Final = ("cycler", "joiner", "lipsum", "namespace")
-MAX_REPEAT: Final = 100_000  # longest string or list that `*` may build
 MAX_EXPONENT: Final = 1_000
-_PADDING_METHODS: Final = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+# str methods (and filters of the same name) whose output can be much larger
+# than their input: checked with an estimate before they run.
+# (`str.format` is checked where the sandbox wraps it, the `format` filter as printf.)
+_AMPLIFYING: Final = frozenset({
+    "center", "ljust", "rjust", "zfill", "expandtabs", "replace", "indent", "wordwrap",
+    "batch", "slice", "tojson",
+})
+# str methods no message needs, refused like underscore attributes.
+_UNSAFE_STR_METHODS: Final = frozenset({"translate", "maketrans", "encode"})
 
 
 class UndefinedVariableError(UndefinedError):
     """A template used a value the context does not have."""
 
-    def __init__(self, message: str, name: str | None, has_owner: bool) -> None:
+    def __init__(self, message: str, name: str | None, has_owner: bool,
+                 owner: Any = None) -> None:
         super().__init__(message)
         self.variable = name
         self.has_owner = has_owner
+        self.owner = owner
 
 
 class _StrictUndefined(StrictUndefined):
@@ -56,6 +79,7 @@ class _StrictUndefined(StrictUndefined):
             self._undefined_message,
             self._undefined_name,
             self._undefined_obj is not missing,
+            self._undefined_obj,
         )
 
 
@@ -66,14 +90,202 @@ for _klass in (Undefined, StrictUndefined):
             setattr(_StrictUndefined, _attr, _StrictUndefined._fail_with_undefined_error)
 
 
-class AftercareSandbox(ImmutableSandboxedEnvironment):
-    """Immutable sandbox that prefers dict keys and refuses runaway output."""
+# While validation collects problems (see `collecting_undefined`), the undefined
+# values met are appended here with their template and line instead of raising.
+_RECORDS: ContextVar[list[tuple[Undefined, str | None, int | None]] | None] = ContextVar(
+    "aftercare_undefined_records", default=None)
 
-    intercepted_binops = frozenset({"*", "**"})
+
+def _live_location() -> tuple[str | None, int | None]:
+    """Template and line of the innermost template frame on the current stack."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        template = frame.f_globals.get("__jinja_template__")
+        if template is not None:
+            return template.name, template.get_corresponding_lineno(frame.f_lineno)
+        frame = frame.f_back  # type: ignore[assignment]
+    return None, None
+
+
+class _CollectingUndefined(_StrictUndefined):
+    """For validation: notes each failing use of an undefined value and carries on.
+
+    A strict render stops at the first undefined variable or unsafe attribute;
+    rendering again with this one lists them all, one line each. Outside
+    :func:`collecting_undefined` it is as strict as its parent.
+    """
+
+    __slots__ = ()
+
+    def _fail_with_undefined_error(self, *args: Any, **kwargs: Any) -> Any:
+        records = _RECORDS.get()
+        where, line = _live_location() if records is not None else (None, None)
+        if records is None or where is None:
+            # Not collecting, or not rendering (Jinja folding constants while it
+            # compiles): strict, so that the render meets it and notes its line.
+            super()._fail_with_undefined_error(*args, **kwargs)
+        else:
+            records.append((self, where, line))
+        return self
+
+
+def _lenient(result: Callable[[Any], Any]) -> Callable[..., Any]:
+    """A dunder of the collecting undefined: note the use, then answer ``result``."""
+
+    def method(self: _CollectingUndefined, *args: Any, **kwargs: Any) -> Any:
+        self._fail_with_undefined_error()
+        return result(self)
+
+    return method
+
+
+# What a collecting undefined answers where the strict one raises: as if empty.
+_LENIENT: dict[str, Callable[[Any], Any]] = {
+    "__str__": lambda _: "", "__iter__": lambda _: iter(()), "__len__": lambda _: 0,
+    "__bool__": lambda _: False, "__eq__": lambda _: False, "__ne__": lambda _: True,
+    "__hash__": id, "__contains__": lambda _: False, "__int__": lambda _: 0,
+    "__float__": lambda _: 0.0, "__complex__": lambda _: 0j,
+}
+for _attr, _value in list(vars(_StrictUndefined).items()):
+    if _value is _StrictUndefined._fail_with_undefined_error and _attr.startswith("__"):
+        setattr(_CollectingUndefined, _attr, _lenient(_LENIENT[_attr]) if _attr in _LENIENT
+                else _CollectingUndefined._fail_with_undefined_error)
+
+
+@contextlib.contextmanager
+def collecting_undefined() -> Iterator[list[tuple[Undefined, str | None, int | None]]]:
+    """Collect the undefined values met while rendering with a collecting environment."""
+    records: list[tuple[Undefined, str | None, int | None]] = []
+    token = _RECORDS.set(records)
+    try:
+        yield records
+    finally:
+        _RECORDS.reset(token)
+
+
+def undefined_record_message(undefined: Undefined, env: AftercareSandbox, template: str | None,
+                             line: int | None, variables: Mapping[str, Any]) -> str:
+    """The problem line for one collected undefined value."""
+    if undefined._undefined_exception is not UndefinedError:
+        return f"not allowed: {undefined._undefined_message}"
+    exc = UndefinedVariableError(undefined._undefined_message, undefined._undefined_name,
+                                 undefined._undefined_obj is not missing,
+                                 undefined._undefined_obj)
+    return _undefined_message(exc, env, template, line, variables)
+
+
+class _SizedBuffer(list[str]):
+    """The output buffer of a macro, ``{% set %}`` block or filter block, with a size cap.
+
+    Jinja collects such output in a list before joining it; this one refuses to
+    grow past :data:`~chalicelib.render.limits.MAX_VALUE` characters, so a loop
+    inside a macro cannot hold gigabytes before the join.
+    """
+
+    __slots__ = ("size",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.size = 0
+
+    def _grow(self, items: Iterable[Any]) -> None:
+        self.size += sum(len(item) for item in items if isinstance(item, str))
+        if self.size > limits.MAX_VALUE:
+            raise SecurityError(f"a block would render over {limits.MAX_VALUE:,} characters")
+
+    def append(self, item: str) -> None:
+        self._grow((item,))
+        super().append(item)
+
+    def extend(self, items: Iterable[str]) -> None:
+        items = tuple(items)
+        self._grow(items)
+        super().extend(items)
+
+
+class _CodeGenerator(CodeGenerator):
+    """Jinja's code generator, with loops, buffers and ``~`` going through the limits."""
+
+    def buffer(self, frame: CodeFrame) -> None:
+        frame.buffer = self.temporary_identifier()
+        self.writeline(f"{frame.buffer} = environment.new_buffer()")
+
+    def visit_For(self, node: nodes.For, frame: CodeFrame) -> None:
+        wrapped = node.iter
+        if not (isinstance(wrapped, nodes.Call)
+                and isinstance(wrapped.node, nodes.EnvironmentAttribute)
+                and wrapped.node.name == "counted_iter"):
+            node.iter = nodes.Call(nodes.EnvironmentAttribute("counted_iter"), [wrapped], [],
+                                   None, None, lineno=wrapped.lineno)
+        super().visit_For(node, frame)
+
+    @optimizeconst
+    def visit_Concat(self, node: nodes.Concat, frame: CodeFrame) -> None:
+        # Jinja's own, with the parts measured before `str()` joins them.
+        if frame.eval_ctx.volatile:
+            func_name = "(markup_join if context.eval_ctx.volatile else str_join)"
+        elif frame.eval_ctx.autoescape:
+            func_name = "markup_join"
+        else:
+            func_name = "str_join"
+        self.write(f"{func_name}(environment.checked_parts((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write(")))")
+
+
+def _finalize(value: Any) -> Any:
+    """What ``{{ ... }}`` prints: data, never a function or a template object."""
+    if isinstance(value, Undefined):
+        return value  # printing it raises the undefined-variable error
+    if callable(value) or isinstance(value, (TemplateReference, type)):
+        name = getattr(value, "__name__", None) or type(value).__name__
+        raise SecurityError(f"cannot print {name!r}: it is a function or a template object, "
+                            "not a value (call it, or pick one of its values)")
+    return limits.check_size(value, "printed value")
+
+
+@pass_environment
+def _attr_filter(environment: AftercareSandbox, obj: Any, name: str) -> Any:
+    """``|attr``: like Jinja's, but an unsafe or undefined object fails right away."""
+    if isinstance(obj, Undefined):
+        obj._fail_with_undefined_error()  # raises, unless validation is collecting
+        return obj
+    return do_attr(environment, obj, name)
+
+
+def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a filter so that its arguments and result respect the size limits."""
+    passes = getattr(func, "jinja_pass_arg", None) is not None
+
+    @functools.wraps(func)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        rest = args[1:] if passes else args
+        if rest and name in _AMPLIFYING:
+            limits.check_string_operation(name, rest[0], tuple(rest[1:]), kwargs)
+        if rest and name == "format" and isinstance(rest[0], str):
+            limits.check_printf(rest[0], (rest[1:], kwargs))
+        if rest and name == "join":
+            items = list(rest[0]) if not isinstance(rest[0], (list, tuple)) else rest[0]
+            separator = rest[1] if len(rest) > 1 else kwargs.get("d", "")
+            limits.check_join(separator, list(items))
+            args = (*args[: len(args) - len(rest)], items, *rest[1:])
+        return limits.check_size(func(*args, **kwargs), f"result of |{name}")
+
+    return guarded
+
+
+class AftercareSandbox(ImmutableSandboxedEnvironment):
+    """Immutable sandbox that prefers dict keys and refuses runaway work and output."""
+
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+    code_generator_class = _CodeGenerator
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Undefined):  # report `cycler`, not `cycler.__init__`
-            obj._fail_with_undefined_error()
+            obj._fail_with_undefined_error()  # raises, unless validation is collecting
+            return obj
         # Data keys win over dict methods, so `order.items` is the item list.
         if isinstance(obj, Mapping) and attribute in obj:
             return obj[attribute]
@@ -81,47 +293,112 @@ class AftercareSandbox(ImmutableSandboxedEnvironment):
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         if isinstance(obj, Undefined):
-            obj._fail_with_undefined_error()
+            obj._fail_with_undefined_error()  # raises, unless validation is collecting
+            return obj
+        # A missing key of a data object is undefined: `order["items"]` on an
+        # order without items must not fall back to the dict method `items`.
+        if isinstance(obj, dict):
+            try:
+                return obj[argument]
+            except (KeyError, TypeError):
+                return self.undefined(obj=obj, name=argument)
         return super().getitem(obj, argument)
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if isinstance(obj, (str, bytes)) and attr in _UNSAFE_STR_METHODS:
+            return False
+        return bool(super().is_safe_attribute(obj, attr, value))
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapper = super().wrap_str_format(value)
+        if wrapper is None:
+            return None
+        text = value.__self__
+
+        @functools.wraps(wrapper)
+        def checked(*args: Any, **kwargs: Any) -> str:
+            limits.check_format(text, (args, kwargs))
+            return limits.check_size(wrapper(*args, **kwargs), "formatted text")
+
+        return checked
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                sized = isinstance(seq, (str, list, tuple)) and isinstance(times, int)
-                if sized and len(seq) * times > MAX_REPEAT:
-                    raise SecurityError("repetition would build a value too large")
-        if operator == "**" and isinstance(right, int) and abs(right) > MAX_EXPONENT:
-            raise SecurityError("exponent too large")
-        return super().call_binop(context, operator, left, right)
+            limits.check_repeat(left, right)
+        elif operator == "**":
+            limits.check_power(left, right, MAX_EXPONENT)
+        elif operator == "%" and isinstance(left, str):
+            limits.check_printf(left, right)
+        elif operator == "+":
+            limits.refuse_over(limits.size(left) + limits.size(right), "'+'")
+        result = super().call_binop(context, operator, left, right)
+        return limits.check_size(result)
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        padding = isinstance(getattr(__obj, "__self__", None), str) and (
-            getattr(__obj, "__name__", "") in _PADDING_METHODS
-        )
-        sizes = (*args, *kwargs.values())
-        if padding and any(isinstance(a, int) and a > MAX_REPEAT for a in sizes):
-            raise SecurityError("padding would build a value too large")
-        return super().call(__context, __obj, *args, **kwargs)
+        limits.tick()
+        owner = getattr(__obj, "__self__", None)
+        name = getattr(__obj, "__name__", "")
+        if isinstance(owner, (str, bytes)):
+            if name in _AMPLIFYING:
+                limits.check_string_operation(name, owner, args, kwargs)
+            elif name == "join" and args:
+                items = list(args[0])
+                limits.check_join(owner, items)
+                args = (items, *args[1:])
+        return limits.check_size(super().call(__context, __obj, *args, **kwargs),
+                                 f"result of {name or 'the call'}()")
+
+    # Called by the generated code: `new_buffer` and `concat` hold and join the
+    # output of macros, `{% set %}` blocks and filter blocks, `counted_iter` wraps
+    # every loop, `checked_parts` measures the operands of every `~`.
+    def concat(self, parts: Iterable[str]) -> str:
+        out: list[str] = []
+        total = 0
+        for part in parts:
+            total += len(part)
+            if total > limits.MAX_VALUE:
+                raise SecurityError(
+                    f"a block would render over {limits.MAX_VALUE:,} characters")
+            out.append(part)
+        return "".join(out)
+
+    def new_buffer(self) -> list[str]:
+        return _SizedBuffer()
+
+    def counted_iter(self, iterable: Any) -> Iterator[Any]:
+        return limits.counted(iterable)
+
+    def checked_parts(self, parts: tuple[Any, ...]) -> tuple[Any, ...]:
+        limits.refuse_over(sum(limits.size(part) for part in parts), "'~'")
+        return parts
 
 
-def make_environment(templates: Mapping[str, str], *, autoescape: bool) -> AftercareSandbox:
+def make_environment(templates: Mapping[str, str], *, autoescape: bool,
+                     collecting: bool = False) -> AftercareSandbox:
     """Build a sandbox over an in-memory ``{filename: source}`` mapping.
 
     Templates compile on first use and stay cached for the environment's life
-    (no reload checks: a campaign version's templates never change).
+    (no reload checks: a campaign version's templates never change). A
+    ``collecting`` environment is for validation: inside
+    :class:`collecting_undefined` it notes every undefined value instead of
+    stopping at the first.
     """
     env = AftercareSandbox(
         loader=DictLoader(dict(templates)),
-        undefined=_StrictUndefined,
+        undefined=_CollectingUndefined if collecting else _StrictUndefined,
         autoescape=autoescape,
         trim_blocks=True,
         lstrip_blocks=True,
         auto_reload=False,
         cache_size=-1,
+        finalize=_finalize,
     )
     for name in REMOVED_GLOBALS:
         env.globals.pop(name, None)
     env.filters.update(FILTERS)
+    env.filters["attr"] = _attr_filter
+    for name, func in list(env.filters.items()):
+        env.filters[name] = _guard_filter(name, func)
     return env
 
 
@@ -156,48 +433,88 @@ def _dotted(node: nodes.Node) -> str | None:
     return None
 
 
-def _variable_paths(env: AftercareSandbox, source: str, line: int, name: str) -> list[str]:
-    """Find how ``name`` was reached on ``line``: ``customer.nickname``."""
-    found: dict[str, None] = {}
+def _variable_paths(env: AftercareSandbox, source: str, line: int,
+                    name: Any) -> list[tuple[str, nodes.Node]]:
+    """Find how ``name`` was reached on ``line``: ``customer.nickname``, with the owner node."""
+    found: dict[str, nodes.Node] = {}
     for node in env.parse(source).find_all((nodes.Getattr, nodes.Getitem)):
         if node.lineno != line:
             continue
-        key: Any = None
+        key: Any = missing
         if isinstance(node, nodes.Getattr):
             key = node.attr
         elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
             key = node.arg.value
-        path = _dotted(node) if key == name else None
-        if path:
-            found.setdefault(path, None)
-    return list(found)
+        if key is missing or not (key == name or str(key) == str(name)):
+            continue
+        path = _dotted(node)
+        if path and isinstance(node, (nodes.Getattr, nodes.Getitem)):
+            found.setdefault(path, node.node)
+    return list(found.items())
+
+
+def _resolve(node: nodes.Node, variables: Mapping[str, Any]) -> Any:
+    """The value of a plain ``a.b[0]`` expression in the render's variables, or ``missing``."""
+    if isinstance(node, nodes.Name):
+        return variables.get(node.name, missing)
+    if isinstance(node, nodes.Getattr):
+        key: Any = node.attr
+    elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+        key = node.arg.value
+    else:
+        return missing
+    owner = _resolve(node.node, variables)
+    if isinstance(owner, Mapping):
+        return owner.get(key, missing)
+    if isinstance(owner, (list, tuple, str)) and isinstance(key, int) and (
+            -len(owner) <= key < len(owner)):
+        return owner[key]
+    return missing
 
 
 def _undefined_message(
-    exc: UndefinedVariableError, env: AftercareSandbox, template: str | None, line: int | None
+    exc: UndefinedVariableError, env: AftercareSandbox, template: str | None, line: int | None,
+    variables: Mapping[str, Any] | None = None,
 ) -> str:
     name = exc.variable
     if not exc.has_owner or name is None:
         return f"undefined variable {name!r}"
     source = env.loader.mapping.get(template or "") if isinstance(env.loader, DictLoader) else None
-    paths = _variable_paths(env, source, line, str(name)) if source and line else []
-    if paths:
-        return "undefined variable " + " or ".join(repr(p) for p in paths)
+    candidates = _variable_paths(env, source, line, name) if source and line else []
+    if variables is not None and len(candidates) > 1:
+        # `customer.name or order.items[0].name`: keep the one whose owner is the
+        # object that lacked the key, when it can be told.
+        owned = [(p, n) for p, n in candidates if _resolve(n, variables) is exc.owner]
+        candidates = owned or candidates
+    if candidates:
+        return "undefined variable " + " or ".join(repr(p) for p, _ in candidates)
     return f"undefined variable {name!r} ({exc.message})"
 
 
-def to_render_error(exc: Exception, env: AftercareSandbox, template: str) -> RenderError:
-    """Translate any failure while compiling or rendering ``template``."""
+_UNKNOWN = re.compile(r"No (filter|test) named '([^']*)'")
+
+
+def to_render_error(exc: Exception, env: AftercareSandbox, template: str,
+                    variables: Mapping[str, Any] | None = None) -> RenderError:
+    """Translate any failure while compiling or rendering ``template``.
+
+    ``variables`` (the render's context, when known) lets an undefined-variable
+    message name the right expression when a line has several candidates.
+    """
     if isinstance(exc, RenderError):
         return exc
     where, line = error_location(exc)
     where = where or template
-    if isinstance(exc, TemplateSyntaxError):
+    unknown = _UNKNOWN.search(str(exc)) if isinstance(
+        exc, (TemplateSyntaxError, TemplateRuntimeError)) else None
+    if unknown:
+        message = f"unknown {unknown.group(1)} {unknown.group(2)!r}"
+    elif isinstance(exc, TemplateSyntaxError):
         message = f"syntax error: {exc.message}"
     elif isinstance(exc, TemplateNotFound):
-        message = f"template {exc.name!r} not found"
+        message = f"template {exc.name!r} not found in the templates folder"
     elif isinstance(exc, UndefinedVariableError):
-        message = _undefined_message(exc, env, where, line)
+        message = _undefined_message(exc, env, where, line, variables)
     elif isinstance(exc, SecurityError):
         message = f"not allowed: {exc}"
     elif isinstance(exc, UndefinedError):

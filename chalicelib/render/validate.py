@@ -19,6 +19,7 @@ Severity = Literal["error", "warning"]
 MAX_SMS_SEGMENTS: Final = 3
 GMAIL_CLIP_BYTES: Final = 102 * 1024  # Gmail hides the rest behind "View entire message"
 _REQUIRED_BLOCKS: Final = ("subject", "html")
+_COLLECTABLE: Final = ("undefined variable", "not allowed: access to attribute")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +145,13 @@ def _check_message(
                         )
                     )
         except RenderError as exc:
-            problems.append(TemplateProblem(exc.template, exc.line, exc.message))
+            found = [exc]
+            if exc.message.startswith(_COLLECTABLE):
+                # A render stops at the first undefined variable: list them all.
+                found = renderer.undefined_problems(filename, context) or found
+            problems.extend(TemplateProblem(e.template, e.line, e.message) for e in found)
+            if exc.message.startswith("not allowed"):
+                break  # a sandbox limit: other sample contexts would hit it again, slowly
     return problems + _sms_warnings(filename, rendered)
 
 

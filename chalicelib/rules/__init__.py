@@ -22,6 +22,7 @@ from typing import Any
 from .codegen import Rule, build, collect_errors, generate
 from .dates import anniversary_in_year
 from .errors import RuleError, RuleEvaluationError
+from .lint import lint_rule
 from .operators import OPERATORS
 from .runtime import truthy
 
@@ -32,6 +33,7 @@ __all__ = [
     "RuleEvaluationError",
     "anniversary_in_year",
     "compile_rule",
+    "lint_rule",
     "rule_source",
     "truthy",
     "validate_rule",

@@ -348,6 +348,8 @@ def is_operation(value: Any) -> bool:
 
 def json_problem(value: Any, depth: int = 0) -> str | None:
     """Why ``value`` is not a JSON value (or is nested too deep), or None."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 1024:
+        return "integer too large for a JSON number"
     if value is None or isinstance(value, (bool, int, str)):
         return None
     if isinstance(value, float):

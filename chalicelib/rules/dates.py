@@ -167,6 +167,13 @@ def _zone(name: Any) -> tzinfo:
     return zone
 
 
+def is_zone_name(name: Any) -> bool:
+    """Whether ``name`` is ``"UTC"`` or an IANA zone this machine knows."""
+    if not isinstance(name, str) or not name:
+        return False
+    return name.upper() == "UTC" or _zone(name) is not UTC
+
+
 def _make_today(day: date) -> _Today:
     month_day = day.month * 100 + day.day
     return _Today(

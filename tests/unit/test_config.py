@@ -56,6 +56,32 @@ def test_bad_campaigns_are_refused_with_one_precise_line(
     assert any(expected in line for line in lines), lines
 
 
+@pytest.mark.parametrize(("name", "expected"), [
+    ("dup_keys.json", "dup_keys.json: $.steps[0].after: key 'after' appears more than once"),
+    ("dup_steps.json", "dup_steps.json: $.steps[1].id: duplicate step id 's1'"),
+    ("holdout_string.json", "holdout_string.json: $.holdout_percent: Input should be a valid"),
+    ("window_policy.json", "window_policy.json: $.reentry.window: 'window' applies only to"),
+    ("zero_goal.json", "zero_goal.json: $.goal.within: duration 'PT0S' must be longer than zero"),
+    ("huge_delay.json", "huge_delay.json: $.steps[0].after: duration 'P99999999999D' is too long"),
+    ("deep.json", "deep.json: $: invalid JSON: nested too deeply"),
+    ("constant_rule.json", "constant_rule.json: $.audience: a rule must be a JSON Logic"),
+    ("locale_only.json", "locale_only.json: $.steps[0].template: no default sms template 'promo'"),
+    ("dos.json", "dos.sms.j2: line 1: not allowed: the template does too much work"),
+    ("format_dos.json", "format_dos.sms.j2: line 1: not allowed: format width 1000000000"),
+])
+def test_more_bad_campaigns_are_refused_with_one_precise_line(
+        name: str, expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = _problems(name, capsys)
+    assert len(lines) == 1 and expected in lines[0], lines
+
+
+def test_every_problem_of_a_template_is_listed(capsys: pytest.CaptureFixture[str]) -> None:
+    lines = _problems("ssti.json", capsys)
+    assert len(lines) == 2, lines
+    assert "ssti.sms.j2: line 1: not allowed: access to attribute '__class__'" in lines[0]
+    assert "ssti.sms.j2: line 1: undefined variable 'cycler'" in lines[1]
+
+
 def test_undefined_variable_names_template_and_line(capsys: pytest.CaptureFixture[str]) -> None:
     lines = _problems("undefined_var.json", capsys)
     assert any("bad_var.sms.j2: line 2:" in line and "nickname" in line for line in lines), lines

@@ -498,3 +498,132 @@ def test_validate_uses_each_sample_context() -> None:
     assert problems == [TemplateProblem("review.sms.j2", 1, "undefined variable 'order'")]
     # without samples, only what needs no data is checked
     assert validate_templates(templates, sample_contexts=[]) == []
+
+
+# --- hostile templates (QA regressions) -------------------------------------
+
+
+def test_an_unreadable_template_is_reported_not_raised(tmp_path: Path) -> None:
+    (tmp_path / "bad.sms.j2").write_bytes(b"Hi \xff")
+    (tmp_path / "ok.sms.j2").write_text("Hi")
+    templates = load_template_dir(tmp_path)  # does not raise
+    assert templates["ok.sms.j2"] == "Hi"
+    problems = validate_templates(templates, sample_contexts=[SAMPLE_CONTEXT])
+    assert problems == [TemplateProblem("bad.sms.j2", None,
+                                        "not UTF-8 text: byte 0xff at line 1 column 4")]
+    with pytest.raises(RenderError, match="not UTF-8"):
+        Renderer(templates).render_sms("bad", ctx())
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("{{ self }}", "cannot print 'TemplateReference'"),
+        ("{{ customer.name.upper }}", "cannot print 'upper'"),
+        ("{% macro m() %}x{% endmacro %}{{ m }}", "cannot print 'Macro'"),
+        ("{% for i in [1] %}{{ loop }}{% endfor %}", "cannot print 'LoopContext'"),
+        ("{{ range }}", "cannot print"),
+    ],
+)
+def test_functions_and_template_objects_cannot_be_printed(source: str, expected: str) -> None:
+    error = failure({"t.sms.j2": source}, "t")
+    assert error.message.startswith("not allowed: ") and expected in error.message
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}x",
+         "too much work"),
+        ("{% for i in range(1000) %}{% include 'inner.j2' %}{% endfor %}x", "too much work"),
+        ("{% macro m(n) %}{% if n %}{{ m(n-1) }}{{ m(n-1) }}{% endif %}{% endmacro %}{{ m(30) }}",
+         "too much work"),
+        ("{{ '%.999999999f'|format(1.5) }}", "format precision 999999999 is too large"),
+        ("{{ '%*d'|format(1000000000, 1) }}", "computed width"),
+        ("{{ '{:{w}}'.format('x', w=1000000000) }}", "computed width"),
+        ("{{ ('\t' * 99999).expandtabs(99999) }}", "expandtabs would build"),
+        ("{% set b = 'x' * 99999 %}{{ b|replace('x', b) }}", "replace would build"),
+        ("{% set b = 'x' * 99999 %}{{ ('\n' * 99999)|indent(b) }}", "indent would build"),
+        ("{% set b = 'x' * 99999 %}{{ b|wordwrap(1, wrapstring=b) }}", "wordwrap would build"),
+        ("{% set b = 'x' * 99999 %}{{ '{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}'.format(b) }}",
+         "this format would build"),
+        ("{% set b = 'x' * 99999 %}{% set l = [b,b,b,b,b,b,b,b,b,b,b] %}{{ l }}",
+         "printed value would be too large"),
+        ("{% set b = 'x' * 99999 %}{% set l = [b,b,b,b,b,b,b,b,b,b,b] %}{{ l ~ '' }}",
+         "'~' would build"),
+        ("{% set s %}{% for i in range(100000) %}{{ 'x' * 99999 }}{% endfor %}{% endset %}{{ s }}",
+         "a block would render over"),
+        ("{{ range(10)|batch(1000000000, 'x')|list }}", "batch size"),
+        ("{{ range(10)|slice(1000000000)|list }}", "slice size"),
+        ("{{ range(10)|list|tojson(99999) }}", "tojson indent"),
+        ("{{ ((10 ** 1000) * (10 ** 1000) * (10 ** 1000) * (10 ** 1000)) }}",
+         "number would be too large"),
+        ("{{ 'x'.translate({120: 'y'}) }}", "attribute 'translate'"),
+    ],
+)
+def test_runaway_templates_stop_fast(source: str, expected: str) -> None:
+    import time
+
+    started = time.monotonic()
+    error = failure({"t.sms.j2": source, "inner.j2": "{% for j in range(1000) %}{% endfor %}"},
+                    "t")
+    assert time.monotonic() - started < 5
+    assert expected in error.message, error.message
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ '%s' % customer.name }} {{ '%05.2f' % 3.14159 }} {{ '{:>8}'.format(customer.name) }}",
+        "{{ customer.name|center(20) }}|{{ customer.name|indent(2) }}",
+        "{{ order['items']|map(attribute='name')|join(', ') }} {{ order.items|length }}",
+        "{% for i in range(50000) %}{% endfor %}{{ range(1000)|list|sum }}",
+        "{{ customer.get('name') }} {{ customer.keys()|list|length }} {{ 2 ** 10 }}",
+        "{% macro g(n) %}Hi {{ n }}{% endmacro %}{{ g(customer.name) }}",
+    ],
+)
+def test_ordinary_templates_are_not_limited(source: str) -> None:
+    assert sms(source)
+
+
+def test_a_missing_key_is_undefined_not_a_dict_method() -> None:
+    context = ctx(order={"id": "o-1"})  # `order["items"]` must not be dict.items
+    with pytest.raises(RenderError) as info:
+        Renderer({"t.sms.j2": "Hi {{ order['items'][0].name }}"}).render_sms("t", context)
+    assert info.value.message == "undefined variable 'order.items'"
+
+
+def test_an_undefined_message_picks_the_expression_that_failed() -> None:
+    context = ctx(order={"id": "o-1", "items": "x"})  # a text where a list belongs
+    with pytest.raises(RenderError) as info:
+        Renderer({"t.sms.j2": "{{ customer.name }} {{ order['items'][0].name }}"}).render_sms(
+            "t", context)
+    assert info.value.message == "undefined variable 'order.items[0].name'"
+    with pytest.raises(RenderError) as info:
+        Renderer({"t.sms.j2": "{{ order['items'][5] }}"}).render_sms("t", ctx())
+    assert info.value.message == "undefined variable 'order.items[5]'"
+
+
+def test_undefined_problems_lists_them_all() -> None:
+    renderer = Renderer({"t.email.j2": "{% block subject %}{{ customer.a }}{% endblock %}"
+                                       "{% block html %}\n{{ customer.b }}{% endblock %}"})
+    found = renderer.undefined_problems("t.email.j2", ctx())
+    assert [(e.line, e.message) for e in found] == [
+        (1, "undefined variable 'customer.a'"), (2, "undefined variable 'customer.b'")]
+    # and rendering for real is still strict
+    with pytest.raises(RenderError, match=r"customer\.a"):
+        renderer.render_email("t", ctx())
+
+
+@pytest.mark.parametrize("locale", [5, {"a": 1}, ["es"], ""])
+def test_a_locale_that_is_not_text_falls_back(locale: Any) -> None:
+    context = ctx()
+    context["customer"]["locale"] = locale
+    assert Renderer(LOCALIZED).render_sms("checkin", context).template == "checkin.sms.j2"
+    assert Renderer(LOCALIZED).render_sms("checkin", ctx(), locale).template == "checkin.sms.j2"
+
+
+def test_an_email_with_an_empty_html_part_is_refused() -> None:
+    source = "{% block subject %}Hi{% endblock %}{% block html %}  {% endblock %}"
+    error = failure({"t.email.j2": source}, "t", "email")
+    assert error.message == "the html block is empty"

@@ -16,6 +16,7 @@ from chalicelib.rules import (
     anniversary_in_year,
     codegen,
     compile_rule,
+    lint_rule,
     operators,
     rule_source,
     truthy,
@@ -417,3 +418,39 @@ def test_compiled_rule_is_one_generated_function() -> None:
                                   {"==": [{"var": "customer.tier"}, "gold"]}]})
     assert "data.get('customer', _E)" in source  # lookups inlined, shared
     assert source.count("data.get('customer'") == 1
+
+
+# ------------------------------------------------------- QA regressions
+
+
+def test_integers_beyond_a_double_are_not_json() -> None:
+    errors = validate_rule({"==": [{"var": "x"}, 10**400]}, path="$.audience")
+    assert [str(e) for e in errors] == [
+        "$.audience['=='][1]: integer too large for a JSON number"]
+    with pytest.raises(RuleError):
+        compile_rule({"==": [1, 10**5000]})  # no ValueError from int -> str
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ({"days_since": ["2026-02-30"]},
+         ["$.days_since[0]: 'days_since' needs a date (YYYY-MM-DD or an ISO 8601 datetime), "
+          "got the constant '2026-02-30'"]),
+        ({"and": [{">": [{"years_since": "yesterday"}, 1]}]},
+         ["$.and[0]['>'][0].years_since: 'years_since' needs a date (YYYY-MM-DD or an ISO 8601 "
+          "datetime), got the constant 'yesterday'"]),
+        ({"is_anniversary": [{"var": "customer.birthday"}, "Mars/Base"]},
+         ["$.is_anniversary[1]: 'is_anniversary' needs an IANA timezone such as "
+          "'Europe/Madrid', got 'Mars/Base'"]),
+        ({"days_since": [{"var": "customer.last_order_at"}]}, []),
+        ({"days_since": [None]}, []),
+        ({"is_anniversary": ["1992-02-29", "UTC"]}, []),
+        ({"is_anniversary": ["1992-02-29", {"var": "customer.timezone"}]}, []),
+        ({"preserve": {"days_since": ["nope"]}}, []),
+    ],
+)
+def test_lint_rule_finds_constants_the_date_operators_cannot_read(
+        rule: Any, expected: list[str]) -> None:
+    assert [str(e) for e in lint_rule(rule)] == expected
+    assert validate_rule(rule) == []  # legal JSON Logic: null at run time, as documented

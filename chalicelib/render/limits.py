@@ -1,0 +1,281 @@
+"""Resource limits for templates: how much work a render may do, how big a value may get.
+
+Templates are written by marketers, so a typo (or a probe) must fail fast with a
+clear message, never hang a Lambda or exhaust its memory. Three guards:
+
+- a **work budget** per render: loop iterations and calls (macros, methods,
+  ``loop()``) are counted, and a render stops past :data:`MAX_STEPS` or after
+  :data:`MAX_SECONDS` (nested ``range(100000)`` loops, exponential macros);
+- a **size limit** on values a template builds (:data:`MAX_VALUE` characters or
+  items): checked *before* operations that can amplify their input (``*``,
+  ``%``, ``~``, ``join``, ``replace``, ``center``, ``indent``, ``format``...) by
+  estimating the result, and after every filter and method call;
+- a cap on **integers** (:data:`MAX_INT_BITS`) so ``*`` and ``**`` cannot
+  build numbers that take minutes to compute or print.
+
+The budget lives in a context variable that :class:`~chalicelib.render.Renderer`
+sets around each render (:func:`render_budget`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import string
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from jinja2.exceptions import SecurityError
+
+MAX_STEPS: Final = 250_000  # loop iterations + calls in one render
+MAX_SECONDS: Final = 2.0  # wall clock for one render
+MAX_VALUE: Final = 1_000_000  # characters (or items) in one value a template builds
+MAX_WIDTH: Final = 100_000  # field width, padding, precision, repeat count
+MAX_INT_BITS: Final = 12_000  # about 3,600 decimal digits
+MAX_JSON_INDENT: Final = 16
+
+_SMALL: Final = 16  # size counted for a number, a date, any other scalar
+
+
+@dataclass(slots=True)
+class Budget:
+    steps: int = 0
+    deadline: float = field(default_factory=lambda: time.monotonic() + MAX_SECONDS)
+
+
+_BUDGET: ContextVar[Budget | None] = ContextVar("aftercare_render_budget", default=None)
+
+
+@contextlib.contextmanager
+def render_budget() -> Iterator[Budget]:
+    """Give the renders inside one shared budget (nested uses share the outer one)."""
+    current = _BUDGET.get()
+    if current is not None:
+        yield current
+        return
+    budget = Budget()
+    token = _BUDGET.set(budget)
+    try:
+        yield budget
+    finally:
+        _BUDGET.reset(token)
+
+
+def tick(steps: int = 1) -> None:
+    """Count work; raise SecurityError when the render has done too much."""
+    budget = _BUDGET.get()
+    if budget is None:
+        return
+    budget.steps += steps
+    if budget.steps > MAX_STEPS:
+        raise SecurityError(
+            f"the template does too much work (over {MAX_STEPS:,} loop iterations and calls)"
+        )
+    if budget.steps & 1023 == 0 and time.monotonic() > budget.deadline:
+        raise SecurityError(f"the template takes too long to render (over {MAX_SECONDS:g}s)")
+
+
+def counted(iterable: Any) -> Iterator[Any]:
+    """Iterate, counting each item against the render's budget (every ``{% for %}``)."""
+    for item in iterable:
+        tick()
+        yield item
+
+
+# ----------------------------------------------------------------- sizes
+
+
+def size(value: Any, limit: int = MAX_VALUE) -> int:
+    """Roughly how many characters ``value`` prints as; stops counting past ``limit``."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, bool) or value is None:
+        return 5
+    if isinstance(value, int):
+        return value.bit_length() // 3 + 1
+    if isinstance(value, (bytes, bytearray)):
+        return len(value)
+    total = 0
+    stack: list[Any] = []
+    if isinstance(value, dict):
+        stack.extend(value.keys())
+        stack.extend(value.values())
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        stack.extend(value)
+    else:
+        return _SMALL
+    seen = 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+            total += 2
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend(item)
+            total += 2
+        else:
+            total += size(item) + 2
+        if total > limit or seen > limit:
+            return max(total, seen)
+    return total
+
+
+def check_size(value: Any, what: str = "value") -> Any:
+    """Return ``value``; raise SecurityError when it is over :data:`MAX_VALUE`."""
+    if isinstance(value, (str, list, tuple, dict, set, frozenset, bytes)) and (
+        size(value) > MAX_VALUE
+    ):
+        raise SecurityError(f"the {what} would be too large (over {MAX_VALUE:,} characters)")
+    if isinstance(value, int) and not isinstance(value, bool) and (
+        value.bit_length() > MAX_INT_BITS
+    ):
+        raise SecurityError("the number would be too large")
+    return value
+
+
+def refuse_over(estimate: int, what: str) -> None:
+    if estimate > MAX_VALUE:
+        raise SecurityError(f"{what} would build a value too large (over {MAX_VALUE:,} characters)")
+
+
+def check_width(value: Any, what: str) -> None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > MAX_WIDTH:
+        raise SecurityError(f"{what} {value} is too large (at most {MAX_WIDTH:,})")
+
+
+# ------------------------------------------------------- format strings
+
+_PRINTF = re.compile(
+    r"%(?:\([^)]*\))?[#0\- +]*(?P<width>\*|\d+)?(?:\.(?P<precision>\*|\d*))?[hlL]?"
+    r"(?P<type>[diouxXeEfFgGcrsa%])"
+)
+
+
+def _shown(digits: str) -> str:
+    return digits if len(digits) <= 12 else digits[:12] + "..."
+
+
+def check_printf(fmt: str, args: Any) -> None:
+    """Refuse ``'%1000000000s' % x`` and estimate what ``fmt % args`` builds."""
+    fields = 0
+    for match in _PRINTF.finditer(fmt):
+        for part in ("width", "precision"):
+            text = match.group(part)
+            if text == "*":
+                raise SecurityError(f"a computed {part} ('*') is not allowed in a format")
+            if text and (len(text) > 6 or int(text) > MAX_WIDTH):
+                raise SecurityError(f"format {part} {_shown(text)} is too large "
+                                    f"(at most {MAX_WIDTH:,})")
+        fields += 1
+    refuse_over(len(fmt) + fields * size(args), "this format")
+
+
+def check_format(fmt: str, args: Any) -> None:
+    """Refuse ``'{0:>1000000000}'.format(x)`` and estimate what it builds."""
+    fields = 0
+    try:
+        parsed = list(string.Formatter().parse(fmt))
+    except ValueError:
+        return  # str.format raises the same error with a clearer message
+    for _literal, name, spec, _conversion in parsed:
+        if name is None:
+            continue
+        fields += 1
+        if spec and "{" in spec:
+            raise SecurityError("a computed width or precision is not allowed in a format")
+        for digits in re.findall(r"\d+", spec or ""):
+            if len(digits) > 6 or int(digits) > MAX_WIDTH:
+                raise SecurityError(f"format width {_shown(digits)} is too large "
+                                    f"(at most {MAX_WIDTH:,})")
+    refuse_over(len(fmt) + fields * size(args), "this format")
+
+
+# ------------------------------------------- operations that can amplify input
+
+
+def _count_new(text: str, old: str, count: Any) -> int:
+    found = len(text) + 1 if old == "" else text.count(old)
+    if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+        found = min(found, count)
+    return found
+
+
+def check_string_operation(name: str, text: Any, args: tuple[Any, ...],
+                           kwargs: dict[str, Any]) -> None:
+    """Estimate what a str method or a filter of the same name builds; refuse if too big.
+
+    ``name`` is a ``str`` method (``replace``, ``center``...) or a Jinja filter
+    (``indent``, ``wordwrap``, ``batch``...); ``text`` is the string (or value)
+    it applies to and ``args``/``kwargs`` the rest of the call.
+    """
+    def arg(index: int, key: str, default: Any = None) -> Any:
+        if len(args) > index:
+            return args[index]
+        return kwargs.get(key, default)
+
+    length = size(text)
+    if name in {"center", "ljust", "rjust", "zfill"}:
+        check_width(arg(0, "width", 0), "width")
+    elif name == "expandtabs":
+        tabsize = arg(0, "tabsize", 8)
+        check_width(tabsize, "tab size")
+        if isinstance(tabsize, int):
+            refuse_over(length * max(tabsize, 1), "expandtabs")
+    elif name == "replace":
+        old, new = arg(0, "old", ""), arg(1, "new", "")
+        if isinstance(text, str) and isinstance(old, str) and isinstance(new, str):
+            found = _count_new(text, old, arg(2, "count"))
+            refuse_over(length + found * max(len(new) - len(old), 0), "replace")
+    elif name == "indent":
+        width = arg(0, "width", 4)
+        check_width(width, "indent width")
+        pad = width if isinstance(width, int) else size(width)
+        lines = text.count("\n") + 1 if isinstance(text, str) else 1
+        refuse_over(length + lines * pad, "indent")
+    elif name == "wordwrap":
+        width = arg(0, "width", 79)
+        wrap = arg(2, "wrapstring", "\n")
+        lines = length // max(width, 1) + 1 if isinstance(width, int) else length
+        refuse_over(length + lines * size(wrap if wrap is not None else "\n"), "wordwrap")
+    elif name in {"batch", "slice"}:
+        check_width(arg(0, "linecount" if name == "batch" else "slices", 0), f"{name} size")
+    elif name == "tojson":
+        indent = arg(0, "indent")
+        if isinstance(indent, int) and indent > MAX_JSON_INDENT:
+            raise SecurityError(f"tojson indent {indent} is too large (at most {MAX_JSON_INDENT})")
+
+
+def check_join(separator: Any, items: list[Any]) -> None:
+    refuse_over(sum(size(item) for item in items) + size(separator) * max(len(items) - 1, 0),
+                "join")
+
+
+def check_repeat(left: Any, right: Any) -> None:
+    """``*``: a string or list times a count, or two integers."""
+    for seq, times in ((left, right), (right, left)):
+        if isinstance(seq, (str, list, tuple)) and isinstance(times, int):
+            if len(seq) * times > MAX_WIDTH:
+                raise SecurityError("repetition would build a value too large")
+            refuse_over(size(seq) * max(times, 0), "repetition")
+    if _is_int(left) and _is_int(right) and (
+        left.bit_length() + right.bit_length() > MAX_INT_BITS
+    ):
+        raise SecurityError("the number would be too large")
+
+
+def check_power(left: Any, right: Any, max_exponent: int) -> None:
+    if _is_int(right) and abs(right) > max_exponent:
+        raise SecurityError("exponent too large")
+    if _is_int(left) and _is_int(right) and right > 0 and abs(left) > 1 and (
+        left.bit_length() * right > MAX_INT_BITS
+    ):
+        raise SecurityError("the number would be too large")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
