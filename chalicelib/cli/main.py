@@ -22,11 +22,24 @@ EXIT_OK, EXIT_INVALID = 0, 1
 def _when(text: str) -> datetime:
     from chalicelib.events.envelope import EventError, parse_time
 
+    value = text if "T" in text else f"{text}T00:00:00Z"
     try:
-        value = text if "T" in text else f"{text}T00:00:00Z"
+        if datetime.fromisoformat(value).tzinfo is None:
+            value += "+00:00"  # a time without an offset is UTC, as a bare date is
+    except ValueError:
+        pass  # parse_time says what is wrong with it
+    try:
         return parse_time(value, "--from/--to")
     except EventError as exc:
         raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def _zone(text: str) -> str:
+    from chalicelib.events.envelope import valid_zone
+
+    if not valid_zone(text):
+        raise argparse.ArgumentTypeError(f"not an IANA timezone: {text!r}")
+    return text
 
 
 def _workers(text: str) -> int:
@@ -86,6 +99,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if not args.events.is_file():
         print(f"{args.events}: $: no such file", file=sys.stderr)
         return EXIT_INVALID
+    if args.start is not None and args.end is not None and args.start >= args.end:
+        print("--from/--to: $: --from must be before --to", file=sys.stderr)
+        return EXIT_INVALID
     from chalicelib.journeys.parallel import simulate_file
 
     campaigns = CampaignSet(b.compiled() for b in bundles)
@@ -144,7 +160,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--from", dest="start", type=_when)
     s.add_argument("--to", dest="end", type=_when)
     s.add_argument("--format", choices=["table", "json", "csv"], default="table")
-    s.add_argument("--timezone", default="America/New_York",
+    s.add_argument("--timezone", default="America/New_York", type=_zone,
                    help="timezone for customers without a valid one")
     s.add_argument("--workers", type=_workers, metavar="N",
                    help="processes to split the backtest across, by customer (default: "

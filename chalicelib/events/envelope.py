@@ -18,7 +18,7 @@ from chalicelib.journeys.dates import parse_date
 
 
 @lru_cache(maxsize=1024)
-def _valid_zone(name: str) -> bool:
+def valid_zone(name: str) -> bool:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -64,6 +64,11 @@ def _str(obj: dict[str, Any], key: str, path: str, *, required: bool = False) ->
     return value
 
 
+# Event times outside these years are refused: a year-1 or year-9999 time is a
+# data error, and yearly planning (next year's birthday) needs room on both sides.
+MIN_YEAR, MAX_YEAR = 1900, 2199
+
+
 def parse_time(value: str, path: str) -> datetime:
     try:
         dt = datetime.fromisoformat(value)
@@ -71,6 +76,8 @@ def parse_time(value: str, path: str) -> datetime:
         raise EventError(path, f"not an ISO 8601 datetime: {value[:40]!r}") from None
     if dt.tzinfo is None:
         raise EventError(path, "datetime needs a timezone offset or Z")
+    if not MIN_YEAR <= dt.year <= MAX_YEAR:
+        raise EventError(path, f"year {dt.year} is outside {MIN_YEAR}-{MAX_YEAR}")
     return dt.astimezone(UTC)
 
 
@@ -130,7 +137,7 @@ def _normalize_contact(raw: dict[str, Any]) -> dict[str, Any]:
         except ValueError as exc:
             raise EventError("$.customer.email", str(exc)) from None
     timezone = raw.get("timezone")
-    if timezone and not _valid_zone(timezone):
+    if timezone and not valid_zone(timezone):
         # Unknown, not an error: resolved to the default timezone at send time.
         raw["timezone"] = None
     return raw

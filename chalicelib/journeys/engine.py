@@ -27,6 +27,7 @@ from chalicelib.journeys.timing import (
 )
 
 MAX_REFS_KEPT = 50
+_LAST_PLANNED_YEAR = 9998
 CONTACT_FIELD = {"sms": "phone", "email": "email"}
 
 
@@ -341,6 +342,8 @@ def _date_occurrence(c: CompiledCampaign, profile: Profile, today_local: datetim
         return None
     offset = 1 if c.date_field != "birthday" else 0
     today = today_local.date()
+    if max(today.year, after_year or 0) >= _LAST_PLANNED_YEAR:
+        return None  # the calendar ends at 9999: nothing is planned this far out
     if after_year is not None:
         today = max(today, today.replace(year=after_year + 1, month=1, day=1))
     occurrence = next_anniversary(d, today, c.leap_day, first_year_offset=offset)

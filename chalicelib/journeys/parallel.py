@@ -108,6 +108,7 @@ from chalicelib.journeys.simulate import (
     DEFAULT_HORIZON,
     BadLine,
     Simulator,
+    open_log,
     read_events,
     simulate,
 )
@@ -183,11 +184,8 @@ def simulate_file(path: Path, campaigns: CampaignSet, *, start: datetime | None 
     if not can_fork():
         return _sequential(path, campaigns, options, "no fork start method")
     began = time.perf_counter()
-    try:
-        with path.open(encoding="utf-8") as fh:
-            text = fh.read()
-    except UnicodeDecodeError:  # simulate() says where (the lines before it count)
-        return _sequential(path, campaigns, options, "not UTF-8")
+    with open_log(path) as fh:  # undecodable bytes become bad lines, as in simulate()
+        text = fh.read()
     read = time.perf_counter() - began
     line_count = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
     if line_count < MIN_LINES:
@@ -207,7 +205,7 @@ def simulate_file(path: Path, campaigns: CampaignSet, *, start: datetime | None 
 
 def _sequential(path: Path, campaigns: CampaignSet, options: dict[str, Any],
                 fallback: str) -> SimulationResult:
-    with path.open(encoding="utf-8") as fh:
+    with open_log(path) as fh:
         sim = simulate(fh, campaigns, **options)
     result = SimulationResult(sim.campaigns, sim.default_tz, fallback=fallback)
     for f in fields(Simulator):  # the whole state, so pending() and profiles are the run's

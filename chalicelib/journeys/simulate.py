@@ -10,9 +10,11 @@ from __future__ import annotations
 import gc
 import heapq
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import IO, Any
 
 from chalicelib.clock import iso
@@ -28,6 +30,9 @@ from chalicelib.journeys.engine import (
 from chalicelib.journeys.profile import Profile
 
 OUTCOME_NAME = {"send": "sent"}
+# Bytes that were not UTF-8, as a file opened with errors="surrogateescape" (see
+# open_log) gives them: such a line is a bad line, not a crash.
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
 DEFAULT_HORIZON = timedelta(days=365)
 
 
@@ -142,6 +147,11 @@ class Simulator:
         return sorted(self._pending.values(), key=lambda s: (s.due_at, s.id))
 
 
+def open_log(path: Path) -> IO[str]:
+    """An event log opened for :func:`simulate`: undecodable bytes become bad lines."""
+    return path.open(encoding="utf-8", errors="surrogateescape")
+
+
 def read_events(lines: Iterable[str], start: datetime | None = None,
                 end: datetime | None = None, bad: list[BadLine] | None = None,
                 ) -> Iterator[dict[str, Any]]:
@@ -150,6 +160,8 @@ def read_events(lines: Iterable[str], start: datetime | None = None,
         if not line.strip():
             continue
         try:
+            if not line.isascii() and _UNDECODABLE.search(line):
+                raise EventError("$", "not UTF-8 text")
             event = parse_event(json.loads(line))
         except json.JSONDecodeError as exc:
             if bad is not None:
@@ -158,6 +170,14 @@ def read_events(lines: Iterable[str], start: datetime | None = None,
         except EventError as exc:
             if bad is not None:
                 bad.append(BadLine(number, str(exc)))
+            continue
+        except RecursionError:
+            if bad is not None:
+                bad.append(BadLine(number, "invalid JSON: nested too deeply"))
+            continue
+        except ValueError as exc:  # e.g. an integer of more digits than Python converts
+            if bad is not None:
+                bad.append(BadLine(number, f"invalid JSON: {exc}"))
             continue
         at = event["_at"]
         if (start is not None and at < start) or (end is not None and at >= end):

@@ -35,7 +35,7 @@ from chalicelib.journeys.parallel import (
     can_fork,
     simulate_file,
 )
-from chalicelib.journeys.simulate import Simulator, simulate
+from chalicelib.journeys.simulate import Simulator, open_log, simulate
 from chalicelib.local.generator import generate, write_jsonl
 from chalicelib.render import load_template_dir
 from tests.conftest import ROOT
@@ -104,7 +104,7 @@ def _table(sim: Simulator) -> str:
 def _compare(path: Path, campaigns: CampaignSet, workers: int,
              **options: Any) -> tuple[SimulationResult, Simulator]:
     """Both runs, held to each other; returns them for the path checks."""
-    with path.open(encoding="utf-8") as fh:
+    with open_log(path) as fh:
         seq = simulate(fh, campaigns, **options)
     par = simulate_file(path, campaigns, workers=workers, **options)
     assert gc.isenabled()  # paused for the run only
@@ -207,6 +207,25 @@ def test_bad_lines_and_duplicates(tmp_path: Path, campaigns: CampaignSet,
     assert len(seq.bad) == 7 and seq.duplicates == 2
     assert {b.reason.split(":")[0] for b in seq.bad} >= {"invalid JSON", "$.customer",
                                                          "$.occurred_at", "$.type", "$"}
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_undecodable_deep_and_out_of_range_lines(tmp_path: Path, campaigns: CampaignSet,
+                                                 base_lines: list[str], workers: int) -> None:
+    """Lines no parser can take are bad lines with their number, in both paths."""
+    raw = [line.encode("utf-8") for line in base_lines]
+    event = json.loads(base_lines[7])
+    raw.insert(5, b'{"id": "e-latin1", "customer": {"id": "Jos\xe9"}}\n')
+    raw.insert(9, b"[" * 50_000 + b"]" * 50_000 + b"\n")
+    raw.insert(13, b'{"n": ' + b"7" * 5000 + b"}\n")
+    raw.insert(17, json.dumps({**event, "id": "e-far", "occurred_at": "9999-01-01T00:00:00Z"})
+               .encode() + b"\n")
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(raw))
+    par, seq = _compare(path, campaigns, workers, presorted=True)
+    _parallel(par, workers)
+    assert [(b.line, b.reason.split(":")[0]) for b in seq.bad] == [
+        (6, "$"), (10, "invalid JSON"), (14, "invalid JSON"), (18, "$.occurred_at")]
 
 
 WINDOWS = [
