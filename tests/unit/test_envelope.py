@@ -77,3 +77,18 @@ def test_bad_birthday_is_refused() -> None:
     with pytest.raises(EventError) as info:
         parse_event(_with_customer(birthday="29/02/1992"))
     assert info.value.path == "$.customer.birthday"
+
+
+@pytest.mark.parametrize(("when", "ok"), [
+    ("1899-12-31T23:59:59Z", False), ("1900-01-01T00:00:00Z", True),
+    ("2199-12-31T23:59:59Z", True), ("2200-01-01T00:00:00Z", False),
+    ("9999-12-31T23:59:59Z", False), ("0001-01-01T00:00:00+01:00", False),
+])
+def test_occurred_at_must_be_within_the_supported_years(when: str, ok: bool) -> None:
+    event = {**load_event("order_delivered"), "occurred_at": when}
+    if ok:
+        assert parse_event(event)["occurred_at"] == when
+    else:
+        with pytest.raises(EventError) as exc:
+            parse_event(event)
+        assert exc.value.path == "$.occurred_at" and "outside 1900-2199" in exc.value.message
