@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check app.py chalicelib tests bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy app.py chalicelib
+	$(BIN)/mypy app.py chalicelib bench
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q

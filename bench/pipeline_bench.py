@@ -235,14 +235,13 @@ def bench_ingest(events: int = INGEST_EVENTS) -> dict[str, float]:
 
 
 def _planned(i: int, due: datetime, now: datetime, tag: str) -> Any:
-    from chalicelib.journeys import keys
     from chalicelib.journeys.engine import PlannedStep
 
     customer = f"{tag}-c-{i:06d}"
     campaign = f"bench-{i % CAMPAIGNS + 1}"
     ref = f"{tag}-o-{i:06d}"
     return PlannedStep(
-        id=keys.schedule_id(customer, campaign, ref, "first"), customer_id=customer,
+        customer_id=customer,
         campaign_id=campaign, campaign_version=1, step_id="first", ref=ref,
         enrolled_at=_iso(now), due_at=due, holdout=False, variant=None,
         event_id=f"{tag}-evt-{i:06d}",
