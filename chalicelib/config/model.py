@@ -244,6 +244,19 @@ class Campaign(_Strict):
         return used
 
 
+def _first_of_each_id(field: str, ids: list[str],
+                      problems: list[tuple[tuple[str | int, ...], str]]) -> dict[str, int]:
+    """Index of each id's first use in ``field``; later uses are duplicate problems."""
+    first: dict[str, int] = {}
+    kind = field.rstrip("s")
+    for i, item_id in enumerate(ids):
+        if item_id in first:
+            problems.append(((field, i, "id"), f"duplicate {kind} id {item_id!r} "
+                             f"(also $.{field}[{first[item_id]}].id)"))
+        first.setdefault(item_id, i)
+    return first
+
+
 def consistency_problems(campaign: Campaign) -> list[tuple[tuple[str | int, ...], str]]:
     """Rules that span fields, as ``(location, message)``: duplicate ids, stray references.
 
@@ -251,18 +264,9 @@ def consistency_problems(campaign: Campaign) -> list[tuple[tuple[str | int, ...]
     reports ``$.steps[1].id``.
     """
     problems: list[tuple[tuple[str | int, ...], str]] = []
-    first_step: dict[str, int] = {}
-    for i, step in enumerate(campaign.steps):
-        if step.id in first_step:
-            problems.append((("steps", i, "id"), f"duplicate step id {step.id!r} "
-                             f"(also $.steps[{first_step[step.id]}].id)"))
-        first_step.setdefault(step.id, i)
-    first_variant: dict[str, int] = {}
+    first_step = _first_of_each_id("steps", [s.id for s in campaign.steps], problems)
+    _first_of_each_id("variants", [v.id for v in campaign.variants], problems)
     for j, variant in enumerate(campaign.variants):
-        if variant.id in first_variant:
-            problems.append((("variants", j, "id"), f"duplicate variant id {variant.id!r} "
-                             f"(also $.variants[{first_variant[variant.id]}].id)"))
-        first_variant.setdefault(variant.id, j)
         for step_id in variant.templates:
             if step_id not in first_step:
                 problems.append((("variants", j, "templates", step_id),
