@@ -101,6 +101,10 @@ def read_events(body: bytes) -> tuple[bool, list[Any]]:
         raise BadRequestError(
             f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise BadRequestError("body is not valid JSON: nested too deeply") from None
+    except ValueError:  # an integer of more digits than Python converts
+        raise BadRequestError("body is not valid JSON: a number has too many digits") from None
     if not isinstance(doc, dict):
         raise BadRequestError(
             f"body must be a JSON object (one event, or {{\"events\": [...]}}), "

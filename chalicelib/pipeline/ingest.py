@@ -53,6 +53,10 @@ def decode(body: str | bytes | dict[str, Any]) -> dict[str, Any]:
             raw = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise PermanentError(f"invalid JSON: {exc}", "invalid_json") from None
+        except RecursionError:
+            raise PermanentError("invalid JSON: nested too deeply", "invalid_json") from None
+        except ValueError as exc:  # an integer of more digits than Python converts
+            raise PermanentError(f"invalid JSON: {exc}", "invalid_json") from None
     try:
         return parse_event(raw)
     except EventError as exc:

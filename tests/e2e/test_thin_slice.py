@@ -78,3 +78,19 @@ def test_exit_cancels_pending_steps(slice_stack: LocalStack) -> None:
     assert slice_stack.sent_emails() == []
     statuses = {s.status for s in ScheduleModel.scan()}
     assert statuses == {"cancelled"}
+
+
+def test_hostile_json_goes_to_the_dlq_not_round_the_retry_loop(slice_stack: LocalStack) -> None:
+    """Nesting deeper than the parser's recursion limit, an integer too long to
+    convert, and a time outside the supported years are permanent errors."""
+    clock.set_now(DELIVERED_AT)
+    good = load_event("order_delivered")
+    far = {**good, "id": "evt-far", "occurred_at": "9999-01-01T00:00:00Z"}
+    bodies = ["[" * 30_000 + "]" * 30_000, '{"n": ' + "9" * 5_000 + "}", json.dumps(far)]
+    results = slice_stack.ingest(bodies)
+    assert sum(r["dead_lettered"] for r in results) == 3
+    dead = slice_stack.dead_letters("events-dlq")
+    reasons = sorted(m["MessageAttributes"]["reason"]["StringValue"] for m in dead)
+    assert reasons[0] == "$.occurred_at: year 9999 is outside 1900-2199"
+    assert reasons[1].startswith("invalid JSON: Exceeds the limit")
+    assert reasons[2] == "invalid JSON: nested too deeply"

@@ -151,6 +151,8 @@ def test_a_rotating_sender_may_send_two_signatures(events_stack: LocalStack) -> 
     (b'{"events": {}}', ("$.events must be a non-empty array",)),
     (b'{"events": []}', ("$.events must be a non-empty array",)),
     (b"\xff\xfe\x00", ("not UTF-8",)),
+    (b"[" * 30_000 + b"]" * 30_000, ("not valid JSON", "nested too deeply")),
+    (b'{"n": ' + b"9" * 5_000 + b"}", ("not valid JSON", "too many digits")),
 ])
 def test_malformed_json_is_400_naming_the_problem(events_stack: LocalStack, body: bytes,
                                                   phrases: tuple[str, ...]) -> None:
