@@ -1,6 +1,7 @@
 """Record provider status reports on the message they belong to.
 
-Per report: one Query on the provider-id index (keys only), one consistent
+Per report: one Query on the provider-id index (keys only; asked again a few
+times, with pauses, while it finds nothing: see :data:`LOOKUP_PAUSES`), one consistent
 GetItem, and one TransactWriteItems that writes the new history conditional on
 the history read (optimistic concurrency) together with the stats counter. Two
 copies of one report racing each other: one commits, the other's condition
@@ -11,6 +12,8 @@ counter is never bumped twice.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,11 +42,30 @@ class Recorded:
     counter: str | None = None
 
 
+# A report can outrun the provider id it names: the sender records the id just after
+# Twilio answers, and the provider-id index is eventually consistent (a GSI read can
+# trail the write by up to about a second). So a report for an id not found yet is
+# looked up again after these pauses (about 1.4 s in all) before it is dropped.
+LOOKUP_PAUSES: tuple[float, ...] = (0.2, 0.4, 0.8)
+pause: Callable[[float], None] = time.sleep  # replaced in tests
+
+
 def find_message_id(provider_id: str) -> str | None:
     """The message sent with this provider id (GSI query, keys only)."""
     for hit in MessageModel.by_provider.query(provider_id, limit=1):
         return str(hit.message_id)
     return None
+
+
+def find_message_id_patiently(provider_id: str) -> str | None:
+    """:func:`find_message_id`, asked again after each of :data:`LOOKUP_PAUSES`."""
+    message_id = find_message_id(provider_id)
+    for seconds in LOOKUP_PAUSES:
+        if message_id is not None:
+            break
+        pause(seconds)
+        message_id = find_message_id(provider_id)
+    return message_id
 
 
 def _history_unchanged(history: Any) -> Condition:
@@ -83,7 +105,7 @@ def record_report(report: StatusReport) -> Recorded:
     RuntimeError
         When the message kept changing under us for ``MAX_ATTEMPTS`` reads.
     """
-    message_id = find_message_id(report.provider_id)
+    message_id = find_message_id_patiently(report.provider_id)
     if message_id is None:
         log.warning("status report for an unknown message", extra={
             "provider_id": report.provider_id, "status": report.status})

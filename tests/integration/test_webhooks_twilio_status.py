@@ -151,7 +151,11 @@ def test_tampered_signature_is_refused_and_changes_nothing(slice_stack: LocalSta
 
 
 def test_unknown_message_sid_is_answered_200_and_logged(
-        slice_stack: LocalStack, caplog: pytest.LogCaptureFixture) -> None:
+        slice_stack: LocalStack, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import chalicelib.tracking.status_updates as updates
+
+    monkeypatch.setattr(updates, "pause", lambda _seconds: None)
     params = status_params(slice_stack, "SM" + "f" * 32, "delivered")
     with caplog.at_level(logging.INFO, logger="chalicelib"):
         reply = post(slice_stack, params, slice_stack.twilio.sign(callback_url(), params))
@@ -185,3 +189,40 @@ def test_a_racing_duplicate_cannot_count_twice(slice_stack: LocalStack) -> None:
     assert stats_of(msg).delivered == 1
     assert record_report(report).result == "duplicate"  # what the loser finds on re-read
     assert stats_of(msg).delivered == 1
+
+
+def test_a_report_that_outruns_the_provider_id_is_looked_up_again(
+        slice_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider-id index is eventually consistent (moto's is not): a report
+    whose message the index does not show yet is asked for again after a pause."""
+    import chalicelib.tracking.status_updates as updates
+
+    msg = send_checkin(slice_stack)
+    real_find = updates.find_message_id
+    lookups: list[str] = []
+    pauses: list[float] = []
+
+    def lagging(sid: str) -> str | None:  # the index shows the message on the third read
+        lookups.append(sid)
+        return None if len(lookups) <= 2 else real_find(sid)
+
+    monkeypatch.setattr(updates, "find_message_id", lagging)
+    monkeypatch.setattr(updates, "pause", pauses.append)
+    params = status_params(slice_stack, str(msg.provider_id), "delivered")
+    reply = post(slice_stack, params, slice_stack.twilio.sign(callback_url(), params))
+    assert json.loads(reply.body) == {"result": "recorded"}
+    assert pauses == list(updates.LOOKUP_PAUSES[:2]) and len(lookups) == 3
+    assert MessageModel.get(msg.message_id).status == "delivered"
+    assert stats_of(msg).delivered == 1
+
+
+def test_a_report_for_a_message_never_found_gives_up_after_the_pauses(
+        slice_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    import chalicelib.tracking.status_updates as updates
+
+    pauses: list[float] = []
+    monkeypatch.setattr(updates, "pause", pauses.append)
+    params = status_params(slice_stack, "SM" + "e" * 32, "delivered")
+    reply = post(slice_stack, params, slice_stack.twilio.sign(callback_url(), params))
+    assert reply.status_code == 200 and json.loads(reply.body) == {"result": "unknown"}
+    assert pauses == list(updates.LOOKUP_PAUSES)
