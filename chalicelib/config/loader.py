@@ -363,6 +363,26 @@ def check_templates(campaign: Campaign, source: str, templates: Mapping[str, str
     return problems
 
 
+def timing_warnings(campaign: Campaign, file: str) -> list[Problem]:
+    """Steps whose local ``at`` time falls in quiet hours: every send of them waits."""
+    from datetime import time
+
+    from chalicelib.journeys.timing import QUIET_END, QUIET_START
+
+    problems = []
+    for i, step in enumerate(campaign.steps):
+        if step.at is None:
+            continue
+        at = time.fromisoformat(step.at)
+        if at >= QUIET_START or at < QUIET_END:
+            when = "the next day" if at >= QUIET_START else "that day"
+            problems.append(Problem(
+                file, f"$.steps[{i}].at",
+                f"{step.at} is in quiet hours ({QUIET_START:%H:%M}-{QUIET_END:%H:%M} local): "
+                f"every send of this step waits until {QUIET_END:%H:%M} {when}", "warning"))
+    return problems
+
+
 def load_bundles(paths: Iterable[Path], templates: Mapping[str, str],
                  template_dir: str = "templates") -> tuple[list[CampaignBundle], list[Problem]]:
     """Validate campaign files and their templates; return the good bundles and all problems."""
@@ -383,6 +403,7 @@ def load_bundles(paths: Iterable[Path], templates: Mapping[str, str],
                                     f"also used by {seen[campaign.id]}"))
             continue
         seen[campaign.id] = str(file)
+        problems.extend(timing_warnings(campaign, str(file)))
         template_problems = check_templates(campaign, str(file), templates, template_dir)
         problems.extend(template_problems)
         if not any(p.severity == "error" for p in template_problems):

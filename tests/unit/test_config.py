@@ -101,3 +101,24 @@ def test_missing_folder_is_an_error_not_a_traceback(
     code = main(["validate", str(tmp_path / "nope"), "--templates", str(ROOT / "templates")])
     assert code == 1
     assert "no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("at", "warned"), [
+    ("22:30", "waits until 08:00 the next day"), ("21:00", "waits until 08:00 the next day"),
+    ("06:45", "waits until 08:00 that day"), ("08:00", None), ("20:59", None),
+])
+def test_a_step_timed_in_quiet_hours_is_a_warning_not_an_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], at: str, warned: str | None) -> None:
+    campaign = {"id": "late", "name": "Late", "trigger": {"event": "order.delivered"},
+                "steps": [{"id": "s1", "after": "P1D", "at": at, "channel": "sms",
+                           "template": "checkin"}]}
+    (tmp_path / "late.json").write_text(json.dumps(campaign))
+    code = main(["validate", str(tmp_path), "--templates", str(ROOT / "templates")])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0 and out[-1] == "ok: 1 campaign(s) valid"
+    warnings = [line for line in out if "warning:" in line]
+    if warned is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and "$.steps[0].at: warning:" in warnings[0]
+        assert "quiet hours (21:00-08:00 local)" in warnings[0] and warned in warnings[0]
