@@ -46,3 +46,17 @@ def slice_stack(stack: LocalStack) -> LocalStack:
     and an email tip (P7D at 09:30), no holdout, both exiting on a return."""
     stack.push_campaigns(FIXTURES / "campaigns", ROOT / "templates")
     return stack
+
+
+# Figures a test reports (such as the JSON Logic conformance counts), printed in
+# pytest's summary so that `make test` shows them without `-s`.
+SUMMARY_LINES: list[str] = []
+
+
+def report(line: str) -> None:
+    SUMMARY_LINES.append(line)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in SUMMARY_LINES:
+        terminalreporter.write_line(line)

@@ -23,6 +23,7 @@ from chalicelib.rules.conformance import (
     suite_names,
 )
 from chalicelib.rules.errors import RuleError, RuleEvaluationError
+from tests.conftest import report
 
 SUITES = Path(__file__).resolve().parents[2].parent / "shared" / "jsonlogic" / "suites"
 
@@ -67,8 +68,8 @@ def test_full_suites_pass_count() -> None:
         for r in iter_results(SUITES)
         if not r.passed
     ]
-    print(
-        f"\nJSON Logic conformance: compatible {counts['compatible_passed']}/"
+    report(
+        f"JSON Logic conformance: compatible {counts['compatible_passed']}/"
         f"{counts['compatible_total']}, full {counts['full_passed']}/{counts['full_total']}"
     )
     assert counts["compatible_passed"] == counts["compatible_total"] == COMPATIBLE_TOTAL
