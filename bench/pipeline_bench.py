@@ -217,17 +217,24 @@ def bench_ingest(events: int = INGEST_EVENTS) -> dict[str, float]:
     _say(f"ingest: {events} events, {len(pushed)} campaigns, {elapsed:.1f}s in moto; "
          f"requests {snap['requests']}; items written {snap['writes_by_table']}; "
          f"WCU {snap['write_units_by_table']}")
-    out = {
+    return {
         "ingest.events": float(events),
         "ingest.campaigns": float(len(pushed)),
-        "ingest.ddb_requests_per_event": meter.total_requests / events,
-        "ingest.write_units_per_event": meter.write_units / events,
+        **_per_unit(meter, "ingest", "event", events),
         "ingest.write_units_per_event_request_only": request_only.write_units / events,
         "ingest.items_written_per_event": meter.items_written / events,
-        "ingest.items_read_per_event": meter.items_read / events,
+    }
+
+
+def _per_unit(meter: DdbMeter, section: str, unit: str, count: int) -> dict[str, float]:
+    """The meter's requests, write units and items read per event (or send), by op too."""
+    out = {
+        f"{section}.ddb_requests_per_{unit}": meter.total_requests / count,
+        f"{section}.write_units_per_{unit}": meter.write_units / count,
+        f"{section}.items_read_per_{unit}": meter.items_read / count,
     }
     for op, n in sorted(meter.requests.items()):
-        out[f"ingest.requests.{op}_per_event"] = n / events
+        out[f"{section}.requests.{op}_per_{unit}"] = n / count
     return out
 
 
@@ -355,15 +362,7 @@ def bench_send(customers: int = SEND_CUSTOMERS) -> dict[str, float]:
          f"{meter.total_requests} DynamoDB requests {dict(meter.requests)}")
     if sent == 0 or sent != claimed:
         raise RuntimeError(f"{claimed} claimed but {sent} sent")
-    out = {
-        "send.sends": float(sent),
-        "send.ddb_requests_per_send": meter.total_requests / sent,
-        "send.write_units_per_send": meter.write_units / sent,
-        "send.items_read_per_send": meter.items_read / sent,
-    }
-    for op, n in sorted(meter.requests.items()):
-        out[f"send.requests.{op}_per_send"] = n / sent
-    return out
+    return {"send.sends": float(sent), **_per_unit(meter, "send", "send", sent)}
 
 
 # -- end to end ------------------------------------------------------------------------

@@ -43,9 +43,9 @@ class Recorded:
 
 
 # A report can outrun the provider id it names: the sender records the id just after
-# Twilio answers, and the provider-id index is eventually consistent (a GSI read can
-# trail the write by up to about a second). So a report for an id not found yet is
-# looked up again after these pauses (about 1.4 s in all) before it is dropped.
+# Twilio answers, and the provider-id index is eventually consistent (AWS: a GSI
+# usually trails the table by a fraction of a second). So a report for an id not
+# found yet is looked up again after these pauses (1.4 s in all) before it is dropped.
 LOOKUP_PAUSES: tuple[float, ...] = (0.2, 0.4, 0.8)
 pause: Callable[[float], None] = time.sleep  # replaced in tests
 
