@@ -36,18 +36,19 @@ is parsed with ``json.loads`` by every process to find the owner (0 for lines
 without one: bad lines). Each own line goes through :func:`read_events` on its
 own, so parse errors, envelope errors and the ``--from/--to`` window are the
 sequential run's, and bad lines keep their line number in the file. Events are
-fed to a :class:`Simulator` as :func:`simulate` feeds them (stably sorted by
-time unless ``presorted``).
+kept in the order :func:`simulate` takes them (stably sorted by time unless
+``presorted``) and, once the parent has sent the end, run through
+:meth:`Simulator.replay` as :func:`simulate` runs them.
 
 Two exchanges over a ``Pipe`` per child, pickled with protocol 5:
 
-1. after feeding, each process reports its checks, how many lines it owned, its
-   last fed event (line number, time), a 64-bit ``hash()`` of each event id it
-   fed and, with ``presorted``, (line number, time) of each event. The parent
-   runs the guards and sends back the end every process advances to: the given
+1. after loading, each process reports its checks, how many lines it owned, its
+   last event (line number, time), a 64-bit ``hash()`` of each event id it
+   loaded and, with ``presorted``, (line number, time) of each event. The parent
+   runs the guards and sends back the end every process replays to: the given
    ``end``, or the time of the event :func:`simulate` would have fed last (the
    last line when ``presorted``, else the latest time) + ``DEFAULT_HORIZON``;
-2. after advancing, each child sends its rows (six columns of strings, rebuilt
+2. after replaying, each child sends its rows (six columns of strings, rebuilt
    as :class:`Row` by the parent), bad lines, counters and pending steps (field
    tuples, rebuilt only when :meth:`SimulationResult.pending` is called).
 
@@ -61,10 +62,10 @@ Never a wrong answer for speed: when any of these fails the parallel work is
 dropped and :func:`simulate` runs on the file (read again) instead;
 ``workers_used`` is then 1 and ``fallback`` says why.
 
-- a process fed an event whose parsed ``customer.id`` hashes to another process
+- a process loaded an event whose parsed ``customer.id`` hashes to another process
   (the regular expression read another id than ``json.loads``);
 - the processes' owned line counts do not add up to the file's;
-- two processes fed the same event id (the sequential run drops the later one as
+- two processes loaded the same event id (the sequential run drops the later one as
   a duplicate). Ids are compared by 64-bit hash: a collision costs a fallback,
   never a wrong answer;
 - ``presorted`` but event times go backwards in file order;
@@ -237,6 +238,7 @@ class _Partition:
     sim: Simulator
     presorted: bool
     owned: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
     misplaced: str = ""
     last: tuple[int, datetime] | None = None
     ids: array[int] = field(default_factory=lambda: array("q"))
@@ -270,12 +272,14 @@ class _Partition:
                     bad[before:] = [BadLine(number, b.reason) for b in bad[before:]]
             pos = stop
 
-    def feed(self, text: str, start: datetime | None, end: datetime | None) -> None:
+    def load(self, text: str, start: datetime | None, end: datetime | None) -> None:
+        """Parse this partition's events into ``events``, in the order simulate feeds
+        them, recording the facts the parent checks."""
         events: Iterator[tuple[int, dict[str, Any]]] | list[tuple[int, dict[str, Any]]]
         events = self.own_events(text, start, end)
         if not self.presorted:  # stable, as simulate's sort: same relative order
             events = sorted(events, key=lambda pair: pair[1]["_at"])
-        index, workers, sim = self.index, self.workers, self.sim
+        index, workers, own = self.index, self.workers, self.events
         ids, numbers, times = self.ids, self.numbers, self.times
         for number, event in events:
             customer_id = event["customer"]["id"]
@@ -283,12 +287,18 @@ class _Partition:
                 self.misplaced = f"line {number}: customer {customer_id!r} read as another"
                 return
             ids.append(hash(event["id"]))
-            sim.feed(event)
+            own.append(event)
             at: datetime = event["_at"]
             self.last = (number, at)
             if self.presorted:
                 numbers.append(number)
                 times.append((at - _EPOCH) // _MICROSECOND)
+
+    def replay(self, until: datetime | None) -> None:
+        """Run the loaded events to ``until``, as :func:`simulate` runs them: when the
+        parent's guards hold they are in time order (``presorted`` was checked)."""
+        events, self.events = self.events, []
+        self.sim.replay(events, until)
 
     def report(self) -> tuple[Any, ...]:
         return ("fed", self.misplaced, self.owned, self.last, self.ids.tobytes(),
@@ -332,19 +342,18 @@ def _child(conn: Connection, others: list[Connection], part: _Partition, text: s
         for other in others:  # the parent's ends: EOF reaches us if the parent dies
             other.close()
         began = time.perf_counter()
-        part.feed(text, start, end)
-        fed = time.perf_counter()
+        part.load(text, start, end)
+        loaded = time.perf_counter()
         _send(conn, part.report())
         until = pickle.loads(conn.recv_bytes())
         if until != "stop":
             resumed = time.perf_counter()
-            if until is not None:
-                part.sim.advance(until)
-            advanced = time.perf_counter()
+            part.replay(until)
+            replayed = time.perf_counter()
             blob = pickle.dumps(_pack(part.sim), protocol=PROTOCOL)
             packed = time.perf_counter()
             conn.send_bytes(blob)
-            _send(conn, ("stats", fed - began, advanced - resumed, packed - advanced,
+            _send(conn, ("stats", loaded - began, replayed - resumed, packed - replayed,
                          len(blob)))
     except BaseException as exc:  # reported; the parent falls back to simulate()
         code = 1
@@ -415,8 +424,8 @@ class _Run:
             self._start_children()
             own = _Partition(0, self.workers, self.result, self.presorted)
             t = self._mark("fork_s", t)
-            own.feed(self.text, self.start, self.end)
-            t = self._mark("feed_s", t)
+            own.load(self.text, self.start, self.end)
+            t = self._mark("load_s", t)
             reports = [_misplaced(own.report())]  # fail fast: before waiting for children
             reports += [_misplaced(_receive(c, "fed")) for c in self.conns]
             t = self._mark("wait_fed_s", t)
@@ -424,9 +433,8 @@ class _Run:
             for conn in self.conns:
                 _send(conn, until)
             t = self._mark("check_s", t)
-            if until is not None:
-                self.result.advance(until)
-            self._mark("advance_s", t)
+            own.replay(until)
+            self._mark("replay_s", t)
             done = [self._receive_done(c) for c in self.conns]  # times itself
             t = time.perf_counter()
             self._merge(done)
@@ -460,7 +468,7 @@ class _Run:
             self.procs.append(proc)
 
     def _check(self, reports: list[tuple[Any, ...]]) -> datetime | None:
-        """The guards on what the processes fed; the global end when they hold."""
+        """The guards on what the processes loaded; the global end when they hold."""
         if sum(r[2] for r in reports) != self.line_count:
             raise _Abandon("processes disagree on which lines are whose")
         seen: set[int] = set()
@@ -497,8 +505,8 @@ class _Run:
             time.perf_counter() - received
         if not isinstance(message, tuple) or message[:1] != ("done",):
             raise _Abandon(f"a worker failed: {message!r:.200}")
-        _, feed_s, advance_s, pack_s, size = _receive(conn, "stats")
-        for key, value in (("child_feed_s", feed_s), ("child_advance_s", advance_s),
+        _, load_s, replay_s, pack_s, size = _receive(conn, "stats")
+        for key, value in (("child_load_s", load_s), ("child_replay_s", replay_s),
                            ("child_pack_s", pack_s)):
             self.stats[key] = max(self.stats.get(key, 0.0), value)
         self.stats["transfer_bytes"] = self.stats.get("transfer_bytes", 0) + size
