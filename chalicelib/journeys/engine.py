@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, NamedTuple
 
 from chalicelib.clock import iso, parse_iso
@@ -29,6 +29,8 @@ from chalicelib.journeys.timing import (
 MAX_REFS_KEPT = 50
 _LAST_PLANNED_YEAR = 9998
 CONTACT_FIELD = {"sms": "phone", "email": "email"}
+_MEMO_MAX = 65_536  # entries of CampaignSet's memo; cleared when full
+_MISSING = object()
 
 
 StepKey = tuple[str, str, str, str]  # (customer_id, campaign_id, ref, step_id)
@@ -164,10 +166,30 @@ class CampaignSet:
             if c.goal_event:
                 self.by_goal.setdefault(c.goal_event, []).append(c)
         self.dated = tuple(c for c in ordered if c.trigger_kind == "date")
+        self._live_through: dict[tuple[str, str, str], date | None] = {}
         self.idle = tuple(c for c in ordered if c.trigger_kind == "idle")
 
     def get(self, campaign_id: str) -> CompiledCampaign | None:
         return self.by_id.get(campaign_id)
+
+    def live_through(self, campaign: CompiledCampaign, ref: str, value: str) -> date | None:
+        """For a date campaign's recorded ``ref``, given the profile's date ``value``
+        now: None when the ref is of another date (the date changed), else the last
+        local day the occurrence is live (:func:`_occurrence_last_day`).
+
+        Memoised per campaign set: every event of a customer asks this for each date
+        campaign, and the answer depends on these three values only."""
+        key = (campaign.id, ref, value)
+        found = self._live_through.get(key, _MISSING)
+        if found is _MISSING:
+            if len(self._live_through) >= _MEMO_MAX:
+                self._live_through.clear()
+            if ref.startswith(f"{campaign.date_field}:{value[:10]}:"):
+                found = _occurrence_last_day(campaign, ref)
+            else:
+                found = None
+            self._live_through[key] = found
+        return found  # type: ignore[return-value]
 
 
 def _order_snapshot(event: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -353,36 +375,39 @@ def _date_occurrence(c: CompiledCampaign, profile: Profile, today_local: datetim
     return f"{c.date_field}:{d.isoformat()}:{occurrence.year}", base
 
 
-def _occurrence_past(c: CompiledCampaign, enrollment: Mapping[str, Any],
-                     local: datetime) -> bool:
-    """Whether the recorded yearly occurrence is over: past its last step and its
-    goal window. Normally the decision on its last step plans the next year; when
-    that decision never came (an exit cancelled the steps, the campaign was paused),
-    the next event after this plans it instead."""
-    year = int(enrollment["ref"].rsplit(":", 1)[1])
-    if year > local.year:
-        return False
-    d = parse_date(enrollment["ref"].split(":", 2)[1])
+def _occurrence_last_day(c: CompiledCampaign, ref: str) -> date:
+    """The last local day the yearly occurrence ``ref`` is live: past that day its
+    last step and its goal window are over. Normally the decision on its last step
+    plans the next year; when that decision never came (an exit cancelled the
+    steps, the campaign was paused), the next event after this day plans it instead.
+    ``date.max`` when the ref names no usable date (it is then never over)."""
+    d = parse_date(ref.split(":", 2)[1])
     if d is None:
-        return False
+        return date.max
+    year = int(ref.rsplit(":", 1)[1])
     span = max(s.after for s in c.steps) + (c.goal_within or timedelta(0)) + timedelta(days=1)
-    return anniversary(d, year, c.leap_day) + span < local.date()
+    try:
+        return anniversary(d, year, c.leap_day) + span
+    except (ValueError, OverflowError):  # beyond the calendar: never over
+        return date.max
 
 
 def _enroll_dated(result: EventResult, at: datetime, stamp: str, campaigns: CampaignSet,
                   default_tz: str) -> None:
     profile = result.profile
     enrollments = profile.get("enrollments") or {}
+    local: datetime | None = None
     for c in campaigns.dated:
         value = profile.get(c.date_field or "")
         if not value:
             continue
+        if local is None:
+            local = at.astimezone(zone(profile.get("timezone"), default_tz))
         current = enrollments.get(c.id)
-        tz = zone(profile.get("timezone"), default_tz)
-        local = at.astimezone(tz)
-        if current is not None and isinstance(value, str) and current["ref"].startswith(
-                f"{c.date_field}:{value[:10]}:") and not _occurrence_past(c, current, local):
-            continue  # planned already; later years are planned as each one is decided
+        if current is not None and isinstance(value, str):
+            last_day = campaigns.live_through(c, current["ref"], value)
+            if last_day is not None and local.date() <= last_day:
+                continue  # planned already; later years are planned as each one is decided
         found = _date_occurrence(c, profile, local)
         if found is None:
             continue

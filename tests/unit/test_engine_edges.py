@@ -103,6 +103,37 @@ def test_yearly_occurrence_is_not_replaced_while_its_goal_window_runs() -> None:
     assert [x.campaign_id for x in r3.conversions] == ["birthday"]
 
 
+@pytest.mark.parametrize(("local_day", "replanned"), [
+    ("2026-03-25T23:59:00-04:00", False),  # 5 + 5 (last step) + 14 (goal) + 1 days
+    ("2026-03-26T00:00:00-04:00", True),  # the next local day: 2026 is over
+])
+def test_yearly_occurrence_is_replanned_the_day_after_it_is_over(local_day: str,
+                                                                 replanned: bool) -> None:
+    """When this year's decisions never came (the steps were cancelled by an exit),
+    the first event after the occurrence's last live day, in the customer's
+    timezone, plans next year; any event up to that day does not."""
+    c = Campaign.model_validate({
+        "id": "birthday", "name": "B", "trigger": {"date": "customer.birthday"},
+        "goal": {"event": "order.placed", "within": "P14D"},
+        "exit": {"event": "customer.complained"},
+        "steps": [{"id": "greet", "at": "10:00", "channel": "sms", "template": "b"},
+                  {"id": "later", "after": "P5D", "at": "10:00", "channel": "sms",
+                   "template": "b"}]})
+    cs = cset(c)
+    r1 = process_event(event("customer.updated", "2026-01-10T12:00:00Z", "e1", order=None,
+                             birthday="1990-03-05"), None, cs)
+    r2 = process_event(event("customer.complained", "2026-03-06T12:00:00Z", "e2",
+                             order=None), r1.profile, cs)
+    assert r2.cancelled and not r2.planned
+    at = datetime.fromisoformat(local_day).astimezone(UTC).isoformat().replace("+00:00", "Z")
+    r3 = process_event(event("customer.updated", at, "e3", order=None), r2.profile, cs)
+    assert [s.due_at.date().isoformat() for s in r3.planned] == (
+        ["2027-03-05", "2027-03-10"] if replanned else [])
+    # The same answer when the campaign set has seen the question before (memoised).
+    again = process_event(event("customer.updated", at, "e4", order=None), r2.profile, cs)
+    assert len(again.planned) == len(r3.planned)
+
+
 def test_non_return_order_exits_are_consistent_at_ingest_and_send() -> None:
     cs = cset(campaign(id="thanks", trigger={"event": "order.placed"},
                        exit={"event": "order.delivered"}))
