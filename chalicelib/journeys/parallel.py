@@ -33,7 +33,7 @@ is ``hash(customer id) % workers``, the id read by a regular expression from the
 line's one ``"customer"`` object (the first ``"id"`` before any nested object);
 a line it cannot read (no match, ``"customer"`` more than once, an escaped id)
 is parsed with ``json.loads`` by every process to find the owner (0 for lines
-without one: bad lines). Each own line goes through :func:`read_events` on its
+without one: bad lines). Each own line goes through :func:`parse_line` on its
 own, so parse errors, envelope errors and the ``--from/--to`` window are the
 sequential run's, and bad lines keep their line number in the file. Events are
 kept in the order :func:`simulate` takes them (stably sorted by time unless
@@ -94,7 +94,6 @@ import pickle
 import re
 import time
 from array import array
-from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -109,8 +108,9 @@ from chalicelib.journeys.simulate import (
     DEFAULT_HORIZON,
     BadLine,
     Simulator,
+    in_window,
     open_log,
-    read_events,
+    parse_line,
     simulate,
 )
 
@@ -246,13 +246,15 @@ class _Partition:
     times: array[int] = field(default_factory=lambda: array("q"))
 
     def own_events(self, text: str, start: datetime | None,
-                   end: datetime | None) -> Iterator[tuple[int, dict[str, Any]]]:
-        """(line number, event) for this partition's lines, in file order.
+                   end: datetime | None) -> list[tuple[int, dict[str, Any]]]:
+        """(line number, event) for this partition's lines, in file order; its bad
+        lines go to ``sim.bad`` with their number in the file.
 
         Lines as a text-mode file yields them: up to and including each "\\n".
         """
         index, workers, bad = self.index, self.workers, self.sim.bad
         search, find, count = _CUSTOMER_ID.search, text.find, text.count
+        own: list[tuple[int, dict[str, Any]]] = []
         size = len(text)
         pos = number = 0
         while pos < size:
@@ -265,20 +267,21 @@ class _Partition:
                 owner = _owner_of_unreadable(text[pos:stop], workers)
             if owner == index:
                 self.owned += 1
-                before = len(bad)
-                for event in read_events((text[pos:stop],), start, end, bad):
-                    yield number, event
-                if len(bad) != before:  # read_events numbered it 1: the global number
-                    bad[before:] = [BadLine(number, b.reason) for b in bad[before:]]
+                parsed = parse_line(text[pos:stop])
+                if isinstance(parsed, dict):
+                    if in_window(parsed["_at"], start, end):
+                        own.append((number, parsed))
+                elif parsed is not None:
+                    bad.append(BadLine(number, parsed))
             pos = stop
+        return own
 
     def load(self, text: str, start: datetime | None, end: datetime | None) -> None:
         """Parse this partition's events into ``events``, in the order simulate feeds
         them, recording the facts the parent checks."""
-        events: Iterator[tuple[int, dict[str, Any]]] | list[tuple[int, dict[str, Any]]]
         events = self.own_events(text, start, end)
         if not self.presorted:  # stable, as simulate's sort: same relative order
-            events = sorted(events, key=lambda pair: pair[1]["_at"])
+            events.sort(key=lambda pair: pair[1]["_at"])
         index, workers, own = self.index, self.workers, self.events
         ids, numbers, times = self.ids, self.numbers, self.times
         for number, event in events:

@@ -206,37 +206,44 @@ def open_log(path: Path) -> IO[str]:
     return path.open(encoding="utf-8", errors="surrogateescape")
 
 
+def parse_line(line: str) -> dict[str, Any] | str | None:
+    """One line of a log: its parsed event, the reason it is bad (a ``str``), or None
+    when the line is blank."""
+    if not line or line.isspace():
+        return None
+    try:
+        if not line.isascii() and _UNDECODABLE.search(line):
+            raise EventError("$", "not UTF-8 text")
+        return parse_event(json.loads(line))
+    except json.JSONDecodeError as exc:
+        return f"invalid JSON: {exc.msg}"
+    except EventError as exc:
+        return str(exc)
+    except RecursionError:
+        return "invalid JSON: nested too deeply"
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        return f"invalid JSON: {exc}"
+
+
+def in_window(at: datetime, start: datetime | None, end: datetime | None) -> bool:
+    """Whether an event at ``at`` is in the ``--from``/``--to`` window [start, end)."""
+    return (start is None or at >= start) and (end is None or at < end)
+
+
 def read_events(lines: Iterable[str], start: datetime | None = None,
                 end: datetime | None = None, bad: list[BadLine] | None = None,
                 ) -> Iterator[dict[str, Any]]:
     """Parse a JSONL event log; bad lines are collected with their reason, not raised."""
     for number, line in enumerate(lines, 1):
-        if not line.strip():
+        parsed = parse_line(line)
+        if parsed is None:
             continue
-        try:
-            if not line.isascii() and _UNDECODABLE.search(line):
-                raise EventError("$", "not UTF-8 text")
-            event = parse_event(json.loads(line))
-        except json.JSONDecodeError as exc:
+        if isinstance(parsed, str):
             if bad is not None:
-                bad.append(BadLine(number, f"invalid JSON: {exc.msg}"))
+                bad.append(BadLine(number, parsed))
             continue
-        except EventError as exc:
-            if bad is not None:
-                bad.append(BadLine(number, str(exc)))
-            continue
-        except RecursionError:
-            if bad is not None:
-                bad.append(BadLine(number, "invalid JSON: nested too deeply"))
-            continue
-        except ValueError as exc:  # e.g. an integer of more digits than Python converts
-            if bad is not None:
-                bad.append(BadLine(number, f"invalid JSON: {exc}"))
-            continue
-        at = event["_at"]
-        if (start is not None and at < start) or (end is not None and at >= end):
-            continue
-        yield event
+        if in_window(parsed["_at"], start, end):
+            yield parsed
 
 
 def simulate(stream: IO[str], campaigns: CampaignSet, *, start: datetime | None = None,
