@@ -47,7 +47,9 @@ def merge_consent(current: dict[str, Any] | None, value: Any, at: str) -> dict[s
 
     An opt-out is only lifted by a newer *explicit* opt-in (``{"granted": true,
     "explicit": true}``, or an inbound START); plain ``true`` grants only where no
-    opt-out is on record.
+    opt-out is on record. The result does not depend on the order the evidence
+    arrives in (late evidence of an older opt-out does not undo a newer explicit
+    opt-in; a newer plain grant does not hide an explicit one from a later check).
     """
     # Decided on (granted, at, explicit) first; the record dict is built only when
     # it wins (most events repeat consent the profile already holds).
@@ -61,9 +63,18 @@ def merge_consent(current: dict[str, Any] | None, value: Any, at: str) -> dict[s
         return current
     if current is not None:
         if not granted:
-            keep = when < current["at"] and not current["granted"]
+            # An opt-out outranks every grant but an explicit opt-in newer than it
+            # (late evidence of an older opt-out does not undo a START that followed).
+            if current["granted"]:
+                keep = bool(current.get("explicit")) and current["at"] > when
+            else:
+                keep = when < current["at"]
         elif not current["granted"]:
             keep = not (explicit and when > current["at"])
+        elif explicit != bool(current.get("explicit")):
+            # Of two grants an explicit one is kept, whatever their times: it is what
+            # an opt-out older than it must not undo, in any order of arrival.
+            keep = not explicit
         else:
             keep = current["at"] >= when
         if keep:

@@ -92,13 +92,15 @@ def on_allowed_day(local: datetime, weekdays: frozenset[int] | None, tz: ZoneInf
 
 
 def add_local(base: datetime, delta: timedelta, tz: ZoneInfo) -> datetime:
-    """``base + delta`` with whole days on the local calendar, the rest in elapsed time."""
+    """``base + delta`` with whole days on the local calendar, the rest in elapsed time
+    (``PT20H`` is 20 real hours, also across a DST change)."""
     local = base.astimezone(tz)
     if delta.days:
         wall = local.replace(tzinfo=None) + timedelta(days=delta.days)
         local = local_time(wall.date(), wall.time(), tz)
     rest = delta - timedelta(days=delta.days)
-    return (local + rest).astimezone(tz) if rest else local
+    # Aware + timedelta is wall-clock arithmetic in Python: go through UTC.
+    return (local.astimezone(UTC) + rest).astimezone(tz) if rest else local
 
 
 def _settle(local: datetime, weekdays: frozenset[int] | None, tz: ZoneInfo) -> datetime:
@@ -112,13 +114,17 @@ def _settle(local: datetime, weekdays: frozenset[int] | None, tz: ZoneInfo) -> d
 
 
 def _plan_exact(base_local: datetime, step: CompiledStep, tz: ZoneInfo) -> datetime:
-    local = add_local(base_local, step.after, tz)
-    if step.at is not None:
-        candidate = local_time(local.date(), step.at, tz)
-        if candidate < local:
-            candidate = local_time(local.date() + _ONE_DAY, step.at, tz)
-        local = candidate
-    return _settle(local, step.weekdays, tz)
+    after, at = step.after, step.at
+    if at is None:
+        return _settle(add_local(base_local, after, tz), step.weekdays, tz)
+    if after.seconds or after.microseconds:
+        wall = add_local(base_local, after, tz).replace(tzinfo=None)
+    else:
+        # The wall time the whole days land on, before a DST gap moves it: 02:30 + P1D
+        # onto a spring-forward day is before 03:00 that day, as on any other day.
+        wall = base_local.replace(tzinfo=None) + timedelta(days=after.days)
+    day = wall.date() if at >= wall.time() else wall.date() + _ONE_DAY
+    return _settle(local_time(day, at, tz), step.weekdays, tz)
 
 
 def _plan_at(at: time, weekdays: frozenset[int] | None, days: int, tz: ZoneInfo,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 
 from chalicelib.journeys.profile import apply_event, merge_consent, new_profile
@@ -42,6 +43,58 @@ def test_explicit_newer_opt_in_lifts_an_opt_out() -> None:
     older = merge_consent(out, {"granted": True, "explicit": True,
                                 "at": "2026-01-01T00:00:00Z"}, "2026-01-01T00:00:00Z")
     assert older == out
+
+
+def _granted(records: list[tuple[object, str]]) -> bool:
+    current = None
+    for value, at in records:
+        current = merge_consent(current, value, at)
+    assert current is not None
+    return bool(current["granted"])
+
+
+def test_consent_is_the_same_whichever_order_the_evidence_arrives_in() -> None:
+    """An opt-out outranks plain grants at any time, and an explicit opt-in only when
+    it is newer than the opt-out: in either arrival order."""
+    opt_out = (False, "2026-04-01T15:00:00Z")
+    explicit_later = ({"granted": True, "explicit": True, "at": "2026-04-03T14:00:00Z"},
+                      "2026-04-03T14:00:00Z")
+    explicit_earlier = ({"granted": True, "explicit": True, "at": "2026-03-30T14:00:00Z"},
+                        "2026-03-30T14:00:00Z")
+    plain_later = (True, "2026-04-05T10:00:00Z")
+    for evidence, granted in (([opt_out, explicit_later], True),
+                              ([opt_out, explicit_earlier], False),
+                              ([opt_out, plain_later], False),
+                              ([opt_out, explicit_later, plain_later], True)):
+        assert _granted(evidence) is granted, evidence
+        assert _granted(list(reversed(evidence))) is granted, evidence
+
+
+def test_consent_merge_matches_the_time_ordered_rules_for_every_arrival_order() -> None:
+    """Against the rules applied in time order (opt-out withdraws; an explicit opt-in
+    grants; a plain grant grants unless an opt-out is on record), for every arrival
+    order of every 1-4 pieces of evidence from a pool with distinct times."""
+    pool = [(kind, f"2026-04-0{day}T12:00:00Z") for day, kind in
+            enumerate(["out", "plain", "explicit", "out", "explicit", "plain"], 1)]
+
+    def value(kind: str, at: str) -> object:
+        if kind == "explicit":
+            return {"granted": True, "explicit": True, "at": at}
+        return kind != "out"
+
+    checked = 0
+    for size in range(1, 5):
+        for chosen in itertools.combinations(pool, size):
+            state: bool | None = None
+            for kind, _ in sorted(chosen, key=lambda item: item[1]):
+                if kind == "out":
+                    state = False
+                elif kind == "explicit" or state is not False:
+                    state = True
+            for arrival in itertools.permutations(chosen):
+                assert _granted([(value(k, at), at) for k, at in arrival]) is state, arrival
+                checked += 1
+    assert checked > 500
 
 
 def test_stale_contact_update_does_not_overwrite_newer() -> None:
