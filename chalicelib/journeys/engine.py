@@ -17,7 +17,7 @@ from chalicelib.clock import iso, parse_iso
 from chalicelib.config.compiled import CompiledCampaign, CompiledStep
 from chalicelib.journeys import keys
 from chalicelib.journeys.dates import anniversary, next_anniversary, parse_date
-from chalicelib.journeys.profile import Profile, apply_event, new_profile
+from chalicelib.journeys.profile import Profile, apply_event, new_profile, order_scoped
 from chalicelib.journeys.timing import (
     local_time,
     next_allowed,
@@ -304,13 +304,8 @@ def _goals_and_exits(result: EventResult, event: Mapping[str, Any], at: str,
         e = changed.get(c.id)
         if not e or e.get("exited"):
             continue
-        ref = e["ref"]
-        if etype == "order.returned" and order and ref.startswith("order:"):
-            # A return exits only the enrollment made for that order (as at send time).
-            ref = f"order:{order['id']}"
-            if ref not in e.get("refs", ()):
-                continue
-        elif e["at"] > at:
+        ref = _exited_ref(e, etype, order, at)
+        if ref is None:
             continue
         result.cancelled.extend(_cancel(c, profile["id"], ref, "exited", etype))
         if ref == e["ref"]:
@@ -320,6 +315,22 @@ def _goals_and_exits(result: EventResult, event: Mapping[str, Any], at: str,
         result.rows.append(Row(profile["id"], c.id, "-", at, "exited", etype))
     if changed is not enrollments:
         profile["enrollments"] = changed
+
+
+def _exited_ref(enrollment: Mapping[str, Any], etype: str, order: Mapping[str, Any] | None,
+                at: str) -> str | None:
+    """The ref of the campaign's enrollment an exit event ends at ingest, if any."""
+    ref: str = enrollment["ref"]
+    if order_scoped(etype) and _enrollment_order(enrollment) is not None:
+        # Only the enrollment made for this event's order exits (as at send time).
+        if not order:
+            return None
+        if ref.startswith("order:"):  # once_per_order: each order has its own ref
+            ref = f"order:{order['id']}"
+            return ref if ref in enrollment.get("refs", ()) else None
+        # The latest enrollment is this order's, or the older one exits at send time.
+        return ref if enrollment.get("order") == order["id"] else None
+    return None if enrollment["at"] > at else ref
 
 
 def _context(profile: Profile, event: Mapping[str, Any] | None, at: str) -> dict[str, Any]:
@@ -350,7 +361,10 @@ def _enroll_event(result: EventResult, event: Mapping[str, Any], at: datetime, s
             order = _order_snapshot(event)
         planned = plan_enrollment(c, cid, ref, at, profile.get("timezone"), default_tz,
                                   event["id"], order)
-        _record(profile, c, planned, ref)
+        if order:  # the enrollment is this order's: order-scoped exits end only it
+            _record(profile, c, planned, ref, order=order["id"])
+        else:
+            _record(profile, c, planned, ref)
         result.planned.extend(planned)
         result.rows.append(Row(cid, c.id, "-", stamp, "enrolled",
                                "holdout group" if planned[0].holdout else ""))
@@ -500,14 +514,28 @@ def backfill_profile(profile: Profile, campaigns: CampaignSet, now: datetime,
     return result
 
 
+def _enrollment_order(enrollment: Mapping[str, Any]) -> str | None:
+    """The order an enrollment was made for (None: not made for an order)."""
+    order_id = enrollment.get("order")
+    if order_id is None and enrollment["ref"].startswith("order:"):
+        return str(enrollment["ref"][6:])  # recorded before "order" was kept
+    return order_id
+
+
 def _exit_reason(campaign: CompiledCampaign, step: PlannedStep, profile: Profile,
                  now: datetime) -> str | None:
     last_events = profile.get("last_events") or {}
-    order_id = step.ref[6:] if step.ref.startswith("order:") else None
+    if step.order and step.order.get("id") is not None:
+        order_id: str | None = str(step.order["id"])
+    else:
+        order_id = step.ref[6:] if step.ref.startswith("order:") else None
     for etype in campaign.exit_events:
-        if order_id is not None and etype == "order.returned":
-            # Only this enrollment's own order being returned exits it.
-            if ((profile.get("orders") or {}).get(order_id) or {}).get("returned"):
+        if order_id is not None and order_scoped(etype):
+            # Only an event of this enrollment's own order exits it, whenever it came
+            # (a return logged before the delivery that enrolled it counts too).
+            order = (profile.get("orders") or {}).get(order_id) or {}
+            if etype in (order.get("events") or ()) or (
+                    etype == "order.returned" and order.get("returned")):
                 return etype
             continue
         seen = last_events.get(etype)

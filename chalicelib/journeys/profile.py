@@ -123,30 +123,50 @@ def _apply_customer(profile: Profile, customer: Mapping[str, Any], at: str) -> N
             profile["consent"] = records
 
 
+def order_scoped(event_type: str) -> bool:
+    """Whether an event of this type is about one existing order (``order.delivered``,
+    ``order.returned``, ``order.cancelled``...): as an exit it ends only the enrollment
+    made for that order. ``order.placed`` starts an order, so it is not."""
+    return event_type.startswith("order.") and event_type != "order.placed"
+
+
+def _prune(orders: dict[str, Any]) -> None:
+    """Keep the newest ``MAX_ORDERS_KEPT`` orders (one seen only by its return first)."""
+    while len(orders) > MAX_ORDERS_KEPT:
+        del orders[min(orders, key=lambda k: orders[k].get("at") or "")]
+
+
 def _apply_order(profile: Profile, event_type: str, order: Mapping[str, Any], at: str) -> None:
     orders: dict[str, Any] = profile.get("orders") or {}
     if not orders:
         orders = profile["orders"] = {}
     order_id = order["id"]
     known = orders.get(order_id)
+    if order_scoped(event_type):
+        # The order's own events (first time of each type), for order-scoped exits.
+        # Copied on write, as below.
+        seen = known.get("events") if known is not None else None
+        if seen is None or event_type not in seen or at < seen[event_type]:
+            record = {**known} if known is not None else {}
+            record["events"] = {**(seen or {}), event_type: at}
+            if event_type == "order.returned":
+                record["returned"] = True
+            orders = profile["orders"] = dict(orders)
+            orders[order_id] = known = record
+            _prune(orders)
     if event_type == "order.returned":
-        if known is not None and not known.get("returned"):
-            orders = profile["orders"] = dict(orders)  # copied on write, as below
-            orders[order_id] = {**known, "returned": True}
-        return
-    if known is not None and at >= known["at"]:
+        return  # a return is not a purchase: nothing below changes
+    if known is not None and "at" in known and at >= known["at"]:
         pass  # a repeat (delivered after placed): the orders are unchanged
-    elif known is None:
+    elif known is None or "at" not in known:  # new (or only its return was seen)
         orders = profile["orders"] = dict(orders)
         total = float(order.get("total") or 0)
-        orders[order_id] = {"total": total, "at": at}
+        orders[order_id] = {**(known or {}), "total": total, "at": at}
         profile["order_count"] = int(profile.get("order_count", 0)) + 1
         profile["total_spent"] = round(float(profile.get("total_spent", 0)) + total, 2)
         if order.get("currency"):
             profile["currency"] = order["currency"]
-        if len(orders) > MAX_ORDERS_KEPT:
-            oldest = min(orders, key=lambda k: orders[k]["at"])
-            del orders[oldest]
+        _prune(orders)
         products = list(profile.get("products") or [])
         profile["products"] = products
         for item in order.get("items") or ():

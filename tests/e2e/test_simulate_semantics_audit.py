@@ -516,12 +516,6 @@ def test_exits_before_and_after_the_step(tmp_path: Path) -> None:
     assert sorted(r[4] for r in steps_of(rows, "two")) == ["exited", "sent"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "With reentry once_per_window the enrollment ref is 'event:<id>', so "
-    "engine._goals_and_exits/_exit_reason treat order.returned as a generic exit: the "
-    "return of a *different* order (o2, whose delivery was blocked by the window) exits "
-    "the o1 survey. docs/campaigns.md: 'an order event (e.g. order.returned) exits only "
-    "the enrollment made for that order'. Reproduces with the shipped nps-survey.json."))
 def test_return_of_another_order_does_not_exit_window_enrollment(tmp_path: Path) -> None:
     rows = simulate(tmp_path, [shipped("nps-survey")], [
         ev("e1", "order.delivered", "2026-01-05T15:00:00Z", "c1", order="o1"),  # Mon 10:00
@@ -535,11 +529,6 @@ def test_return_of_another_order_does_not_exit_window_enrollment(tmp_path: Path)
         ("c1", "nps-survey", "nps", "2026-02-04T16:00:00Z", "sent", "")]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "With reentry 'always' a return of o1 also exits the enrollment made for o2 (refs "
-    "are 'event:<id>'; ingest cancels the latest enrollment, send time exits every "
-    "enrollment older than the return). docs/campaigns.md: an order event exits only "
-    "the enrollment made for that order."))
 def test_return_exits_only_its_orders_enrollment_with_reentry_always(tmp_path: Path) -> None:
     c = campaign("ck", {"event": "order.delivered"}, [sms(after="P2D", at="10:00")],
                  exit={"event": "order.returned"}, reentry={"policy": "always"})
@@ -554,12 +543,6 @@ def test_return_exits_only_its_orders_enrollment_with_reentry_always(tmp_path: P
         ("2026-04-04T14:00:00Z", "sent", "")]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Only 'order.returned' is matched to its own order; another order event used as an "
-    "exit (order.cancelled of o2) exits the o1 enrollment. docs/campaigns.md: 'an order "
-    "event (e.g. order.returned) exits only the enrollment made for that order'. (Note "
-    "tests/unit/test_engine_edges.py asserts the opposite for order.delivered: code and "
-    "docs disagree; one of them must change.)"))
 def test_other_order_exit_events_exit_only_their_order(tmp_path: Path) -> None:
     c = campaign("ck", {"event": "order.delivered"}, [sms(after="P2D", at="10:00")],
                  exit={"events": ["order.returned", "order.cancelled"]})
@@ -571,11 +554,6 @@ def test_other_order_exit_events_exit_only_their_order(tmp_path: Path) -> None:
     assert steps_of(rows, "c1") == [("c1", "ck", "checkin", "2026-04-03T14:00:00Z", "sent", "")]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "profile._apply_order drops an order.returned for an order not seen yet, so a "
-    "return logged before the order's delivery is lost and the check-in is sent; the "
-    "same history with an order.placed first exits (send-time check of "
-    "orders[o].returned). events.md/DESIGN.md: events may arrive out of order, handle it."))
 def test_return_before_the_delivery_of_an_unseen_order_still_exits(tmp_path: Path) -> None:
     c = campaign("ck", {"event": "order.delivered"}, [sms(after="P2D", at="10:00")],
                  exit={"event": "order.returned"})

@@ -134,7 +134,9 @@ def test_yearly_occurrence_is_replanned_the_day_after_it_is_over(local_day: str,
     assert len(again.planned) == len(r3.planned)
 
 
-def test_non_return_order_exits_are_consistent_at_ingest_and_send() -> None:
+def test_order_exit_events_end_only_their_orders_enrollment() -> None:
+    """``order.delivered`` as an exit is about one order: B's delivery exits the
+    enrollment made for B, at ingest and at send time, and not A's."""
     cs = cset(campaign(id="thanks", trigger={"event": "order.placed"},
                        exit={"event": "order.delivered"}))
     r1 = process_event(event("order.placed", "2026-03-01T10:00:00Z", "e1", order="A"),
@@ -143,12 +145,29 @@ def test_non_return_order_exits_are_consistent_at_ingest_and_send() -> None:
                        r1.profile, cs)
     r3 = process_event(event("order.delivered", "2026-03-02T11:00:00Z", "e3", order="B"),
                        r2.profile, cs)
-    # A delivery is a generic exit: every enrollment made before it exits. Ingest
-    # takes the latest enrollment's steps off the schedule; the send-time check,
-    # which is authoritative, exits the earlier one too.
     assert {x.schedule_id for x in r3.cancelled} == {r2.planned[0].id}
-    step_a = r1.planned[0]
-    assert decide_step(step_a, r3.profile, cs.get("thanks"), step_a.due_at).outcome == "exited"
+    step_a, step_b = r1.planned[0], r2.planned[0]
+    assert decide_step(step_a, r3.profile, cs.get("thanks"), step_a.due_at).outcome == "send"
+    assert decide_step(step_b, r3.profile, cs.get("thanks"), step_b.due_at).outcome == \
+        "exited"
+    # A's own delivery, arriving before the send, exits A's enrollment too.
+    r4 = process_event(event("order.delivered", "2026-03-02T12:00:00Z", "e4", order="A"),
+                       r3.profile, cs)
+    assert decide_step(step_a, r4.profile, cs.get("thanks"), step_a.due_at).outcome == \
+        "exited"
+
+
+def test_an_exit_event_without_an_order_ends_every_enrollment_before_it() -> None:
+    cs = cset(campaign(id="thanks", trigger={"event": "order.placed"},
+                       exit={"event": "customer.complained"}))
+    r1 = process_event(event("order.placed", "2026-03-01T10:00:00Z", "e1", order="A"),
+                       None, cs)
+    r2 = process_event(event("order.placed", "2026-03-01T11:00:00Z", "e2", order="B"),
+                       r1.profile, cs)
+    r3 = process_event(event("customer.complained", "2026-03-01T12:00:00Z", "e3", order=None),
+                       r2.profile, cs)
+    for step in (r1.planned[0], r2.planned[0]):
+        assert decide_step(step, r3.profile, cs.get("thanks"), step.due_at).outcome == "exited"
 
 
 def test_a_late_send_on_a_disallowed_weekday_waits_for_an_allowed_one() -> None:

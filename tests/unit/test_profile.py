@@ -1,9 +1,14 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from chalicelib.journeys.profile import apply_event, merge_consent, new_profile
+from chalicelib.journeys.profile import (
+    MAX_ORDERS_KEPT,
+    apply_event,
+    merge_consent,
+    new_profile,
+)
 
 T1 = datetime(2026, 1, 1, tzinfo=UTC)
 T2 = datetime(2026, 1, 2, tzinfo=UTC)
@@ -22,6 +27,28 @@ def test_order_counted_once_whichever_event_arrives_first() -> None:
     assert p["order_count"] == 1 and p["total_spent"] == 10.0
     assert p["first_order_at"] == "2026-01-01T00:00:00Z"
     assert p["last_delivery_at"] == "2026-01-02T00:00:00Z"
+
+
+def test_a_return_before_its_order_is_kept_and_the_order_counted_once_later() -> None:
+    p = apply_event(new_profile("c1"), ev("order.returned", "o1"), T1)
+    assert p["order_count"] == 0 and "last_order_at" not in p
+    assert p["orders"]["o1"] == {"returned": True,
+                                 "events": {"order.returned": "2026-01-01T00:00:00Z"}}
+    p = apply_event(p, ev("order.delivered", "o1"), T2)
+    p = apply_event(p, ev("order.placed", "o1"), T1)
+    assert p["order_count"] == 1 and p["total_spent"] == 10.0
+    assert p["orders"]["o1"]["returned"] is True and p["orders"]["o1"]["at"] == \
+        "2026-01-01T00:00:00Z"
+    assert set(p["orders"]["o1"]["events"]) == {"order.returned", "order.delivered"}
+
+
+def test_orders_kept_are_bounded_whatever_their_events() -> None:
+    p = new_profile("c1")
+    for i in range(MAX_ORDERS_KEPT + 30):
+        kind = "order.returned" if i % 2 else "order.placed"
+        p = apply_event(p, ev(kind, f"o{i}"), datetime(2026, 1, 1, tzinfo=UTC) +
+                        timedelta(minutes=i))
+    assert len(p["orders"]) == MAX_ORDERS_KEPT
 
 
 def test_apply_event_does_not_mutate_input() -> None:
