@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import calendar
-from datetime import date
+from datetime import UTC, date, datetime, tzinfo
+from functools import lru_cache
 
 
 def anniversary(d: date, year: int, leap_day: str = "feb28") -> date:
@@ -25,6 +26,26 @@ def parse_date(value: object) -> date | None:
         return date.fromisoformat(value[:10])
     except ValueError:
         return None
+
+
+def yearly_date(value: object, tz: tzinfo) -> date | None:
+    """The calendar date a yearly campaign celebrates: a ``YYYY-MM-DD`` string as it
+    is (a birthday), an ISO datetime (a purchase) as its local date in ``tz``
+    (without an offset it is UTC). None when unusable."""
+    return _local_date(value, tz) if isinstance(value, str) else None
+
+
+@lru_cache(maxsize=65_536)
+def _local_date(value: str, tz: tzinfo) -> date | None:
+    if len(value) <= 10:
+        return parse_date(value)
+    try:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(tz).date()
+    except (ValueError, OverflowError):
+        return parse_date(value)
 
 
 def next_anniversary(d: date, today: date, leap_day: str = "feb28",

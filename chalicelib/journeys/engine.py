@@ -16,9 +16,10 @@ from typing import Any, NamedTuple
 from chalicelib.clock import iso, parse_iso
 from chalicelib.config.compiled import CompiledCampaign, CompiledStep
 from chalicelib.journeys import keys
-from chalicelib.journeys.dates import anniversary, next_anniversary, parse_date
+from chalicelib.journeys.dates import anniversary, next_anniversary, parse_date, yearly_date
 from chalicelib.journeys.profile import Profile, apply_event, new_profile, order_scoped
 from chalicelib.journeys.timing import (
+    add_local,
     local_time,
     next_allowed,
     on_allowed_day,
@@ -166,25 +167,26 @@ class CampaignSet:
             if c.goal_event:
                 self.by_goal.setdefault(c.goal_event, []).append(c)
         self.dated = tuple(c for c in ordered if c.trigger_kind == "date")
-        self._live_through: dict[tuple[str, str, str], date | None] = {}
+        self._live_through: dict[tuple[str, str, date], date | None] = {}
         self.idle = tuple(c for c in ordered if c.trigger_kind == "idle")
 
     def get(self, campaign_id: str) -> CompiledCampaign | None:
         return self.by_id.get(campaign_id)
 
-    def live_through(self, campaign: CompiledCampaign, ref: str, value: str) -> date | None:
-        """For a date campaign's recorded ``ref``, given the profile's date ``value``
-        now: None when the ref is of another date (the date changed), else the last
-        local day the occurrence is live (:func:`_occurrence_last_day`).
+    def live_through(self, campaign: CompiledCampaign, ref: str, day: date) -> date | None:
+        """For a date campaign's recorded ``ref``, given the date the profile holds
+        now (:func:`yearly_date`): None when the ref is of another date (the date
+        changed), else the last local day the occurrence is live
+        (:func:`_occurrence_last_day`).
 
         Memoised per campaign set: every event of a customer asks this for each date
         campaign, and the answer depends on these three values only."""
-        key = (campaign.id, ref, value)
+        key = (campaign.id, ref, day)
         found = self._live_through.get(key, _MISSING)
         if found is _MISSING:
             if len(self._live_through) >= _MEMO_MAX:
                 self._live_through.clear()
-            if ref.startswith(f"{campaign.date_field}:{value[:10]}:"):
+            if ref.startswith(f"{campaign.date_field}:{day.isoformat()}:"):
                 found = _occurrence_last_day(campaign, ref)
             else:
                 found = None
@@ -373,7 +375,9 @@ def _enroll_event(result: EventResult, event: Mapping[str, Any], at: datetime, s
 def _date_occurrence(c: CompiledCampaign, profile: Profile, today_local: datetime,
                      after_year: int | None = None) -> tuple[str, datetime] | None:
     assert c.date_field is not None
-    d = parse_date(profile.get(c.date_field))
+    tz = today_local.tzinfo
+    assert tz is not None
+    d = yearly_date(profile.get(c.date_field), tz)
     if d is None:
         return None
     offset = 1 if c.date_field != "birthday" else 0
@@ -383,8 +387,6 @@ def _date_occurrence(c: CompiledCampaign, profile: Profile, today_local: datetim
     if after_year is not None:
         today = max(today, today.replace(year=after_year + 1, month=1, day=1))
     occurrence = next_anniversary(d, today, c.leap_day, first_year_offset=offset)
-    tz = today_local.tzinfo
-    assert tz is not None
     base = local_time(occurrence, time(0, 0), tz)  # type: ignore[arg-type]
     return f"{c.date_field}:{d.isoformat()}:{occurrence.year}", base
 
@@ -410,16 +412,17 @@ def _enroll_dated(result: EventResult, at: datetime, stamp: str, campaigns: Camp
                   default_tz: str) -> None:
     profile = result.profile
     enrollments = profile.get("enrollments") or {}
+    tz = zone(profile.get("timezone"), default_tz)
     local: datetime | None = None
     for c in campaigns.dated:
         value = profile.get(c.date_field or "")
         if not value:
             continue
         if local is None:
-            local = at.astimezone(zone(profile.get("timezone"), default_tz))
+            local = at.astimezone(tz)
         current = enrollments.get(c.id)
-        if current is not None and isinstance(value, str):
-            last_day = campaigns.live_through(c, current["ref"], value)
+        if current is not None and (day := yearly_date(value, tz)) is not None:
+            last_day = campaigns.live_through(c, current["ref"], day)
             if last_day is not None and local.date() <= last_day:
                 continue  # planned already; later years are planned as each one is decided
         found = _date_occurrence(c, profile, local)
@@ -455,7 +458,9 @@ def _enroll_idle(result: EventResult, before: Profile, stamp: str, campaigns: Ca
                 _cancel(c, profile["id"], current["ref"], "cancelled", "ordered again"))
         if c.audience is not None and not c.audience(_context(profile, None, stamp)):
             continue
-        base = parse_iso(last) + c.idle_after
+        # Whole days of idleness count on the customer's calendar, as step delays do.
+        base = add_local(parse_iso(last), c.idle_after,
+                         zone(profile.get("timezone"), default_tz)).astimezone(UTC)
         planned = plan_enrollment(c, profile["id"], ref, base, profile.get("timezone"),
                                   default_tz, f"idle:{last}", None)
         _record(profile, c, planned, ref)
@@ -546,11 +551,13 @@ def _exit_reason(campaign: CompiledCampaign, step: PlannedStep, profile: Profile
     return None
 
 
-def _stale_reason(campaign: CompiledCampaign, step: PlannedStep, profile: Profile) -> str | None:
+def _stale_reason(campaign: CompiledCampaign, step: PlannedStep, profile: Profile,
+                  default_tz: str) -> str | None:
     if campaign.trigger_kind == "idle" and step.ref != f"idle:{profile.get('last_order_at')}":
         return "ordered again"
     if campaign.trigger_kind == "date":
-        d = parse_date(profile.get(campaign.date_field or ""))
+        d = yearly_date(profile.get(campaign.date_field or ""),
+                        zone(profile.get("timezone"), default_tz))
         if d is None or not step.ref.startswith(f"{campaign.date_field}:{d.isoformat()}:"):
             return "date changed"
     return None
@@ -608,7 +615,7 @@ def _decide(step: PlannedStep, compiled_step: CompiledStep, profile: Profile,
         limit = _hours(compiled_step.expire_after)
         return StepDecision("expired", f"{_hours(late)} late, expire_after {limit}")
     if campaign.trigger_kind != "event":  # only date and idle enrollments go stale
-        stale = _stale_reason(campaign, step, profile)
+        stale = _stale_reason(campaign, step, profile, default_tz)
         if stale:
             return StepDecision("cancelled", stale)
     if campaign.exit_events or campaign.exit_rule is not None:

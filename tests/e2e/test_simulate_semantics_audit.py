@@ -367,11 +367,6 @@ def test_purchase_is_not_its_own_anniversary(tmp_path: Path) -> None:
         ("c1", "anniv", "thanks", "2027-03-10T15:00:00Z", "sent", "")]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "The first_order_at anniversary uses the UTC date of the purchase datetime "
-    "(dates.parse_date takes value[:10]), not its local date; docs/rules.md: "
-    "'For a datetime (a purchase), its local date in that zone counts' "
-    "(is_anniversary), so the trigger and the rule operator disagree."))
 def test_purchase_anniversary_uses_the_local_purchase_date(tmp_path: Path) -> None:
     ann = campaign("anniv", {"date": "customer.first_order_at"},
                    [{"id": "thanks", "at": "10:00", "channel": "email",
@@ -430,11 +425,6 @@ def test_idle_spell_sends_converts_and_replans(tmp_path: Path) -> None:
     assert not [r for r in marks_of(rows, "again") if r[4] == "converted"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "The idle moment is last_order_at + idle as elapsed time (engine._enroll_idle), so "
-    "across a DST change 'P120D' is 120x24h: 10:00 EST + 120 d = 11:00 EDT, past the "
-    "10:30 `at`, and the win-back slips a day. ISO 8601 days are nominal and "
-    "docs/campaigns.md counts whole days on the recipient's calendar."))
 def test_idle_days_are_calendar_days_across_dst(tmp_path: Path) -> None:
     rows = simulate(tmp_path, [_winback()], [
         ev("e1", "order.placed", "2026-01-05T15:00:00Z", "ny", order="o1"),  # 10:00 EST

@@ -182,3 +182,22 @@ def test_a_late_send_on_a_disallowed_weekday_waits_for_an_allowed_one() -> None:
     assert d.defer_until is not None
     local = d.defer_until.astimezone(ZoneInfo("America/New_York"))
     assert (local.date().isoformat(), local.hour) == ("2026-03-09", 12)
+
+
+@pytest.mark.parametrize(("value", "zone_name", "expected"), [
+    ("1990-03-05", "Pacific/Kiritimati", "1990-03-05"),  # a date is the date
+    ("2026-06-30T12:00:00Z", "Pacific/Kiritimati", "2026-07-01"),  # +14: next day
+    ("2026-06-30T12:00:00Z", "Pacific/Pago_Pago", "2026-06-30"),
+    ("2026-07-01T05:00:00Z", "America/Los_Angeles", "2026-06-30"),
+    ("2026-07-01T05:00:00", "America/Los_Angeles", "2026-06-30"),  # no offset: UTC
+    ("2026-07-01T05:00:00+09:00", "UTC", "2026-06-30"),
+    ("2026-07-01Tnonsense", "UTC", "2026-07-01"),  # as before: its first ten characters
+    ("yesterday", "UTC", None),
+])
+def test_the_date_a_yearly_campaign_celebrates(value: str, zone_name: str,
+                                               expected: str | None) -> None:
+    from chalicelib.journeys.dates import yearly_date
+
+    day = yearly_date(value, ZoneInfo(zone_name))
+    assert (day.isoformat() if day else None) == expected
+    assert yearly_date(None, ZoneInfo(zone_name)) is None
