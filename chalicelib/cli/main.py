@@ -58,10 +58,11 @@ def _load(paths: Sequence[Path], template_dir: Path) -> tuple[list[Any], list[An
 
     if not template_dir.is_dir():
         return [], [Problem(str(template_dir), "$", "templates folder not found")]
-    missing = [p for p in paths if not p.exists()]
-    if missing:
-        return [], [Problem(str(p), "$", "no such file or folder") for p in missing]
-    return load_bundles(paths, load_template_dir(template_dir), str(template_dir))
+    # A path that does not exist is one problem; the others are still validated.
+    missing = [Problem(str(p), "$", "no such file or folder") for p in paths if not p.exists()]
+    bundles, problems = load_bundles([p for p in paths if p.exists()],
+                                     load_template_dir(template_dir), str(template_dir))
+    return bundles, missing + problems
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -68,10 +68,16 @@ def _campaign_path(args: argparse.Namespace) -> Path | None:
 
 
 def _check_customer(path: Path, customer: dict[str, Any]) -> bool:
+    from chalicelib.render.filters import parse_timezone
+
     attributes = customer.get("attributes")
     if attributes is not None and not isinstance(attributes, dict):
         _error(f"{path}: $.attributes: must be a JSON object")
         return False
+    zone = customer.get("timezone")
+    if zone is not None and (not isinstance(zone, str) or parse_timezone(zone) is None):
+        _error(f"{path}: $.timezone: warning: unknown timezone {zone!r}; "
+               "dates and times are shown in UTC, as they would be sent")
     return True
 
 
@@ -131,6 +137,7 @@ def preview(args: argparse.Namespace) -> int:
     if keys.in_holdout(campaign.id, customer_id, campaign.holdout_percent):
         print(f"(customer {customer_id} is in the {campaign.holdout_percent:g}% holdout: "
               "they would be enrolled but sent nothing; shown anyway)")
+    failed = False
     for step, model_step in zip(campaign.steps, bundle.campaign.steps, strict=True):
         planned = PlannedStep(
             customer_id=customer_id, campaign_id=campaign.id,
@@ -153,11 +160,14 @@ def preview(args: argparse.Namespace) -> int:
             else:
                 email: RenderedEmail = renderer.render_email(template, context, locale)
                 print(f"Subject: {email.subject}\n[{email.template}]\n\n{email.text}")
+                print(f"\n[HTML part]\n{email.html}")
         except TemplateError as exc:
+            # One line for this step; the other steps are still shown.
             where = getattr(exc, "template", None) or f"{template}.{step.channel}.j2"
             line = getattr(exc, "line", None)
             message = getattr(exc, "message", str(exc))
             _error(f"{args.templates}/{where}: {f'line {line}' if line else '$'}: {message}")
-            return EXIT_INVALID
+            print(f"(not sent: {message})")
+            failed = True
         print()
-    return EXIT_OK
+    return EXIT_INVALID if failed else EXIT_OK

@@ -16,8 +16,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from chalicelib.config.compiled import CompiledCampaign, compile_campaign
-from chalicelib.config.model import TRIGGER_TAGS, Campaign, EventTrigger, consistency_problems
+from chalicelib.config.model import (
+    MAX_STEPS,
+    MAX_VARIANTS,
+    TRIGGER_TAGS,
+    Campaign,
+    EventTrigger,
+    consistency_problems,
+)
 from chalicelib.render.naming import locale_chain, parse_filename
+from chalicelib.rules.model import quote_key
 
 DEFAULT_LOCALE = "en-US"  # the locale of locale-less template files (Renderer's default)
 
@@ -89,23 +97,65 @@ def _literal_rule_problem(rule: Any) -> str | None:
             f" got {kind}, which is a constant")
 
 
-def _rule_problems(file: str, campaign: Campaign) -> list[Problem]:
+def _raw_items(raw: Mapping[str, Any], key: str) -> list[Any]:
+    """``raw[key]`` if it is a list, cut to what the model allows (more is one problem
+    already, not one per item)."""
+    items = raw.get(key)
+    limit = MAX_STEPS if key == "steps" else MAX_VARIANTS
+    return items[:limit] if isinstance(items, list) else []
+
+
+def _raw_rules(raw: Mapping[str, Any]) -> list[tuple[Any, str]]:
+    """The rules of a campaign document, with their JSON paths, read from the raw JSON
+    (a rule is any JSON, so this works whatever else is wrong with the file)."""
+    rules: list[tuple[Any, str]] = [(raw.get("audience"), "$.audience")]
+    rules += [(s.get("condition"), f"$.steps[{i}].condition")
+              for i, s in enumerate(_raw_items(raw, "steps")) if isinstance(s, dict)]
+    exit_ = raw.get("exit")
+    if isinstance(exit_, dict):
+        rules.append((exit_.get("rule"), "$.exit.rule"))
+    return rules
+
+
+def _rule_problems(file: str, raw: Mapping[str, Any]) -> list[Problem]:
     from chalicelib.rules import lint_rule, validate_rule
 
-    rules: list[tuple[Any, str]] = [(campaign.audience, "$.audience")]
-    rules += [(s.condition, f"$.steps[{i}].condition") for i, s in enumerate(campaign.steps)]
-    if campaign.exit is not None:
-        rules.append((campaign.exit.rule, "$.exit.rule"))
     problems = []
-    for rule, path in rules:
+    for rule, path in _raw_rules(raw):
         if rule is None:
             continue
         literal = _literal_rule_problem(rule)
         if literal is not None:
             problems.append(Problem(file, path, literal))
             continue
-        errors = validate_rule(rule, path=path) or lint_rule(rule, path=path)
-        problems.extend(Problem(file, err.path, err.message) for err in errors)
+        errors = validate_rule(rule, path=path)
+        # What lint finds inside a node that does not compile is noise: say it once.
+        errors += [e for e in lint_rule(rule, path=path)
+                   if not any(_within(e.path, c.path) for c in errors)]
+        problems.extend(dict.fromkeys(Problem(file, err.path, err.message) for err in errors))
+    return problems
+
+
+def _within(path: str, node: str) -> bool:
+    """``path`` is ``node`` or a JSON path below it."""
+    return path == node or path.startswith((f"{node}.", f"{node}["))
+
+
+def _raw_duplicate_ids(file: str, raw: Mapping[str, Any]) -> list[Problem]:
+    """Step and variant ids used twice, read from the raw JSON (for a file the model
+    refused for another reason: the model checks them itself otherwise)."""
+    problems = []
+    for field_name in ("steps", "variants"):
+        first: dict[str, int] = {}
+        for i, item in enumerate(_raw_items(raw, field_name)):
+            item_id = item.get("id") if isinstance(item, dict) else None
+            if not isinstance(item_id, str):
+                continue
+            if item_id in first:
+                problems.append(Problem(file, f"$.{field_name}[{i}].id",
+                                        f"duplicate {field_name.rstrip('s')} id {item_id!r} "
+                                        f"(also $.{field_name}[{first[item_id]}].id)"))
+            first.setdefault(item_id, i)
     return problems
 
 
@@ -122,10 +172,13 @@ def parse_campaign(file: str, raw: Any) -> tuple[Campaign | None, list[Problem]]
         campaign = Campaign.model_validate(raw, strict=True,
                                            context={"defer_consistency": True})
     except ValidationError as exc:
-        return None, _pydantic_problems(file, exc)
+        # Report what else is wrong too, so that one run lists every problem.
+        problems = _pydantic_problems(file, exc)
+        problems += _raw_duplicate_ids(file, raw)
+        return None, problems + _rule_problems(file, raw)
     problems = [Problem(file, json_path(loc), message)
                 for loc, message in consistency_problems(campaign)]
-    problems += _rule_problems(file, campaign)
+    problems += _rule_problems(file, raw)
     return (campaign if not problems else None), problems
 
 
@@ -173,8 +226,8 @@ def _plain_json_path(loc: Sequence[str | int]) -> str:
             out += f"[{part}]"
         elif part.replace("_", "").replace("-", "").isalnum():
             out += f".{part}"
-        else:
-            out += f"[{json.dumps(part)}]"
+        else:  # quoted as the rule compiler does: $['$schema']
+            out += f"['{quote_key(part)}']"
     return out
 
 
@@ -221,16 +274,20 @@ def _child_path(path: str, key: str) -> str:
     return _plain_json_path([key]).replace("$", path, 1)
 
 
-def load_campaign(path: Path) -> tuple[Campaign | None, list[Problem]]:
+def _read_campaign(path: Path) -> tuple[Any, list[Problem]]:
     file = str(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         return None, [Problem(file, "$", f"cannot read file: {exc.strerror or exc}")]
-    raw, problems = decode_json(file, data)
+    return decode_json(file, data)
+
+
+def load_campaign(path: Path) -> tuple[Campaign | None, list[Problem]]:
+    raw, problems = _read_campaign(path)
     if problems:
         return None, problems
-    return parse_campaign(file, raw)
+    return parse_campaign(str(path), raw)
 
 
 def campaign_files(paths: Iterable[Path]) -> list[Path]:
@@ -300,7 +357,75 @@ def templates_for(campaign: Campaign, templates: Mapping[str, str]) -> dict[str,
     return _with_dependencies(files, templates)
 
 
-def sample_context(campaign: Campaign, survey: str | None) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class _TemplateUse:
+    """One place a campaign names a message template."""
+
+    name: str
+    channel: str
+    path: str  # JSON path of the name in the campaign file
+    survey: str | None
+    step: str
+
+
+@dataclass(frozen=True, slots=True)
+class _CampaignShape:
+    """What template checks need to know of a campaign (valid or not)."""
+
+    id: str
+    name: str
+    event_trigger: bool
+    uses: tuple[_TemplateUse, ...]
+
+
+def _shape(campaign: Campaign) -> _CampaignShape:
+    uses = []
+    for i, step in enumerate(campaign.steps):
+        uses.append(_TemplateUse(step.template, step.channel, f"$.steps[{i}].template",
+                                 step.survey, step.id))
+        uses += [_TemplateUse(v.templates[step.id], step.channel,
+                              f"$.variants[{j}].templates.{step.id}", step.survey, step.id)
+                 for j, v in enumerate(campaign.variants) if step.id in v.templates]
+    return _CampaignShape(campaign.id, campaign.name,
+                          isinstance(campaign.trigger, EventTrigger), tuple(uses))
+
+
+def _raw_shape(raw: Mapping[str, Any]) -> _CampaignShape:
+    """The template uses of a campaign document the model refused, as far as they can
+    be read (steps with a valid channel and template name), so that a missing or
+    broken template is reported in the same run as the other problems."""
+    import re
+
+    from chalicelib.config.model import TEMPLATE_PATTERN
+
+    def text(value: Any, default: str = "") -> str:
+        return value if isinstance(value, str) else default
+
+    def name_ok(value: Any) -> bool:
+        return isinstance(value, str) and re.match(TEMPLATE_PATTERN, value) is not None
+
+    uses: list[_TemplateUse] = []
+    channels: dict[str, str] = {}
+    for i, step in enumerate(_raw_items(raw, "steps")):
+        if not isinstance(step, dict) or step.get("channel") not in ("sms", "email"):
+            continue
+        step_id = text(step.get("id"), f"#{i}")
+        channels.setdefault(step_id, step["channel"])
+        if name_ok(step.get("template")):
+            uses.append(_TemplateUse(step["template"], step["channel"],
+                                     f"$.steps[{i}].template", None, step_id))
+    for j, variant in enumerate(_raw_items(raw, "variants")):
+        swaps = variant.get("templates") if isinstance(variant, dict) else None
+        for step_id, name in (swaps.items() if isinstance(swaps, dict) else ()):
+            if step_id in channels and name_ok(name):
+                uses.append(_TemplateUse(name, channels[step_id],
+                                         f"$.variants[{j}].templates.{step_id}", None, step_id))
+    trigger = raw.get("trigger")
+    return _CampaignShape(text(raw.get("id")), text(raw.get("name")),
+                          not isinstance(trigger, dict) or "event" in trigger, tuple(uses))
+
+
+def sample_context(campaign: Campaign | _CampaignShape, survey: str | None) -> dict[str, Any]:
     """What a template of this campaign sees at send time, with sample values.
 
     Date and idle triggers carry no order, and only survey steps have a survey, so
@@ -309,11 +434,12 @@ def sample_context(campaign: Campaign, survey: str | None) -> dict[str, Any]:
     from chalicelib.journeys.messages import SURVEY_QUESTIONS
     from chalicelib.render import SAMPLE_CONTEXT
 
+    shape = campaign if isinstance(campaign, _CampaignShape) else _shape(campaign)
     context = copy.deepcopy(SAMPLE_CONTEXT)
     context["customer"] = {**SAMPLE_CUSTOMER, **context["customer"]}
-    if not isinstance(campaign.trigger, EventTrigger):
+    if not shape.event_trigger:
         context["order"] = {}
-    context["campaign"] = {"id": campaign.id, "name": campaign.name}
+    context["campaign"] = {"id": shape.id, "name": shape.name}
     context["survey"] = (
         {"kind": survey, "question": SURVEY_QUESTIONS[survey]} if survey else None
     )
@@ -338,28 +464,49 @@ def _missing_template(name: str, channel: str, templates: Mapping[str, str],
             f"nothing (expected {expected}; found only {', '.join(sorted(variants))})")
 
 
-def check_templates(campaign: Campaign, source: str, templates: Mapping[str, str],
+def _hint(message: str, shape: _CampaignShape, steps: list[_TemplateUse]) -> str:
+    """Why a variable the sample data has is undefined for this campaign."""
+    if message.startswith(("undefined variable 'order.", "undefined variable 'order[")) and (
+            not shape.event_trigger):
+        return f"{message} (campaign {shape.id!r} has a date or idle trigger: there is no order)"
+    if message.startswith(("undefined variable 'survey.", "undefined variable 'survey[")):
+        plain = sorted({u.step for u in steps if u.survey is None})
+        if plain:
+            return (f"{message} (step {', '.join(repr(s) for s in plain)} of campaign "
+                    f"{shape.id!r} has no 'survey': test it with {{% if survey %}})")
+    return message
+
+
+def missing_templates(shape: _CampaignShape, source: str, templates: Mapping[str, str],
+                      template_dir: str = "templates") -> list[Problem]:
+    """The template names of a campaign with no file every customer can get."""
+    problems = []
+    for use in shape.uses:
+        missing = _missing_template(use.name, use.channel, templates, template_dir)
+        if missing is not None:
+            problems.append(Problem(source, use.path, missing))
+    return problems
+
+
+def check_templates(campaign: Campaign | _CampaignShape, source: str,
+                    templates: Mapping[str, str],
                     template_dir: str = "templates") -> list[Problem]:
     from chalicelib.render import validate_templates
 
-    problems: list[Problem] = []
-    uses: dict[tuple[str, str], tuple[str, list[str | None]]] = {}
-    for i, step in enumerate(campaign.steps):
-        names = [(step.template, f"$.steps[{i}].template")]
-        names += [(v.templates[step.id], f"$.variants[{j}].templates.{step.id}")
-                  for j, v in enumerate(campaign.variants) if step.id in v.templates]
-        for name, path in names:
-            missing = _missing_template(name, step.channel, templates, template_dir)
-            if missing is not None:
-                problems.append(Problem(source, path, missing))
-                continue
-            uses.setdefault((name, step.channel), (path, []))[1].append(step.survey)
-    for (name, channel), (_path, surveys) in sorted(uses.items()):
+    shape = campaign if isinstance(campaign, _CampaignShape) else _shape(campaign)
+    problems = missing_templates(shape, source, templates, template_dir)
+    uses: dict[tuple[str, str], list[_TemplateUse]] = {}
+    for use in shape.uses:
+        if _missing_template(use.name, use.channel, templates, template_dir) is None:
+            uses.setdefault((use.name, use.channel), []).append(use)
+    for (name, channel), steps in sorted(uses.items()):
         files = _with_dependencies(_message_files(name, channel, templates), templates)
-        contexts = [sample_context(campaign, s) for s in dict.fromkeys(surveys)]
+        surveys = dict.fromkeys(u.survey for u in steps)
+        contexts = [sample_context(shape, s) for s in surveys]
         for p in validate_templates(files, sample_contexts=contexts):
             where = f"line {p.line}" if p.line else "$"
-            problems.append(Problem(f"{template_dir}/{p.template}", where, p.message, p.severity))
+            problems.append(Problem(f"{template_dir}/{p.template}", where,
+                                    _hint(p.message, shape, steps), p.severity))
     return problems
 
 
@@ -383,29 +530,94 @@ def timing_warnings(campaign: Campaign, file: str) -> list[Problem]:
     return problems
 
 
+def _is_json_schema(raw: Any) -> bool:
+    """A JSON Schema document (``campaigns/schema.json``), not a campaign."""
+    if not isinstance(raw, dict) or "steps" in raw or "trigger" in raw:
+        return False  # a campaign, whatever its "$schema" says
+    marker = raw.get("$schema")
+    return (isinstance(marker, str) and "json-schema.org" in marker
+            and any(key in raw for key in ("properties", "$defs", "type")))
+
+
+def _unchecked_templates(templates: Mapping[str, str], checked: set[tuple[str, str]],
+                         referenced: set[tuple[str, str]], template_dir: str,
+                         known: Iterable[Problem] = ()) -> list[Problem]:
+    """Render the message templates no valid campaign here had rendered, against the
+    sample data of an event campaign: errors for those a refused campaign names (so
+    that one run lists every problem of that file), warnings for those no campaign
+    uses (every template is checked; only a campaign's own can stop a push)."""
+    from chalicelib.render import SAMPLE_CONTEXT, validate_templates
+
+    context = copy.deepcopy(SAMPLE_CONTEXT)
+    context["customer"] = {**SAMPLE_CUSTOMER, **context["customer"]}
+    pairs = {(parsed.name, parsed.channel) for parsed in map(parse_filename, templates)
+             if parsed is not None and not parsed.is_partial}
+    problems: list[Problem] = []
+    reported = {(p.file, p.path, p.message) for p in known}  # a shared partial, say
+    for name, channel in sorted(pairs - checked):
+        used = (name, channel) in referenced
+        files = _with_dependencies(_message_files(name, channel, templates), templates)
+        for p in validate_templates(files, sample_contexts=[context]):
+            where = f"line {p.line}" if p.line else "$"
+            if (f"{template_dir}/{p.template}", where, p.message) in reported:
+                continue
+            if used or p.severity == "warning":
+                problems.append(Problem(f"{template_dir}/{p.template}", where, p.message,
+                                        p.severity))
+            else:
+                problems.append(Problem(f"{template_dir}/{p.template}", where,
+                                        f"{p.message} (no campaign validated here uses "
+                                        f"{name!r} yet)", "warning"))
+    return problems
+
+
 def load_bundles(paths: Iterable[Path], templates: Mapping[str, str],
                  template_dir: str = "templates") -> tuple[list[CampaignBundle], list[Problem]]:
-    """Validate campaign files and their templates; return the good bundles and all problems."""
+    """Validate campaign files and their templates; return the good bundles and all problems.
+
+    Problems come file by file in a stable order, each line once: a template that
+    several campaigns use is reported with the first of them. Templates no valid
+    campaign uses are checked last (see :func:`_unchecked_templates`).
+    """
     bundles: list[CampaignBundle] = []
     problems: list[Problem] = []
     seen: dict[str, str] = {}
+    checked: set[tuple[str, str]] = set()
+    referenced: set[tuple[str, str]] = set()
     paths = list(paths)
     for path in paths:
         if path.is_dir() and not campaign_files([path]):
             problems.append(Problem(str(path), "$", "no campaign files (*.json) in this folder"))
     for file in campaign_files(paths):
-        campaign, found = load_campaign(file)
-        problems.extend(found)
-        if campaign is None:
+        raw, found = _read_campaign(file)
+        if not found and _is_json_schema(raw):
+            problems.append(Problem(str(file), "$", "a JSON Schema, not a campaign: skipped",
+                                    "warning"))
             continue
-        if campaign.id in seen:
+        if not found:
+            campaign, found = parse_campaign(str(file), raw)
+        else:
+            campaign = None
+        problems.extend(found)
+        # Ids are compared between valid campaigns only: broken copies of one campaign
+        # (each with its own problem) do not also each get a duplicate-id line.
+        if campaign is not None and campaign.id in seen:
             problems.append(Problem(str(file), "$.id", f"campaign id {campaign.id!r} is "
                                     f"also used by {seen[campaign.id]}"))
+            campaign = None
+        elif campaign is not None:
+            seen[campaign.id] = str(file)
+        if campaign is None:
+            if isinstance(raw, dict):  # what can still be checked: its templates
+                shape = _raw_shape(raw)
+                problems.extend(missing_templates(shape, str(file), templates, template_dir))
+                referenced.update((u.name, u.channel) for u in shape.uses)
             continue
-        seen[campaign.id] = str(file)
         problems.extend(timing_warnings(campaign, str(file)))
         template_problems = check_templates(campaign, str(file), templates, template_dir)
         problems.extend(template_problems)
+        checked.update(campaign.templates_used())
         if not any(p.severity == "error" for p in template_problems):
             bundles.append(CampaignBundle(campaign, str(file), templates_for(campaign, templates)))
-    return bundles, problems
+    problems += _unchecked_templates(templates, checked, referenced, template_dir, problems)
+    return bundles, list(dict.fromkeys(problems))

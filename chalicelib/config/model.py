@@ -28,6 +28,8 @@ ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 TEMPLATE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 LOCAL_TIME_PATTERN = r"^([01]\d|2[0-3]):[0-5]\d$"
+MAX_STEPS = 20
+MAX_VARIANTS = 10
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -212,11 +214,11 @@ class Campaign(_Strict):
     status: Literal["active", "paused", "draft", "archived"] = "active"
     trigger: Trigger
     audience: Rule | None = Field(None, description="Who enrolls; absent means everyone.")
-    steps: list[Step] = Field(min_length=1, max_length=20)
+    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
     exit: Exit | None = None
     goal: Goal | None = None
     holdout_percent: float = Field(0, ge=0, le=50)
-    variants: list[Variant] = Field(default_factory=list, max_length=10)
+    variants: list[Variant] = Field(default_factory=list, max_length=MAX_VARIANTS)
     reentry: Reentry | None = Field(
         None,
         description="Event triggers only (default once_per_order). Date triggers enroll once "
@@ -224,7 +226,7 @@ class Campaign(_Strict):
     )
     priority: int = Field(100, ge=0, le=1000, description="Lower runs first.")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> Campaign:

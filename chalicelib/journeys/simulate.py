@@ -62,12 +62,16 @@ class Simulator:
     _known: set[StepKey] = field(default_factory=set)
     _seen_events: set[str] = field(default_factory=set)
 
-    def _plan(self, step: PlannedStep) -> None:
+    def _plan(self, step: PlannedStep, now: datetime) -> None:
+        """Schedule a step planned at ``now``: at its due time, or at ``now`` when that
+        has passed (a birthday learnt after the day's send time is decided when it is
+        learnt, late, as the pipeline's next tick decides it; never in the past)."""
         known = self._known
         size = len(known)
         known.add(step.key)
         if len(known) != size:  # not planned before (one set probe, not two)
-            self._push(step, step.due_at)
+            due = step.due_at
+            self._push(step, due if due >= now else now)
 
     def _push(self, step: PlannedStep, due: datetime) -> None:
         self._pending[step.key] = step
@@ -108,12 +112,12 @@ class Simulator:
                 outcome = decision.outcome
                 if outcome == "deferred" and decision.defer_until is not None:
                     self._push(step, decision.defer_until)
-                else:
-                    at = due_text if step.due_at == due else iso(step.due_at)
-                    rows.append(Row(step.customer_id, step.campaign_id, step.step_id, at,
-                                    OUTCOME_NAME.get(outcome, outcome), decision.reason))
+                else:  # the row's time is the decision's: when it is sent, if it is
+                    rows.append(Row(step.customer_id, step.campaign_id, step.step_id,
+                                    due_text, OUTCOME_NAME.get(outcome, outcome),
+                                    decision.reason))
                     for follow in decision.follow_ups:
-                        self._plan(follow)
+                        self._plan(follow, due)
                 if dues and dues[0] < due:
                     # A step was planned before this due time (not seen with the
                     # example campaigns): keep strict time order.
@@ -146,8 +150,9 @@ class Simulator:
                 self.rows.append(Row(step.customer_id, step.campaign_id, step.step_id,
                                      iso(step.due_at), cancel.outcome, cancel.reason))
         self.rows.extend(result.rows)
+        at: datetime = event["_at"]
         for step in result.planned:
-            self._plan(step)
+            self._plan(step, at)
 
     def replay(self, events: Sequence[dict[str, Any]], end: datetime | None) -> None:
         """Feed time-ordered ``events``, then advance to ``end``: customer by customer.

@@ -8,6 +8,7 @@ there, so one shared environment serves concurrent renders in any locale.
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
@@ -15,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_datetime
-from babel.numbers import format_currency, is_currency
+from babel.numbers import format_currency, get_currency_symbol, is_currency
 from jinja2 import Undefined, pass_context
 
 if TYPE_CHECKING:
@@ -55,26 +56,88 @@ def _timezone(context: Context, tz: str | None) -> dt.tzinfo:
     if tz is None:
         default = context.get(TIMEZONE_KEY)
         return default if isinstance(default, dt.tzinfo) else UTC
-    zone = parse_timezone(str(tz))
+    zone = parse_timezone(tz) if isinstance(tz, str) else None
     if zone is None:
-        raise ValueError(f"unknown timezone {tz!r}")
+        raise FilterValueError("datetime", f"unknown timezone {_shown(tz)} (use an IANA "
+                               "name such as 'Europe/Berlin')", tz)
     return zone
 
 
-def _to_datetime(value: Any) -> dt.datetime | dt.date:
+class FilterValueError(ValueError):
+    """A filter was given a value or an argument it cannot format.
+
+    ``filter`` names the filter (``date``), ``value`` is what it was given, so
+    that the error can name the template expression that held it.
+    """
+
+    def __init__(self, filter: str, message: str, value: Any = None) -> None:
+        super().__init__(message)
+        self.filter = filter
+        self.message = message
+        self.value = value
+
+
+def _shown(value: Any) -> str:
+    """``value`` for an error message: ``null`` for None, long values cut."""
+    if value is None:
+        return "null (empty)"
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def _to_datetime(value: Any, filter: str) -> dt.datetime | dt.date:
     if isinstance(value, Undefined):
         value._fail_with_undefined_error()
     if isinstance(value, dt.date):
         return value
     if isinstance(value, str):
         text = value.strip()
-        try:
-            if len(text) == 10:
-                return dt.date.fromisoformat(text)
-            return dt.datetime.fromisoformat(text)
-        except ValueError:
-            pass
-    raise ValueError(f"expected a date, a datetime or an ISO 8601 string, got {value!r}")
+        for parse in (dt.date.fromisoformat, dt.datetime.fromisoformat):
+            try:  # a date first: "20260301" is a day, not midnight UTC
+                return parse(text)
+            except ValueError:
+                pass
+    raise FilterValueError(filter, "expected a date, a datetime or an ISO 8601 string, got "
+                           f"{_shown(value)}", value)
+
+
+def _format(filter: str, format: Any) -> str:
+    if not isinstance(format, str) or not format.strip():
+        raise FilterValueError(filter, "the format must be 'short', 'medium', 'long', 'full' "
+                               f"or a pattern such as 'd MMM y', got {_shown(format)}", format)
+    return format
+
+
+def _babel(filter: str, format: str, call: Callable[[], Any]) -> str:
+    """Run a Babel formatter; a pattern it cannot apply is the template's error."""
+    try:
+        return str(call())
+    except (AttributeError, KeyError, ValueError, TypeError, IndexError) as exc:
+        hint = ("it asks for a time of day: use |datetime"
+                if filter == "date" and isinstance(exc, AttributeError) else str(exc))
+        raise FilterValueError(filter, f"cannot format with pattern {format!r}: {hint}",
+                               format) from None
+    except OverflowError:
+        raise FilterValueError(filter, "the date is out of range in this timezone") from None
+
+
+def _currency_spacing(text: str, symbol: str) -> str:
+    """Apply CLDR's currency spacing, which Babel leaves out: a no-break space goes
+    between the number and a symbol whose side towards it is a letter
+    (``USD 129.50`` in es-MX, ``CHF 129.50`` in en-GB, but ``$129.50``)."""
+    at = text.find(symbol) if symbol else -1
+    if at < 0:
+        return text
+    end = at + len(symbol)
+
+    def letter(char: str) -> bool:
+        return not unicodedata.category(char).startswith(("S", "Z"))
+
+    if end < len(text) and text[end].isdigit() and letter(symbol[-1]):
+        return f"{text[:end]}\u00a0{text[end:]}"
+    if at > 0 and text[at - 1].isdigit() and letter(symbol[0]):
+        return f"{text[:at]}\u00a0{text[at:]}"
+    return text
 
 
 @pass_context
@@ -82,33 +145,51 @@ def money(context: Context, amount: Any, currency: str = "USD") -> str:
     """Format ``amount`` in ``currency`` for the render's locale.
 
     ``{{ order.total|money(order.currency) }}`` gives ``$129.50`` in en-US and
-    ``129,50 €`` in de-DE.
+    ``129,50 €`` for euros in de-DE.
     """
-    if isinstance(amount, bool):
-        raise ValueError(f"money expects a number, got {amount!r}")
+    if isinstance(amount, Undefined):
+        amount._fail_with_undefined_error()
+    if isinstance(amount, bool) or not isinstance(amount, (int, float, Decimal, str)):
+        raise FilterValueError("money", f"money expects a number, got {_shown(amount)}",
+                               amount)
     try:
-        value = amount if isinstance(amount, Decimal) else Decimal(str(amount))
+        value = amount if isinstance(amount, Decimal) else Decimal(str(amount).strip())
     except InvalidOperation:
-        raise ValueError(f"money expects a number, got {amount!r}") from None
-    code = str(currency).upper()
+        raise FilterValueError("money", f"money expects a number, got {_shown(amount)}",
+                               amount) from None
+    if not value.is_finite() or value.adjusted() > 30:
+        raise FilterValueError("money", "money expects a finite amount under 10^30, got "
+                               f"{_shown(amount)}", amount)
+    code = str(currency).strip().upper() if isinstance(currency, str) else ""
     if not is_currency(code):
-        raise ValueError(f"unknown currency {currency!r}")
-    return str(format_currency(value, code, locale=_locale(context)))
+        raise FilterValueError("money", f"unknown currency {_shown(currency)} (use an "
+                               "ISO 4217 code such as 'USD' or 'EUR')", currency)
+    locale = _locale(context)
+    text = str(format_currency(value, code, locale=locale))
+    return _currency_spacing(text, str(get_currency_symbol(code, locale=locale)))
 
 
 @pass_context
 def date(context: Context, value: Any, format: str = "medium") -> str:
     """Format a date (``short``, ``medium``, ``long``, ``full`` or a CLDR pattern).
 
-    An aware datetime is first moved to the recipient's timezone, so a
-    delivery at 02:00 UTC is still "yesterday" in New York.
+    A datetime is first moved to the recipient's timezone (one without an offset
+    is UTC), so a delivery at 02:00 UTC is still "yesterday" in New York.
     """
-    parsed = _to_datetime(value)
+    parsed = _to_datetime(value, "date")
+    pattern = _format("date", format)
     if isinstance(parsed, dt.datetime):
-        if parsed.tzinfo is not None:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        try:
             parsed = parsed.astimezone(_timezone(context, None))
+        except OverflowError:
+            raise FilterValueError("date", "the date is out of range in this timezone",
+                                   value) from None
         parsed = parsed.date()
-    return str(format_date(parsed, format=format, locale=_locale(context)))
+    day = parsed
+    return _babel("date", pattern,
+                  lambda: format_date(day, format=pattern, locale=_locale(context)))
 
 
 @pass_context
@@ -119,13 +200,16 @@ def datetime(
 
     Naive values are taken as UTC; a bare date is taken as its midnight.
     """
-    parsed = _to_datetime(value)
+    parsed = _to_datetime(value, "datetime")
+    pattern = _format("datetime", format)
     if not isinstance(parsed, dt.datetime):
         parsed = dt.datetime.combine(parsed, dt.time())
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     zone = _timezone(context, tz)
-    return str(format_datetime(parsed, format=format, tzinfo=zone, locale=_locale(context)))
+    moment = parsed
+    return _babel("datetime", pattern, lambda: format_datetime(
+        moment, format=pattern, tzinfo=zone, locale=_locale(context)))
 
 
 def first_name(value: Any, fallback: str = "") -> str:
@@ -138,7 +222,20 @@ def first_name(value: Any, fallback: str = "") -> str:
     return words[0] if words else fallback
 
 
-FILTERS: Final[dict[str, Callable[..., str]]] = {
+def default(value: Any, default_value: Any = "", boolean: bool = False) -> Any:
+    """Jinja's ``default``, except that null counts as missing too.
+
+    A profile field a customer lacks (``customer.email``) is null, not undefined:
+    ``{{ customer.email|default("no email") }}`` must still give the fallback.
+    """
+    if value is None or isinstance(value, Undefined) or (boolean and not value):
+        return default_value
+    return value
+
+
+FILTERS: Final[dict[str, Callable[..., Any]]] = {
+    "default": default,
+    "d": default,
     "money": money,
     "date": date,
     "datetime": datetime,

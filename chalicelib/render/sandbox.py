@@ -40,7 +40,7 @@ from jinja2.utils import missing, pass_environment
 
 from chalicelib.render import limits
 from chalicelib.render.errors import RenderError
-from chalicelib.render.filters import FILTERS
+from chalicelib.render.filters import FILTERS, FilterValueError
 
 if TYPE_CHECKING:
     from jinja2.runtime import Context
@@ -235,14 +235,60 @@ class _CodeGenerator(CodeGenerator):
         self.write(")))")
 
 
+class NullValueError(ValueError):
+    """A template printed null (or made text of it with ``~`` or a text filter): a
+    value this customer lacks, never text to send (``Hi None``).
+
+    ``filter`` is the filter that was given null, ``"~"`` for a concatenation,
+    None when the value was printed.
+    """
+
+    def __init__(self, filter: str | None = None) -> None:
+        super().__init__("null")
+        self.filter = filter
+
+
+# Filters that would turn null into the text "None".
+_TEXT_FILTERS: Final = frozenset({
+    "capitalize", "center", "e", "escape", "forceescape", "indent", "lower", "replace",
+    "string", "striptags", "title", "trim", "truncate", "upper", "urlencode", "urlize",
+    "wordcount", "wordwrap", "format",
+})
+
+
+_MAX_INSPECTED = 10_000  # items of a printed list or object looked at for undefined values
+
+
+def _undefined_inside(value: Any) -> Undefined | None:
+    """An undefined value inside a printed list or object (``map(attribute="nmae")``)."""
+    stack = [value]
+    seen = 0
+    while stack and seen < _MAX_INSPECTED:
+        item = stack.pop()
+        seen += 1
+        if isinstance(item, Undefined):
+            return item
+        if isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend(item)
+    return None
+
+
 def _finalize(value: Any) -> Any:
-    """What ``{{ ... }}`` prints: data, never a function or a template object."""
+    """What ``{{ ... }}`` prints: data, never a function or a template object, never null."""
     if isinstance(value, Undefined):
         return value  # printing it raises the undefined-variable error
+    if value is None:
+        raise NullValueError()
     if callable(value) or isinstance(value, (TemplateReference, type)):
         name = getattr(value, "__name__", None) or type(value).__name__
         raise SecurityError(f"cannot print {name!r}: it is a function or a template object, "
                             "not a value (call it, or pick one of its values)")
+    if isinstance(value, (Mapping, list, tuple, set, frozenset)):
+        inner = _undefined_inside(value)
+        if inner is not None:
+            inner._fail_with_undefined_error()  # raises, unless validation is collecting
     return limits.check_size(value, "printed value")
 
 
@@ -262,6 +308,8 @@ def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         rest = args[1:] if passes else args
+        if rest and rest[0] is None and name in _TEXT_FILTERS:
+            raise NullValueError(name)
         if rest and name in _AMPLIFYING:
             limits.check_string_operation(name, rest[0], tuple(rest[1:]), kwargs)
         if rest and name == "format" and isinstance(rest[0], str):
@@ -369,6 +417,8 @@ class AftercareSandbox(ImmutableSandboxedEnvironment):
         return limits.counted(iterable)
 
     def checked_parts(self, parts: tuple[Any, ...]) -> tuple[Any, ...]:
+        if any(part is None for part in parts):
+            raise NullValueError("~")
         limits.refuse_over(sum(limits.size(part) for part in parts), "'~'")
         return parts
 
@@ -491,6 +541,60 @@ def _undefined_message(
     return f"undefined variable {name!r} ({exc.message})"
 
 
+def _null_paths(env: AftercareSandbox, template: str | None, line: int | None,
+                variables: Mapping[str, Any] | None, filter_name: str | None) -> list[str]:
+    """The expressions on ``line`` that hold null: printed ones (``{{ customer.email }}``)
+    or, given ``filter_name``, those fed to that filter (``customer.x|date``)."""
+    source = env.loader.mapping.get(template or "") if isinstance(env.loader, DictLoader) else None
+    if not source or not line or variables is None:
+        return []
+    try:
+        tree = env.parse(source)
+    except Exception:  # only a hint: the error stands without it
+        return []
+    candidates: list[nodes.Node] = []
+    if filter_name is None:
+        for output in tree.find_all(nodes.Output):
+            candidates += [n for n in output.nodes if n.lineno == line]
+    elif filter_name == "~":
+        for concat in tree.find_all(nodes.Concat):
+            candidates += [n for n in concat.nodes if n.lineno == line]
+    else:
+        candidates = [f.node for f in tree.find_all(nodes.Filter)
+                      if f.name == filter_name and f.lineno == line and f.node is not None]
+    found: dict[str, None] = {}
+    for node in candidates:
+        path = _dotted(node)
+        if path is not None and _resolve(node, variables) is None:
+            found.setdefault(path, None)
+    return list(found)
+
+
+def _null_message(exc: NullValueError, env: AftercareSandbox, template: str | None,
+                  line: int | None, variables: Mapping[str, Any] | None) -> str:
+    paths = _null_paths(env, template, line, variables, exc.filter)
+    used = {None: "printed", "~": "joined with '~'"}.get(exc.filter, f"given to |{exc.filter}")
+    if not paths:
+        return (f"a value is null (empty for this customer) and cannot be {used}: give a "
+                "fallback with |default(\"...\") or test it with {% if %}")
+    shown = " or ".join(repr(p) for p in paths)
+    return (f"{shown} is null (empty for this customer) and cannot be {used}: give a "
+            f"fallback with {paths[0]}|default(\"...\") or test it with {{% if {paths[0]} %}}")
+
+
+def _filter_message(exc: FilterValueError, env: AftercareSandbox, template: str | None,
+                    line: int | None, variables: Mapping[str, Any] | None) -> str:
+    message = (f"|{exc.message}" if exc.message.startswith(f"{exc.filter} ")
+               else f"|{exc.filter}: {exc.message}")
+    if exc.value is None:
+        paths = _null_paths(env, template, line, variables, exc.filter)
+        if paths:
+            shown = " or ".join(repr(p) for p in paths)
+            message += (f" ({shown} is empty for this customer: test it with "
+                        f"{{% if {paths[0]} %}})")
+    return message
+
+
 _UNKNOWN = re.compile(r"No (filter|test) named '([^']*)'")
 
 
@@ -517,6 +621,10 @@ def to_render_error(exc: Exception, env: AftercareSandbox, template: str,
         message = _undefined_message(exc, env, where, line, variables)
     elif isinstance(exc, SecurityError):
         message = f"not allowed: {exc}"
+    elif isinstance(exc, NullValueError):
+        message = _null_message(exc, env, where, line, variables)
+    elif isinstance(exc, FilterValueError):
+        message = _filter_message(exc, env, where, line, variables)
     elif isinstance(exc, UndefinedError):
         message = str(exc)
     else:

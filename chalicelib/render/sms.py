@@ -12,6 +12,7 @@ across segments, as handsets and Twilio's counter do.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Final, Literal
 
 SmsEncoding = Literal["GSM-7", "UCS-2"]
@@ -100,10 +101,13 @@ def non_gsm_characters(body: str) -> list[str]:
 def tidy_sms_body(body: str) -> str:
     """Normalise a rendered SMS body.
 
-    Unifies line endings, turns no-break and other typographic spaces into
-    plain spaces, drops trailing spaces on each line, squeezes runs of blank
-    lines to one and strips the ends.
+    Composes accents (NFC: an ``e`` followed by a combining accent, as some
+    editors and data sources write it, becomes ``é``, which GSM-7 has; the
+    text looks the same), unifies line endings, turns no-break and other
+    typographic spaces into plain spaces, drops trailing spaces on each line,
+    squeezes runs of blank lines to one and strips the ends.
     """
+    body = unicodedata.normalize("NFC", body)
     body = body.replace("\r\n", "\n").replace("\r", "\n")
     body = _ODD_SPACES.sub(" ", body)
     body = _TRAILING_SPACE.sub("\n", body)

@@ -9,6 +9,7 @@ that silently makes the rule false for everyone, so campaign validation also run
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from .dates import is_zone_name, parse_instant
@@ -19,21 +20,29 @@ _DATE_OPERATORS = frozenset({"days_since", "days_until", "years_since", "is_anni
 _MAX_NODES = 100_000
 
 
+# What a campaign rule is evaluated on: ``{customer, event, now}``.
+CONTEXT_ROOTS = ("customer", "event", "now")
+# Operators whose arguments after the first are evaluated on each item (or on the
+# error, for ``try``) rather than on the context: their ``var`` paths are not checked.
+_SCOPED = frozenset({"map", "filter", "all", "some", "none", "reduce", "try"})
+
+
 def lint_rule(rule: Any, *, path: str = "$") -> list[RuleError]:
-    """Constant arguments of the date operators that can never work.
+    """Constant arguments that can never work, and paths outside the context.
 
     ``{"days_since": ["2026-02-30"]}`` (no such day), ``{"is_anniversary":
-    [..., "Europe/Pariss"]}`` (no such zone). Returns them with their JSON paths;
-    empty when there is nothing to say.
+    [..., "Europe/Pariss"]}`` (no such zone), ``{"var": "custmer.tier"}`` (a rule
+    sees only ``customer``, ``event`` and ``now``: the typo would make it null for
+    everyone). Returns them with their JSON paths; empty when there is nothing to say.
     """
     problems: list[RuleError] = []
-    stack: list[tuple[Any, str]] = [(rule, path)]
+    stack: list[tuple[Any, str, bool]] = [(rule, path, True)]
     seen = 0
     while stack and seen < _MAX_NODES:
-        node, where = stack.pop()
+        node, where, top = stack.pop()
         seen += 1
         if isinstance(node, list):
-            stack.extend((item, child_index(where, i)) for i, item in enumerate(node))
+            stack.extend((item, child_index(where, i), top) for i, item in enumerate(node))
             continue
         if not isinstance(node, dict) or len(node) != 1:
             continue
@@ -43,8 +52,30 @@ def lint_rule(rule: Any, *, path: str = "$") -> list[RuleError]:
         op_path = child_key(where, op)
         if op in _DATE_OPERATORS:
             problems.extend(_date_arguments(op, raw, op_path))
-        stack.append((raw, op_path))
+        if top and op in ("var", "val"):
+            problems.extend(_context_path(op, raw, op_path))
+        if op in _SCOPED and isinstance(raw, list):
+            own = (0, 2) if op == "reduce" else (0,)  # the rest read the item or error
+            stack.extend((item, child_index(op_path, i), top and i in own)
+                         for i, item in enumerate(raw))
+        else:
+            stack.append((raw, op_path, top))
     return problems
+
+
+def _context_path(op: str, raw: Any, path: str) -> list[RuleError]:
+    """A constant ``var``/``val`` path whose first key is not in the context."""
+    first: Any = raw[0] if isinstance(raw, list) and raw else raw
+    if not isinstance(first, str) or not first:
+        return []  # the whole context, a computed path, or a scope jump (``val``)
+    root = first.split(".", 1)[0] if op == "var" else first
+    if root in CONTEXT_ROOTS:
+        return []
+    close = difflib.get_close_matches(root, CONTEXT_ROOTS, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"e.g. 'customer.{first}'"
+    where = child_index(path, 0) if isinstance(raw, list) else path
+    return [RuleError(where, f"'{op}' reads {first!r}, but a rule sees only 'customer', "
+                      f"'event' and 'now' ({hint})")]
 
 
 def _date_arguments(op: str, raw: Any, path: str) -> list[RuleError]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,8 @@ PLAIN_TRUTH = frozenset({BOOL, NUM, STR, LIST, NULL})
 SCALAR = frozenset({BOOL, NUM, STR})
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Characters JSON leaves as they are but that end a line for str.splitlines.
+_LINE_BREAKING = re.compile("[\x7f-\x9f\u2028\u2029]")
 
 
 def kind_of(value: Any) -> str:
@@ -82,8 +85,15 @@ def child_key(path: str, key: str) -> str:
     """``$.a`` + ``b`` → ``$.a.b``; keys that are not identifiers are quoted."""
     if _IDENTIFIER.match(key):
         return f"{path}.{key}"
-    escaped = key.replace("\\", "\\\\").replace("'", "\\'")
-    return f"{path}['{escaped}']"
+    return f"{path}['{quote_key(key)}']"
+
+
+def quote_key(key: str) -> str:
+    """``key`` escaped to sit between single quotes on one line (control characters
+    as JSON writes them, so that a problem is always one line)."""
+    escaped = json.dumps(key, ensure_ascii=False)[1:-1].replace('\\"', '"')
+    escaped = _LINE_BREAKING.sub(lambda m: f"\\u{ord(m.group()):04x}", escaped)
+    return escaped.replace("'", "\\'")
 
 
 def child_index(path: str, index: int) -> str:

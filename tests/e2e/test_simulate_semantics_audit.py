@@ -4,7 +4,8 @@ Every case builds a small campaign folder and event log, runs the real CLI
 (`aftercare simulate --format json`, in-process through ``main``, and once as the
 installed console script) and compares the step rows with timelines computed by
 hand from the docs (campaigns.md, rules.md, events.md, DESIGN.md). Cases where
-the code contradicts the docs are ``xfail(strict=True)`` with the reason.
+the code contradicted the docs were found this way and fixed; each stays as a
+regression test.
 
 Local times used below (checked against the tz database, not against the code):
 New York DST 2026-03-08 (EST->EDT) and 2026-11-01 (EDT->EST); Berlin 2026-03-29 and
@@ -23,8 +24,6 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from chalicelib.cli.main import main
 from chalicelib.journeys import keys
@@ -196,11 +195,6 @@ def test_whole_day_delay_from_a_wall_time_that_falls_in_the_gap(tmp_path: Path) 
     assert steps_of(rows, "c1") == [("c1", "gapday", "mail", "2026-03-08T12:00:00Z", "sent", "")]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "A step deferred at send time (quiet hours in the customer's new timezone) is "
-    "reported at its original due time: Simulator.advance writes iso(step.due_at), "
-    "not the time it is sent. Issue #3: 'who would receive what and when'; DESIGN.md: "
-    "rows are (customer, campaign, step, *send time*, outcome, reason)."))
 def test_a_deferred_send_is_reported_when_it_is_sent(tmp_path: Path) -> None:
     c = campaign("tzmove", {"event": "order.delivered"}, [sms(after="P2D", at="10:00")])
     rows = simulate(tmp_path, [c], [
@@ -336,22 +330,14 @@ def test_birthday_known_before_its_send_time_is_sent(tmp_path: Path) -> None:
         ("c1", "birthday", "greeting", "2026-03-09T14:00:00Z", "sent", "")]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "A date occurrence planned by an event that arrives after the day's send time "
-    "gets a due time in the past; Simulator.advance decides it with now = due_at (10:00) "
-    "although the virtual clock is already at 23:00, so expire_after never applies and "
-    "the greeting is 'sent' before the event that made the birthday known. A deployed "
-    "tick can only see it at 23:00 or later, where decide_step gives 'expired' (the "
-    "local Replay used by the differential test also sets the clock back, so that test "
-    "cannot catch it). docs: expire_after drops a step "
-    "'whose send time passed longer ago than this (a late event, an outage)'."))
 def test_birthday_learnt_after_its_send_time_expires(tmp_path: Path) -> None:
     rows = simulate(tmp_path, [shipped("birthday")], [
         # 23:00 EDT on the birthday: 10:00 EDT (14:00Z) passed 13 h ago; expire PT12H.
         ev("e1", "customer.updated", "2026-03-10T03:00:00Z", "c1", birthday="1990-03-09"),
     ], "--to", "2026-04-01")
+    # Decided when the event made it known (the row's time is the decision's).
     assert steps_of(rows, "c1") == [
-        ("c1", "birthday", "greeting", "2026-03-09T14:00:00Z", "expired",
+        ("c1", "birthday", "greeting", "2026-03-10T03:00:00Z", "expired",
          "13h late, expire_after 12h")]
 
 
