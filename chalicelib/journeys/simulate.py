@@ -2,7 +2,9 @@
 
 It replays events in time order through the same decision functions the Lambda
 pipeline uses (:func:`process_event` at each event, :func:`decide_step` at each
-step's due time), keeping profiles and the schedule in memory.
+step's due time, or when it was planned if that is later), keeping profiles and
+the schedule in memory. Customers are independent here, so a run replays one
+customer's whole timeline after another (:meth:`Simulator.replay`).
 """
 
 from __future__ import annotations
