@@ -10,7 +10,7 @@ from typing import IO, TYPE_CHECKING
 if TYPE_CHECKING:
     from chalicelib.journeys.simulate import Simulator
 
-COLUMNS = ("customer", "campaign", "step", "at", "outcome", "reason")
+COLUMNS = ("customer", "campaign", "step", "at", "outcome", "reason", "channel", "template")
 
 
 def write_rows(sim: Simulator, fmt: str, out: IO[str]) -> None:

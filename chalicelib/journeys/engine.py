@@ -93,6 +93,10 @@ class PlannedStep:
 class Row(NamedTuple):
     """One decision, as simulate prints it and the differential test compares it.
 
+    ``channel`` and ``template`` say what a step decision is about (``template``
+    only when it is sent: the variant's template if the customer has one); both
+    are empty on enrollment rows and on steps cancelled at ingest.
+
     A named tuple rather than a frozen dataclass: a backtest makes millions of
     these, and a tuple is built several times faster.
     """
@@ -103,9 +107,12 @@ class Row(NamedTuple):
     at: str
     outcome: str
     reason: str
+    channel: str = ""
+    template: str = ""
 
-    def as_tuple(self) -> tuple[str, str, str, str, str, str]:
-        return (self.customer, self.campaign, self.step, self.at, self.outcome, self.reason)
+    def as_tuple(self) -> tuple[str, str, str, str, str, str, str, str]:
+        return (self.customer, self.campaign, self.step, self.at, self.outcome, self.reason,
+                self.channel, self.template)
 
 
 @dataclass(frozen=True, slots=True)

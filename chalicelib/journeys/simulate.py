@@ -117,7 +117,8 @@ class Simulator:
                 else:  # the row's time is the decision's: when it is sent, if it is
                     rows.append(Row(step.customer_id, step.campaign_id, step.step_id,
                                     due_text, OUTCOME_NAME.get(outcome, outcome),
-                                    decision.reason))
+                                    decision.reason, decision.channel or "",
+                                    decision.template or ""))
                     for follow in decision.follow_ups:
                         self._plan(follow, due)
                 if dues and dues[0] < due:

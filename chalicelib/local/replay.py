@@ -84,7 +84,7 @@ def pipeline_rows() -> list[Row]:
             outcome, reason = m.outcome, m.reason or ""
         # The decision's time (a deferred step's is when it was finally decided).
         rows.append(Row(m.customer_id, m.campaign_id, m.step_id, m.decided_at, outcome,
-                        reason))
+                        reason, m.channel or "", m.template or ""))
     for s in ScheduleModel.scan(ScheduleModel.status == "cancelled"):
         step = s.step
         rows.append(Row(step["customer_id"], step["campaign_id"], step["step_id"],

@@ -704,7 +704,10 @@ def test_installed_console_script_gives_the_same_rows(tmp_path: Path) -> None:
                            str(cdir), "--templates", str(TEMPLATES), "--format", "json"],
                           capture_output=True, text=True, timeout=60, check=True)
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert [tuple(r.values()) for r in rows] == [tuple(r) for r in in_process]
+    assert [tuple(r.values())[:6] for r in rows] == [tuple(r) for r in in_process]
+    # What is sent: the step's channel and template (empty on enrollment rows).
+    assert {(r["step"], r["outcome"], r["channel"], r["template"]) for r in rows} == {
+        ("-", "enrolled", "", ""), ("checkin", "sent", "sms", c["steps"][0]["template"])}
     assert ("ny", "dst", "checkin", "2026-03-08T14:00:00Z", "sent", "") in in_process
     assert ("syd", "dst", "checkin", "2026-04-05T00:00:00Z", "sent", "") in in_process
 

@@ -80,7 +80,7 @@ def test_other_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
         fh.write("{broken\n")
     assert main(["simulate", "--events", str(log), "--format", "csv"]) == 0
     out = capsys.readouterr()
-    assert out.out.splitlines()[0] == "customer,campaign,step,at,outcome,reason"
+    assert out.out.splitlines()[0] == "customer,campaign,step,at,outcome,reason,channel,template"
     assert f"{log}: line " in out.err and "invalid JSON" in out.err
     assert main(["simulate", "--events", str(log)]) == 0
     assert "still pending" in capsys.readouterr().out
