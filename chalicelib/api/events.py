@@ -127,6 +127,8 @@ def check_events(events: list[Any]) -> Checked:
         try:
             body = json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
             body.encode("utf-8")  # an unpaired surrogate (\ud800) cannot go to SQS
+            if "\ufffe" in body or "\uffff" in body:  # valid JSON text SQS refuses
+                body = body.replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
             event = decode(body)
         except UnicodeEncodeError:
             checked.rejected.append(_rejection(index, raw, "text is not valid Unicode",

@@ -60,7 +60,7 @@ def parse_header(value: str | None) -> SignatureHeader:
     signatures: list[str] = []
     for part in value.split(","):
         name, _, item = part.strip().partition("=")
-        if name == "t" and item.isdigit():
+        if name == "t" and item.isascii() and item.isdigit():  # not "²": int() refuses it
             timestamp = int(item)
         elif name == SCHEME and item:
             signatures.append(item.strip().lower())

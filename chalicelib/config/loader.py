@@ -620,4 +620,29 @@ def load_bundles(paths: Iterable[Path], templates: Mapping[str, str],
         if not any(p.severity == "error" for p in template_problems):
             bundles.append(CampaignBundle(campaign, str(file), templates_for(campaign, templates)))
     problems += _unchecked_templates(templates, checked, referenced, template_dir, problems)
+    problems += write_limit_problems(bundles)
     return bundles, list(dict.fromkeys(problems))
+
+
+def write_limit_problems(bundles: Sequence[CampaignBundle]) -> list[Problem]:
+    """Campaigns that together could make one event write more items than one
+    DynamoDB transaction holds (ingest writes an event's effects in one)."""
+    from chalicelib.journeys.engine import CampaignSet
+    from chalicelib.store.tx import MAX_ITEMS
+
+    compiled = [b.compiled() for b in bundles]
+    campaigns = CampaignSet(compiled)
+    file_of = {b.campaign.id: b.source for b in bundles}
+    out = []
+    for event_type in sorted(campaigns.event_types()):
+        writes = campaigns.most_writes(event_type)
+        if writes <= MAX_ITEMS:
+            continue
+        for c in campaigns.by_trigger.get(event_type, ()) or campaigns.all:
+            out.append(Problem(
+                file_of[c.id], "$.steps",
+                f"with the other campaigns, one {event_type!r} event could need {writes} "
+                f"writes (steps planned and cancelled, stats); at most {MAX_ITEMS} fit the "
+                "one DynamoDB transaction an event is written in: use fewer or shorter "
+                "campaigns"))
+    return out

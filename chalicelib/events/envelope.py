@@ -183,6 +183,13 @@ def _consent_value(channel: str, value: Any) -> Any:
         raise EventError(path, "must be true/false or an object")
     if not isinstance(value.get("granted"), bool):
         raise EventError(f"{path}.granted", "must be true or false")
+    explicit = value.get("explicit")
+    if explicit is not None and not isinstance(explicit, bool):
+        # "false" as text must never count as an explicit opt-in that lifts a STOP.
+        raise EventError(f"{path}.explicit", "must be true or false")
+    for key in ("source", "text"):
+        if value.get(key) is not None and not isinstance(value[key], str):
+            raise EventError(f"{path}.{key}", "must be a string")
     at = value.get("at")
     if at is None:
         return value
@@ -190,6 +197,14 @@ def _consent_value(channel: str, value: Any) -> Any:
         raise EventError(f"{path}.at", "must be an ISO 8601 datetime")
     moment = parse_time(at, f"{path}.at")
     return {**value, "at": moment.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+_ITEM_STR = ("sku", "name", "category")
+_ITEM_NUMBER = ("quantity", "price")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _order(raw: Any) -> dict[str, Any] | None:
@@ -201,8 +216,11 @@ def _order(raw: Any) -> dict[str, Any] | None:
     if not (_plain_str(order_id) and order_id.strip()):
         _str(raw, "id", "$.order", required=True)
     total = raw.get("total")
-    if total is not None and (isinstance(total, bool) or not isinstance(total, int | float)):
+    if total is not None and not _is_number(total):
         raise EventError("$.order.total", "must be a number")
+    currency = raw.get("currency")
+    if currency is not None and not _plain_str(currency):
+        raise EventError("$.order.currency", "must be a string (an ISO 4217 code)")
     items = raw.get("items")
     if items is None:
         return raw
@@ -212,6 +230,12 @@ def _order(raw: Any) -> dict[str, Any] | None:
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise EventError(f"$.order.items[{i}]", "must be an object")
+        for key in _ITEM_STR:
+            if item.get(key) is not None and not _plain_str(item[key]):
+                raise EventError(f"$.order.items[{i}].{key}", "must be a string")
+        for key in _ITEM_NUMBER:
+            if item.get(key) is not None and not _is_number(item[key]):
+                raise EventError(f"$.order.items[{i}].{key}", "must be a number")
         category = item.get("category")
         if isinstance(category, str) and category not in categories:
             categories.append(category)

@@ -180,6 +180,21 @@ class CampaignSet:
     def get(self, campaign_id: str) -> CompiledCampaign | None:
         return self.by_id.get(campaign_id)
 
+    def most_writes(self, event_type: str) -> int:
+        """An upper bound of the items one event of this type writes at ingest: its
+        marker and the profile; each triggered campaign's steps and stats item; the
+        steps each exit cancels; each goal's stats item; and every date and idle
+        campaign cancelled and planned again (a changed date, a new order)."""
+        steps = sum(len(c.steps) + 1 for c in self.by_trigger.get(event_type, ()))
+        exits = sum(len(c.steps) for c in self.by_exit.get(event_type, ()))
+        goals = len(self.by_goal.get(event_type, ()))
+        yearly = sum(2 * len(c.steps) + 1 for c in (*self.dated, *self.idle))
+        return 2 + steps + exits + goals + yearly
+
+    def event_types(self) -> set[str]:
+        """Every event type some campaign is triggered, exited or converted by."""
+        return {*self.by_trigger, *self.by_exit, *self.by_goal}
+
     def live_through(self, campaign: CompiledCampaign, ref: str, day: date) -> date | None:
         """For a date campaign's recorded ``ref``, given the date the profile holds
         now (:func:`yearly_date`): None when the ref is of another date (the date

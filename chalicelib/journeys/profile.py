@@ -58,7 +58,7 @@ def merge_consent(current: dict[str, Any] | None, value: Any, at: str) -> dict[s
     elif isinstance(value, dict) and isinstance(value.get("granted"), bool):
         granted = value["granted"]
         when = str(value.get("at") or at)
-        explicit = bool(value.get("explicit", False))
+        explicit = value.get("explicit") is True  # only the JSON true, never "false"
     else:
         return current
     if current is not None:
@@ -177,6 +177,9 @@ def _apply_order(profile: Profile, event_type: str, order: Mapping[str, Any], at
     else:
         orders = profile["orders"] = dict(orders)
         orders[order_id] = {**known, "at": at}  # placed arrived after delivered
+        # The order's time moved back: the last order may now be another one (or this
+        # one, earlier), as if the events had come in order.
+        profile["last_order_at"] = max(o["at"] for o in orders.values() if o.get("at"))
     placed_at = orders[order_id]["at"]
     profile["last_order_at"] = _later(profile.get("last_order_at"), placed_at)
     first = profile.get("first_order_at")

@@ -88,10 +88,13 @@ def process_batch(records: list[Record], handle: Callable[[str], object],
     succeeded: list[Record] = []
     for record in records:
         try:
-            handle(record.body)
-        except PermanentError as exc:
-            dead_letter(dlq_name, record.body, exc.reason, exc.kind, record.queue_name)
-            report.dead_lettered += 1
+            try:
+                handle(record.body)
+            except PermanentError as exc:
+                # If the DLQ cannot take it now, the record is a transient failure: it
+                # stays in its queue and comes back, and the rest of the batch goes on.
+                dead_letter(dlq_name, record.body, exc.reason, exc.kind, record.queue_name)
+                report.dead_lettered += 1
         except Exception:
             log.exception("transient failure on record %s", record.message_id)
             report.failed.append(record)

@@ -25,7 +25,7 @@ from chalicelib.pipeline.batch import PermanentError
 from chalicelib.pipeline.stats import StatKey, stat_ops
 from chalicelib.store.campaigns import LiveCache
 from chalicelib.store.models import CustomerModel, EventModel, ScheduleModel
-from chalicelib.store.tx import Op, RequiredConditionFailed, Transaction, commit
+from chalicelib.store.tx import MAX_ITEMS, Op, RequiredConditionFailed, Transaction, commit
 
 log = logging.getLogger(__name__)
 EVENT_MARKER_TTL = timedelta(days=30)
@@ -47,7 +47,9 @@ def decode(body: str | bytes | dict[str, Any]) -> dict[str, Any]:
     if isinstance(body, dict):
         raw: Any = body
     else:
-        if len(body) > MAX_EVENT_BYTES:
+        size = len(body) if isinstance(body, bytes) or body.isascii() else len(
+            body.encode("utf-8", "surrogatepass"))  # bytes, as SQS counts them
+        if size > MAX_EVENT_BYTES:
             raise PermanentError(f"event larger than {MAX_EVENT_BYTES} bytes", "too_large")
         try:
             raw = json.loads(body)
@@ -169,6 +171,11 @@ def ingest_event(event: dict[str, Any], live: LiveCache) -> IngestOutcome:
         profile = dict(current.profile) if current is not None else None
         result = process_event(event, profile, campaigns, conf.default_timezone)
         tx = result_transaction(result, current, event)
+        if len(tx) > MAX_ITEMS:  # validation refuses campaigns that could need this
+            raise PermanentError(
+                f"this event needs {len(tx)} writes; one DynamoDB transaction holds at "
+                f"most {MAX_ITEMS}: fewer or shorter campaigns on {event['type']!r}",
+                "too_many_writes")
         try:
             dropped = commit(tx)
         except RequiredConditionFailed as exc:
