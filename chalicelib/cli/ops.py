@@ -56,20 +56,19 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"{args.file}: no such file", file=sys.stderr)
         return 1
     checkpoint = args.checkpoint or args.file.with_name(args.file.name + ".checkpoint")
+    rejected_path = args.file.with_name(args.file.name + ".rejected.txt")
     progress = Progress(f"import {args.kind}")
     report = run_import(args.kind, args.file, live(), checkpoint=checkpoint,
-                        limit=args.limit, progress=progress)
+                        limit=args.limit, progress=progress, rejected_log=rejected_path)
     progress.done()
-    rejected_path = args.file.with_name(args.file.name + ".rejected.txt")
-    if report.rejected:
-        rejected_path.write_text("".join(f"{args.file}: line {n}: {why}\n"
-                                         for n, why in report.rejected))
-        for n, why in report.rejected[:20]:
-            print(f"{args.file}: line {n}: {why}", file=sys.stderr)
+    for n, why in report.rejected[:20]:
+        print(f"{args.file}: line {n}: {why}", file=sys.stderr)
+    earlier = (f", {report.earlier_rejected} more by earlier runs"
+               if report.earlier_rejected else "")
+    see = f" (see {rejected_path})" if report.rejected or report.earlier_rejected else ""
     state = "complete" if report.complete else f"stopped, resume from {checkpoint}"
     print(f"{report.rows} rows: {report.imported} imported, {report.duplicates} already "
-          f"imported, {len(report.rejected)} rejected"
-          f"{f' (see {rejected_path})' if report.rejected else ''}; {state}")
+          f"imported, {len(report.rejected)} rejected{earlier}{see}; {state}")
     return 1 if report.rejected else 0
 
 

@@ -5,6 +5,11 @@ imported, no event will come to plan it. This job pages through the customers
 table (the one place a Scan is acceptable: a one-off batch job, never a hot path)
 and plans each customer exactly as an event would, with the same deterministic
 schedule ids, so an interrupted run can simply be resumed, or run again.
+
+The checkpoint belongs to the campaigns (ids and versions) it was made for: a run
+for campaigns it does not cover (one pushed or changed since) starts from the first
+customer, for all of them. Planning a customer again for a campaign already planned
+writes and counts nothing, so that costs reads only.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ CHECKPOINT_EVERY = 25
 
 
 class FileCheckpoint:
-    """The last customer id done, in a JSON file (the CLI's resumable state)."""
+    """The last customer id done and the campaigns it was done for, in a JSON file
+    (the CLI's resumable state)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -60,6 +66,21 @@ def backfill_campaigns(campaigns: CampaignSet | None = None) -> CampaignSet:
     return CampaignSet(c for c in live.all if c.trigger_kind in ("date", "idle"))
 
 
+def _campaign_versions(campaigns: CampaignSet) -> dict[str, int]:
+    return {c.id: c.version for c in campaigns.all}
+
+
+def _resume_after(state: dict[str, Any], versions: dict[str, int]) -> str | None:
+    """Where to resume: after the checkpoint's customer when it covers every campaign
+    now backfilled, in the same version; otherwise from the first customer."""
+    covered = state.get("campaigns")
+    if not state.get("after") or not isinstance(covered, dict):
+        return None  # nothing done, or a checkpoint that does not say for what
+    if any(covered.get(cid) != version for cid, version in versions.items()):
+        return None
+    return str(state["after"])
+
+
 def _plan_one(customer: CustomerModel, campaigns: CampaignSet, tz: str) -> tuple[int, int]:
     for _ in range(4):
         result = backfill_profile(dict(customer.profile), campaigns, clock.now(), tz)
@@ -84,8 +105,12 @@ def run_backfill(checkpoint: FileCheckpoint, campaigns: CampaignSet | None = Non
         report.complete = True
         return report
     tz = settings.load().default_timezone
-    state = checkpoint.load() or {}
-    start = {"customer_id": {"S": state["after"]}} if state.get("after") else None
+    versions = _campaign_versions(targets)
+    after = _resume_after(checkpoint.load() or {}, versions)
+    state: dict[str, Any] = {"campaigns": versions}
+    if after is not None:
+        state["after"] = after
+    start = {"customer_id": {"S": after}} if after is not None else None
     customers: Iterable[CustomerModel] = CustomerModel.scan(page_size=PAGE_SIZE,
                                                             last_evaluated_key=start)
     for customer in customers:

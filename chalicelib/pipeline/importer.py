@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from chalicelib import clock
 from chalicelib.pipeline.batch import PermanentError
@@ -34,13 +34,15 @@ class ImportReport:
     imported: int = 0
     duplicates: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)
+    earlier_rejected: int = 0  # rows rejected by the runs this one resumed
     complete: bool = False
 
 
 def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """(line number, row) pairs from JSONL or CSV; a row that cannot be decoded is
-    its error text, so the caller reports it and goes on."""
-    with path.open(encoding="utf-8", newline="") as fh:
+    its error text, so the caller reports it and goes on. UTF-8, with or without a
+    byte order mark (Excel's "CSV UTF-8" writes one)."""
+    with path.open(encoding="utf-8-sig", newline="") as fh:
         if path.suffix.lower() == ".csv":
             reader = csv.DictReader(fh)
             for row in reader:
@@ -128,41 +130,99 @@ ROW_TO_EVENT: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 }
 
 
+class RejectedLog:
+    """The rejected-rows report, written as rows are rejected and kept in step with
+    the checkpoint: a resumed run keeps what the runs before it reported up to the
+    checkpoint, and drops what a run cut short reported after it (those rows are
+    read again), so each rejected row is listed once."""
+
+    def __init__(self, path: Path | None, source: Path, keep: int | None) -> None:
+        self.path, self.source = path, source
+        self.size = self.count = 0
+        self._fh: BinaryIO | None = None
+        if path is None:
+            return
+        if not keep:
+            path.unlink(missing_ok=True)  # a fresh start: the old report is stale
+            return
+        if path.exists():
+            with path.open("r+b") as fh:
+                kept = fh.read(keep)
+                fh.truncate(len(kept))
+            self.size, self.count = len(kept), kept.count(b"\n")
+
+    def add(self, number: int, reason: str) -> None:
+        if self.path is None:
+            return
+        if self._fh is None:
+            self._fh = self.path.open("ab")
+        line = f"{self.source}: line {number}: {reason}\n".encode()
+        self._fh.write(line)
+        self.size += len(line)
+
+    def flush(self) -> None:
+        if self._fh is not None:
+            self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
 def run_import(kind: str, path: Path, live: LiveCache, *, checkpoint: Path,
                limit: int | None = None,
-               progress: Callable[[int], None] | None = None) -> ImportReport:
-    """Import rows after the checkpoint; stop after ``limit`` rows (an interruption)."""
+               progress: Callable[[int], None] | None = None,
+               rejected_log: Path | None = None) -> ImportReport:
+    """Import rows after the checkpoint; stop after ``limit`` rows (an interruption).
+
+    ``rejected_log``, when given, is the rejected-rows report of the whole import,
+    across the runs that resume it (see :class:`RejectedLog`).
+    """
     to_event = ROW_TO_EVENT[kind]
-    done = int(json.loads(checkpoint.read_text())["line"]) if checkpoint.exists() else 0
-    report = ImportReport()
+    state: dict[str, Any] = json.loads(checkpoint.read_text()) if checkpoint.exists() else {}
+    done = int(state.get("line", 0))
+    # A checkpoint written before the report was kept with it: keep the whole report.
+    keep = int(state.get("rejected_bytes", _size(rejected_log))) if done else 0
+    log = RejectedLog(rejected_log, path, keep)
+    report = ImportReport(earlier_rejected=log.count)
     last = done
-    for number, row in read_rows(path):
-        if number <= done:
-            continue
-        if limit is not None and report.rows >= limit:
-            _save(checkpoint, last)
-            return report
-        report.rows += 1
-        try:
-            if isinstance(row, str):
-                raise PermanentError(row)
-            outcome = ingest_event(decode(to_event(row)), live)
-        except PermanentError as exc:
-            report.rejected.append((number, exc.reason))
-        else:
-            report.imported += not outcome.duplicate
-            report.duplicates += outcome.duplicate
-        last = number
-        if report.rows % CHECKPOINT_EVERY == 0:
-            _save(checkpoint, last)
-        if progress is not None:
-            progress(report.rows)
+    try:
+        for number, row in read_rows(path):
+            if number <= done:
+                continue
+            if limit is not None and report.rows >= limit:
+                _save(checkpoint, last, log)
+                return report
+            report.rows += 1
+            try:
+                if isinstance(row, str):
+                    raise PermanentError(row)
+                outcome = ingest_event(decode(to_event(row)), live)
+            except PermanentError as exc:
+                report.rejected.append((number, exc.reason))
+                log.add(number, exc.reason)
+            else:
+                report.imported += not outcome.duplicate
+                report.duplicates += outcome.duplicate
+            last = number
+            if report.rows % CHECKPOINT_EVERY == 0:
+                _save(checkpoint, last, log)
+            if progress is not None:
+                progress(report.rows)
+    finally:
+        log.close()
     checkpoint.unlink(missing_ok=True)
     report.complete = True
     return report
 
 
-def _save(checkpoint: Path, line: int) -> None:
+def _size(path: Path | None) -> int:
+    return path.stat().st_size if path is not None and path.exists() else 0
+
+
+def _save(checkpoint: Path, line: int, log: RejectedLog) -> None:
+    log.flush()  # the report holds at least what the checkpoint says it does
     tmp = checkpoint.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"line": line}))
+    tmp.write_text(json.dumps({"line": line, "rejected_bytes": log.size}))
     tmp.replace(checkpoint)

@@ -13,7 +13,7 @@ from chalicelib import clock
 from chalicelib.cli.main import main
 from chalicelib.journeys import keys
 from chalicelib.local.stack import LocalStack
-from chalicelib.store.models import CustomerModel, ScheduleModel
+from chalicelib.store.models import CustomerModel, ScheduleModel, StatsModel
 from tests.conftest import FIXTURES, ROOT
 
 BIRTHDAY = FIXTURES / "campaigns_birthday"
@@ -103,3 +103,104 @@ def test_imported_orders_update_aggregates_without_triggering_outreach(
     campaigns = {s.step["campaign_id"] for s in ScheduleModel.scan()}
     assert "loyalty-offer" not in campaigns and "delivery-checkin" not in campaigns
     assert "win-back" in campaigns  # idle since June: the win-back is planned
+
+
+def _report_lines(path: Path) -> list[int]:
+    text = path.with_name(path.name + ".rejected.txt").read_text()
+    return [int(line.split(": line ")[1].split(":")[0]) for line in text.splitlines()]
+
+
+def test_the_rejected_rows_report_lists_each_row_once_after_a_crash_between_checkpoints(
+        stack: LocalStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from chalicelib.handlers import live
+    from chalicelib.pipeline.importer import run_import
+
+    clock.set_now(NOW)
+    path = _customers(tmp_path)  # rows 11 and 21 are bad
+    lines = path.read_text().splitlines()
+    lines.insert(52, '{"id": "k-bad-2", "phone": "13"}')  # line 53, after the checkpoint
+    path.write_text("\n".join(lines) + "\n")
+    checkpoint = path.with_name(path.name + ".checkpoint")
+    report_path = path.with_name(path.name + ".rejected.txt")
+
+    def crash(n: int) -> None:
+        if n == 55:
+            raise KeyboardInterrupt  # killed after row 55; checkpoint at row 50
+
+    with pytest.raises(KeyboardInterrupt):
+        run_import("customers", path, live(), checkpoint=checkpoint, progress=crash,
+                   rejected_log=report_path)
+    assert _report_lines(path) == [11, 21, 53]  # as rejected, before the crash
+    assert main(["import", "customers", str(path)]) == 1  # re-reads rows 51..
+    out = capsys.readouterr()
+    assert "1 rejected, 2 more by earlier runs" in out.out and "complete" in out.out
+    assert _report_lines(path) == [11, 21, 53]
+    # A new import of the whole file reports afresh, not on top of the last one.
+    assert main(["import", "customers", str(path)]) == 1
+    assert "3 rejected (see" in capsys.readouterr().out
+    assert _report_lines(path) == [11, 21, 53]
+    path.write_text("\n".join(line for line in lines if "bad" not in line
+                              and "{not json" not in line) + "\n")
+    assert main(["import", "customers", str(path)]) == 0
+    assert not report_path.exists()  # nothing rejected: no stale report either
+    capsys.readouterr()
+
+
+def _stat_sum(campaign: str, counter: str) -> int:
+    return sum(int(getattr(s, counter) or 0) for s in StatsModel.scan()
+               if s.pk.startswith(f"{campaign}#"))
+
+
+def _backfilled_customers(capsys: pytest.CaptureFixture[str]) -> int:
+    out = capsys.readouterr().out
+    return int(out.split("backfill: ")[1].split(" customers")[0])
+
+
+def test_a_backfill_checkpoint_is_only_resumed_for_the_campaigns_it_was_made_for(
+        stack: LocalStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clock.set_now(NOW)
+    assert main(["import", "customers", str(_customers(tmp_path))]) == 1
+    checkpoint = tmp_path / "backfill.json"
+    templates = str(ROOT / "templates")
+    assert main(["push", str(BIRTHDAY), "--templates", templates, "--no-backfill"]) == 0
+    assert main(["backfill", "--checkpoint", str(checkpoint), "--limit", "17"]) == 0
+    assert _backfilled_customers(capsys) == 17
+    state = json.loads(checkpoint.read_text())
+    assert state["campaigns"] == {"birthday": 1} and state["after"]
+    # Same campaigns: resumed after the checkpoint.
+    assert main(["backfill", "--checkpoint", str(checkpoint), "--limit", "5"]) == 0
+    assert _backfilled_customers(capsys) == 5
+    assert len(_birthday_steps()) == 22
+    # A new version of the campaign since: from the first customer, counted once.
+    assert main(["push", str(BIRTHDAY), "--templates", templates, "--no-backfill"]) == 0
+    assert main(["backfill", "--checkpoint", str(checkpoint), "--limit", "59"]) == 0
+    assert _backfilled_customers(capsys) == 59
+    assert json.loads(checkpoint.read_text())["campaigns"] == {"birthday": 2}
+    assert main(["backfill", "--checkpoint", str(checkpoint)]) == 0
+    assert _backfilled_customers(capsys) == 1 and not checkpoint.exists()
+    _assert_once_each(60)
+    assert _stat_sum("birthday", "enrolled") == 60
+    # A checkpoint that does not say which campaigns it was for: from the first customer.
+    checkpoint.write_text(json.dumps({"after": state["after"]}))
+    assert main(["backfill", "--checkpoint", str(checkpoint)]) == 0
+    out = capsys.readouterr().out
+    assert "backfill: 60 customers, 0 steps planned" in out
+    _assert_once_each(60)
+    assert _stat_sum("birthday", "enrolled") == 60
+
+
+def test_a_campaign_pushed_while_a_backfill_is_unfinished_is_counted_once_per_customer(
+        stack: LocalStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clock.set_now(NOW)
+    assert main(["import", "customers", str(_customers(tmp_path))]) == 1
+    checkpoint = str(tmp_path / "backfill.json")
+    templates = str(ROOT / "templates")
+    assert main(["push", str(BIRTHDAY), "--templates", templates, "--no-backfill"]) == 0
+    assert main(["backfill", "--checkpoint", checkpoint, "--limit", "25"]) == 0
+    assert main(["push", str(FIXTURES / "pipeline_audit" / "campaigns_second"),
+                 "--templates", templates, "--checkpoint", checkpoint]) == 0
+    assert "backfill: 60 customers, 95 steps planned" in capsys.readouterr().out
+    for campaign in ("birthday", "birthday-second"):
+        steps = [s for s in ScheduleModel.scan() if s.step["campaign_id"] == campaign]
+        assert len({s.step["customer_id"] for s in steps}) == len(steps) == 60
+        assert _stat_sum(campaign, "enrolled") == 60
