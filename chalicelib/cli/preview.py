@@ -76,8 +76,9 @@ def _check_customer(path: Path, customer: dict[str, Any]) -> bool:
         return False
     zone = customer.get("timezone")
     if zone is not None and (not isinstance(zone, str) or parse_timezone(zone) is None):
-        _error(f"{path}: $.timezone: warning: unknown timezone {zone!r}; "
-               "dates and times are shown in UTC, as they would be sent")
+        _error(f"{path}: $.timezone: warning: unknown timezone {zone!r}; dates and "
+               "times are shown in the default timezone (DEFAULT_TIMEZONE), as they "
+               "would be sent")
     return True
 
 
@@ -102,6 +103,7 @@ def _locale(args: argparse.Namespace, customer: dict[str, Any]) -> tuple[str | N
 
 
 def preview(args: argparse.Namespace) -> int:
+    from chalicelib import settings
     from chalicelib.cli.main import _load
     from chalicelib.config.compiled import compile_campaign
     from chalicelib.journeys import keys
@@ -145,7 +147,8 @@ def preview(args: argparse.Namespace) -> int:
             due_at=datetime.now(UTC), holdout=False, variant=variant, event_id="preview",
             order=order if campaign.trigger_kind == "event" else None)
         context = render_context(planned, profile, campaign,
-                                 lambda kind, _p: f"https://example.invalid/l/{kind}/preview")
+                                 lambda kind, _p: f"https://example.invalid/l/{kind}/preview",
+                                 settings.load().default_timezone)
         template = campaign.template_for(step, variant)
         print(f"--- step {step.id}: {step.channel} after {model_step.after}"
               f"{' at ' + step.at.strftime('%H:%M') if step.at else ''}"

@@ -8,6 +8,7 @@ from typing import Any
 from chalicelib.config.compiled import CompiledCampaign
 from chalicelib.journeys.engine import PlannedStep
 from chalicelib.journeys.profile import Profile
+from chalicelib.journeys.timing import zone
 
 SURVEY_QUESTIONS = {
     "csat": "How satisfied are you with your order? Reply 1 (not at all) to 5 (very).",
@@ -22,8 +23,12 @@ LinkMaker = Callable[[str, dict[str, Any]], str]
 
 
 def render_context(step: PlannedStep, profile: Profile, campaign: CompiledCampaign,
-                   links: LinkMaker) -> dict[str, Any]:
+                   links: LinkMaker, default_tz: str = "America/New_York") -> dict[str, Any]:
+    """What a template sees. ``customer.timezone`` is the zone the step was timed in:
+    the customer's, or ``default_tz`` when theirs is missing or unknown, so dates
+    print in the zone the send was planned in."""
     customer = {k: profile.get(k) for k in _CUSTOMER_FIELDS}
+    customer["timezone"] = zone(profile.get("timezone"), default_tz).key
     customer["attributes"] = dict(profile.get("attributes") or {})
     compiled_step = campaign.step(step.step_id)
     survey_kind = compiled_step.survey if compiled_step else None

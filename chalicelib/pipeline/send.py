@@ -222,7 +222,8 @@ def _render(step: PlannedStep, profile: dict[str, Any], decision: StepDecision,
         # "t" keeps each link to its own route: a survey link cannot unsubscribe.
         return f"{base}/l/{kind}/{links.sign({**payload, 't': kind, 'exp': exp}, key)}"
 
-    context = render_context(step, profile, campaign, make_link)
+    context = render_context(step, profile, campaign, make_link,
+                             settings.load().default_timezone)
     renderer = renderer_for(step.campaign_id, campaign.version,
                             campaigns.templates.get(step.campaign_id, {}))
     locale = profile.get("locale")

@@ -457,7 +457,7 @@ def test_preview_shows_every_step_and_both_email_parts(
     assert code == 1
     assert err.splitlines() == [
         f"{customer}: $.timezone: warning: unknown timezone 'Mars/Base'; dates and times are "
-        "shown in UTC, as they would be sent",
+        "shown in the default timezone (DEFAULT_TIMEZONE), as they would be sent",
         f"{templates}/hello.sms.j2: line 1: 'customer.name' is null (empty for this customer) "
         "and cannot be printed: give a fallback with customer.name|default(\"...\") or test "
         "it with {% if customer.name %}",
