@@ -21,6 +21,18 @@ from chalicelib.local.stack import LocalStack, apply_local_env  # noqa: E402
 apply_local_env()
 
 
+@pytest.fixture(scope="module")
+def example_campaigns() -> Any:
+    """The example campaigns in campaigns/, compiled as a CampaignSet (they validate)."""
+    from chalicelib.config.loader import load_bundles
+    from chalicelib.journeys.engine import CampaignSet
+    from chalicelib.render import load_template_dir
+
+    bundles, problems = load_bundles([ROOT / "campaigns"], load_template_dir(ROOT / "templates"))
+    assert not [p for p in problems if p.severity == "error"]
+    return CampaignSet(b.compiled() for b in bundles)
+
+
 def load_event(name: str) -> dict[str, Any]:
     """A sample event from tests/fixtures/events/<name>.json."""
     data: dict[str, Any] = json.loads((FIXTURES / "events" / f"{name}.json").read_text())

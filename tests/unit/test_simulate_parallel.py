@@ -27,7 +27,6 @@ import pytest
 import chalicelib.journeys.parallel as parallel
 from chalicelib.cli import output
 from chalicelib.cli.main import main
-from chalicelib.config.loader import load_bundles
 from chalicelib.journeys.engine import CampaignSet, Row
 from chalicelib.journeys.parallel import (
     SimulationResult,
@@ -37,7 +36,6 @@ from chalicelib.journeys.parallel import (
 )
 from chalicelib.journeys.simulate import Simulator, open_log, simulate
 from chalicelib.local.generator import generate, write_jsonl
-from chalicelib.render import load_template_dir
 from tests.conftest import ROOT
 
 WORKERS = (2, 3)
@@ -45,10 +43,8 @@ pytestmark = pytest.mark.skipif(not can_fork(), reason="no fork start method her
 
 
 @pytest.fixture(scope="module")
-def campaigns() -> CampaignSet:
-    bundles, problems = load_bundles([ROOT / "campaigns"], load_template_dir(ROOT / "templates"))
-    assert not [p for p in problems if p.severity == "error"]
-    return CampaignSet(b.compiled() for b in bundles)
+def campaigns(example_campaigns: CampaignSet) -> CampaignSet:
+    return example_campaigns
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from chalicelib.config.loader import load_bundles
 from chalicelib.journeys.engine import CampaignSet, Row
 from chalicelib.journeys.simulate import (
     DEFAULT_HORIZON,
@@ -29,15 +28,11 @@ from chalicelib.journeys.simulate import (
     simulate,
 )
 from chalicelib.local.generator import generate
-from chalicelib.render import load_template_dir
-from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="module")
-def campaigns() -> CampaignSet:
-    bundles, problems = load_bundles([ROOT / "campaigns"], load_template_dir(ROOT / "templates"))
-    assert not [p for p in problems if p.severity == "error"]
-    return CampaignSet(b.compiled() for b in bundles)
+def campaigns(example_campaigns: CampaignSet) -> CampaignSet:
+    return example_campaigns
 
 
 @pytest.fixture(scope="module")
