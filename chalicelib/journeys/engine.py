@@ -220,7 +220,7 @@ def _order_snapshot(event: Mapping[str, Any]) -> dict[str, Any] | None:
     order = event.get("order")
     if not order:
         return None
-    keep = ("id", "total", "currency", "items", "category")
+    keep = ("id", "total", "currency", "items", "category", "categories")
     return {k: order[k] for k in keep if k in order}
 
 
@@ -354,7 +354,9 @@ def _exited_ref(enrollment: Mapping[str, Any], etype: str, order: Mapping[str, A
             return ref if ref in enrollment.get("refs", ()) else None
         # The latest enrollment is this order's, or the older one exits at send time.
         return ref if enrollment.get("order") == order["id"] else None
-    return None if enrollment["at"] > at else ref
+    # Only an event after the enrollment (one at the same instant, such as the
+    # trigger itself, does not follow it).
+    return None if enrollment["at"] >= at else ref
 
 
 def _context(profile: Profile, event: Mapping[str, Any] | None, at: str) -> dict[str, Any]:
@@ -443,15 +445,22 @@ def _enroll_dated(result: EventResult, at: datetime, stamp: str, campaigns: Camp
         if local is None:
             local = at.astimezone(tz)
         current = enrollments.get(c.id)
+        after_year: int | None = None
         if current is not None and (day := yearly_date(value, tz)) is not None:
             last_day = campaigns.live_through(c, current["ref"], day)
             if last_day is not None and local.date() <= last_day:
-                continue  # planned already; later years are planned as each one is decided
-        found = _date_occurrence(c, profile, local)
+                if not current.get("exited"):
+                    continue  # planned already; later years are planned as each is decided
+                # This year's occurrence was exited (its steps cancelled, so no decision
+                # on its last step will plan the next): plan next year's now.
+                after_year = int(current["ref"].rsplit(":", 1)[1])
+        found = _date_occurrence(c, profile, local, after_year)
         if found is None:
             continue
         ref, base = found
-        if c.audience is not None and not c.audience(_context(profile, None, stamp)):
+        # The audience is asked as of the occurrence (the enrollment's start): "18 or
+        # older" is true on the 18th birthday, not only when the date became known.
+        if c.audience is not None and not c.audience(_context(profile, None, iso(base))):
             continue
         if current is not None and current["ref"].rsplit(":", 1)[0] != ref.rsplit(":", 1)[0]:
             result.cancelled.extend(
@@ -478,11 +487,13 @@ def _enroll_idle(result: EventResult, before: Profile, stamp: str, campaigns: Ca
         if current is not None:
             result.cancelled.extend(
                 _cancel(c, profile["id"], current["ref"], "cancelled", "ordered again"))
-        if c.audience is not None and not c.audience(_context(profile, None, stamp)):
-            continue
         # Whole days of idleness count on the customer's calendar, as step delays do.
         base = add_local(parse_iso(last), c.idle_after,
                          zone(profile.get("timezone"), default_tz)).astimezone(UTC)
+        # The audience is asked as of the day the customer goes idle (the enrollment's
+        # start), so "days_since(last order) >= 120" reads 120 there.
+        if c.audience is not None and not c.audience(_context(profile, None, iso(base))):
+            continue
         planned = plan_enrollment(c, profile["id"], ref, base, profile.get("timezone"),
                                   default_tz, f"idle:{last}", None)
         _record(profile, c, planned, ref)
@@ -566,7 +577,7 @@ def _exit_reason(campaign: CompiledCampaign, step: PlannedStep, profile: Profile
                 return etype
             continue
         seen = last_events.get(etype)
-        if seen is not None and seen >= step.enrolled_at:
+        if seen is not None and seen > step.enrolled_at:  # after it, as at ingest
             return etype
     if campaign.exit_rule is not None and campaign.exit_rule(_context(profile, None, iso(now))):
         return "exit rule"
@@ -645,7 +656,7 @@ def _decide(step: PlannedStep, compiled_step: CompiledStep, profile: Profile,
         if exited:
             return StepDecision("exited", exited)
     if compiled_step.condition is not None:
-        context = _context(profile, {"order": step.order} if step.order else None, iso(now))
+        context = _context(profile, _step_event(campaign, step), iso(now))
         if not compiled_step.condition(context):
             return StepDecision("skipped", "step condition false")
     if step.holdout:
@@ -668,6 +679,17 @@ def _decide(step: PlannedStep, compiled_step: CompiledStep, profile: Profile,
     return StepDecision("send", "", channel=channel,
                         template=campaign.template_for(compiled_step, step.variant),
                         to=profile[CONTACT_FIELD[channel]])
+
+
+def _step_event(campaign: CompiledCampaign, step: PlannedStep) -> dict[str, Any] | None:
+    """The triggering event as a step condition sees it at send time: its id, type and
+    order (as kept with the step). Date and idle enrollments have no event."""
+    if campaign.trigger_kind != "event":
+        return {"order": step.order} if step.order else None
+    event: dict[str, Any] = {"id": step.event_id, "type": campaign.trigger_event}
+    if step.order:
+        event["order"] = step.order
+    return event
 
 
 def _hours(delta: timedelta) -> str:
