@@ -76,8 +76,10 @@ def _http(handler: api.Handler) -> Response:
     """Chalice's request in, the framework-free handler, Chalice's response out."""
     req = app.current_request
     assert req is not None
+    query = req.query_params
     request = api.HttpRequest.build(req.method, req.path, dict(req.headers), req.raw_body,
-                                    req.uri_params)
+                                    req.uri_params,
+                                    {k: query.getlist(k) for k in query} if query else None)
     reply = api.dispatch(handler, request)
     headers: dict[str, str | list[str]] = dict(reply.headers)
     return Response(body=reply.body, status_code=reply.status, headers=headers)

@@ -17,23 +17,25 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
-    """One request: ``headers`` with lower-case names, ``body`` as received."""
+    """One request: ``headers`` with lower-case names, ``body`` as received, ``query``
+    with every value of each query-string parameter."""
 
     method: str
     path: str
     headers: Mapping[str, str]
     body: bytes
     params: Mapping[str, str] = field(default_factory=dict)
+    query: Mapping[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, method: str, path: str, headers: Mapping[str, str],
               body: bytes | str | None, params: Mapping[str, str] | None = None,
-              ) -> HttpRequest:
+              query: Mapping[str, list[str]] | None = None) -> HttpRequest:
         """Normalize header names to lower case and the body to bytes; ``params`` are
-        the route's path parameters."""
+        the route's path parameters, ``query`` the query string's."""
         raw = body.encode("utf-8") if isinstance(body, str) else (body or b"")
         return cls(method.upper(), path, {k.lower(): v for k, v in headers.items()}, raw,
-                   dict(params or {}))
+                   dict(params or {}), {k: list(v) for k, v in (query or {}).items()})
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())

@@ -1,10 +1,15 @@
 """``POST /webhooks/twilio/status``: Twilio's message status callbacks.
 
+The sender gives Twilio ``StatusCallback = PUBLIC_BASE_URL + route + ?m=<message
+id>`` (:func:`status_callback_url`), so a report names its message even when it
+outruns the API reply that tells the sender the provider id.
+
 The signature (``X-Twilio-Signature``, HMAC-SHA1 with the account's auth token
-over the URL and the sorted form fields) is checked against the *configured*
-public URL, ``PUBLIC_BASE_URL`` + the route: API Gateway changes the host and
-adds the stage to the path, so a URL rebuilt from the request would not match
-the one Twilio signed. The report is then folded into the message's history
+over the full URL, query string included, and the sorted form fields) is checked
+against the *configured* public URL, ``PUBLIC_BASE_URL`` + the route, followed by
+the request's query string: API Gateway changes the host and adds the stage to
+the path, so a URL rebuilt from the request's host or forwarded headers would not
+match the one Twilio signed. The report is then folded into the message's history
 (:mod:`chalicelib.tracking.status_updates`). Twilio is answered 200 even for a
 message we do not know, as anything else makes it retry a report that can never
 be placed; a bad signature gets 403.
@@ -13,7 +18,8 @@ be placed; a bad signature gets 403.
 from __future__ import annotations
 
 import logging
-from urllib.parse import parse_qsl
+from collections.abc import Mapping
+from urllib.parse import parse_qsl, urlencode
 
 from chalicelib import aws, settings
 from chalicelib.api.errors import (
@@ -28,6 +34,8 @@ from chalicelib.tracking.delivery import StatusReport
 log = logging.getLogger(__name__)
 
 STATUS_PATH = "/webhooks/twilio/status"
+MESSAGE_PARAM = "m"
+"""The status callback's query parameter naming the message (its id)."""
 SIGNATURE_HEADER = "X-Twilio-Signature"
 MEDIA_TYPE = "application/x-www-form-urlencoded"
 MAX_BODY_BYTES = 64 * 1024
@@ -59,21 +67,50 @@ def parse_form(body: bytes) -> FormParams:
     return form
 
 
-def signed_url(path: str) -> str:
-    """The URL Twilio was given, and signed: the configured public base + the route."""
-    return settings.load().public_base_url + path
+def signed_url(path: str, query: Mapping[str, list[str]] | None = None) -> str:
+    """The URL Twilio was given, and signed: the configured public base + the route,
+    then the query string, encoded as :func:`status_callback_url` encodes it."""
+    url = settings.load().public_base_url + path
+    pairs = [(name, value) for name, values in (query or {}).items() for value in values]
+    return f"{url}?{urlencode(pairs)}" if pairs else url
+
+
+def request_query(request: HttpRequest) -> Mapping[str, list[str]]:
+    """The request's query parameters (every value of each)."""
+    return request.query
+
+
+def status_callback_url(message_id: str) -> str:
+    """The ``StatusCallback`` for one message: the configured status route, ``?m=<id>``."""
+    return signed_url(STATUS_PATH, {MESSAGE_PARAM: [message_id]})
 
 
 def verify_twilio(request: HttpRequest, form: FormParams, path: str) -> None:
-    """403 unless ``X-Twilio-Signature`` is the auth token's signature of this request."""
+    """403 unless ``X-Twilio-Signature`` is the auth token's signature of this request.
+
+    The URL checked is the configured one for ``path`` with the request's query
+    string: never the host, port or scheme the request (or a proxy's
+    ``X-Forwarded-*`` headers) claims.
+    """
     from twilio.request_validator import RequestValidator
 
     signature = request.header(SIGNATURE_HEADER)
     if not signature:
         raise ForbiddenError(f"missing {SIGNATURE_HEADER} header")
     token = str(aws.secret_json(settings.load().twilio_secret)["auth_token"])
-    if not RequestValidator(token).validate(signed_url(path), form, signature):
+    url = signed_url(path, request_query(request))
+    if not RequestValidator(token).validate(url, form, signature):
         raise ForbiddenError(f"{SIGNATURE_HEADER} does not match this request")
+
+
+def message_named(request: HttpRequest) -> str | None:
+    """The message id in the callback URL's ``m``; ``None`` for a callback without it."""
+    values = request_query(request).get(MESSAGE_PARAM)
+    if not values:
+        return None
+    if len(values) != 1 or not values[0]:
+        raise BadRequestError(f"status callback names {MESSAGE_PARAM!r} more than once or empty")
+    return values[0]
 
 
 def status_report(form: FormParams) -> StatusReport:
@@ -96,5 +133,5 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
         raise PayloadTooLargeError(f"form body larger than {MAX_BODY_BYTES} bytes")
     form = parse_form(request.body)
     verify_twilio(request, form, STATUS_PATH)
-    recorded = record_report(status_report(form))
+    recorded = record_report(status_report(form), message_named(request))
     return HttpResponse(200, {"result": recorded.result})

@@ -207,17 +207,20 @@ class LocalStack:
         """Deliver a webhook into the app through the test client; raise on non-2xx.
 
         The route is ``url`` less the configured public base (which may carry a
-        stage path, like API Gateway's ``/api``).
+        stage path, like API Gateway's ``/api``); the query string goes along, as
+        Twilio signed it.
         """
         from urllib.parse import urlencode, urlsplit
 
         from chalicelib import settings
 
         base = settings.load().public_base_url
-        path = urlsplit(url[len(base):] if url.startswith(base) else url).path
+        parts = urlsplit(url[len(base):] if url.startswith(base) else url)
+        path = parts.path
         if self.client.http is None or path not in set(self.app.routes):
             return  # no route for it (yet): the callback is recorded, not delivered
-        response = self.client.http.post(path, headers=headers, body=urlencode(params))
+        target = f"{path}?{parts.query}" if parts.query else path
+        response = self.client.http.post(target, headers=headers, body=urlencode(params))
         if not 200 <= response.status_code < 300:
             raise RuntimeError(f"webhook {path} answered HTTP {response.status_code}")
 

@@ -12,7 +12,9 @@ Beyond the API it offers what tests need:
   :meth:`LocalTwilioServer.delay_next`), including the *ambiguous* case where a
   message is accepted and the reply is still a 5xx;
 - status callbacks signed like Twilio's (``X-Twilio-Signature``), delivered
-  synchronously by :meth:`LocalTwilioServer.deliver_callbacks`;
+  synchronously by :meth:`LocalTwilioServer.deliver_callbacks`, or posted before
+  the create request is answered (:meth:`LocalTwilioServer.report_before_reply`),
+  as when Twilio's callback outruns its API reply;
 - signed inbound SMS webhooks (:meth:`LocalTwilioServer.simulate_inbound`).
 
 Only the standard library is used, plus ``twilio.request_validator`` to sign.
@@ -223,6 +225,7 @@ class LocalTwilioServer:
         self._messages: dict[str, dict[str, Any]] = {}
         self._create_requests: list[dict[str, list[str]]] = []
         self._faults: list[_Fault] = []
+        self._early: list[int] = []
         self._lifecycles: list[_Lifecycle] = []
         self._callbacks: list[CallbackRecord] = []
         self._httpd: _HttpServer | None = None
@@ -315,6 +318,7 @@ class LocalTwilioServer:
             self._messages.clear()
             self._create_requests.clear()
             self._faults.clear()
+            self._early.clear()
             self._lifecycles.clear()
             self._callbacks.clear()
 
@@ -349,6 +353,23 @@ class LocalTwilioServer:
         """
         with self._lock:
             self._faults.extend([_Fault(delay=seconds)] * count)
+
+    def report_before_reply(self, statuses: int = 3, *, count: int = 1) -> None:
+        """Post the first ``statuses`` status callbacks of each of the next ``count``
+        accepted messages (``queued``, ``sent``, then the final status) *before*
+        answering the create request. Combines with :meth:`fail_next` (with
+        ``after_accept``) and :meth:`delay_next`: reported, then a 5xx or a timeout.
+
+        Twilio does not wait for its API reply to reach the client before calling
+        the status callback; this lets a test see a report arrive while the
+        sender has not yet recorded the message's SID. The posts run in the
+        server's request thread while the client waits; the remaining statuses
+        are left for :meth:`deliver_callbacks`.
+        """
+        if statuses < 1:
+            raise ValueError("report_before_reply needs at least one status")
+        with self._lock:
+            self._early.extend([statuses] * count)
 
     # -- callbacks -----------------------------------------------------------
 
@@ -399,6 +420,17 @@ class LocalTwilioServer:
     def sign(self, url: str, params: Mapping[str, str]) -> str:
         """Return the ``X-Twilio-Signature`` Twilio would send for this webhook."""
         return str(self._validator.compute_signature(url, dict(params)))
+
+    def _report_now(self, sid: str, statuses: int) -> None:
+        """Post the first ``statuses`` pending callbacks of message ``sid`` now."""
+        with self._lock:
+            life = next((x for x in self._lifecycles if x.sid == sid), None)
+            if life is None:
+                return
+            now, life.statuses = life.statuses[:statuses], life.statuses[statuses:]
+            pending = self._advance(_Lifecycle(sid, life.callback_url, now))
+        for url, params in pending:
+            self._post_signed(url, params)
 
     def _advance(self, life: _Lifecycle) -> list[tuple[str, dict[str, str]]]:
         """Apply each remaining status to the stored message (lock held)."""
@@ -471,6 +503,10 @@ class LocalTwilioServer:
             return _error_reply(fault.error())
         params = _validate_create(form, self.unsubscribed)
         message = self._accept(account, params)
+        with self._lock:
+            early = self._early.pop(0) if self._early else 0
+        if early:
+            self._report_now(message["sid"], early)
         if fault.status:
             return _error_reply(fault.error())
         return _Reply(201, message, delay=fault.delay)

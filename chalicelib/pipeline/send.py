@@ -4,6 +4,16 @@ Per send: one GetItem (the profile), one transaction that writes the message as
 ``sending`` (conditional on its deterministic id) and takes the step off the due
 index, the provider call, and one transaction that records the outcome and bumps
 stats. Only failures known to happen before the provider accepted are retried.
+
+Twilio may post a status callback before its API reply reaches us; the callback
+URL names the message (``?m=<id>``), so the report is recorded on the ``sending``
+message at once. The outcome write is therefore conditional on the history
+written at the claim: on the common path it holds (no extra request); when a
+report landed first, the message is read again and the outcome appended after
+the report, with a status that never regresses the report's
+(:func:`~chalicelib.tracking.delivery.outcome_status`). Counters stay counted
+once: the sender's (``sent``, ``failed``, ``ambiguous``) by the one outcome
+transaction that commits, the report's (``delivered``, ``failed``) by the report.
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +40,7 @@ from chalicelib.store.campaigns import LiveCache, LiveCampaigns
 from chalicelib.store.models import MessageModel, ScheduleModel
 from chalicelib.store.tx import Op, RequiredConditionFailed, Transaction, commit
 from chalicelib.tracking import links
+from chalicelib.tracking.delivery import is_report, outcome_status
 
 log = logging.getLogger(__name__)
 RETRY_BACKOFF = timedelta(minutes=5)
@@ -184,9 +196,10 @@ def _record_no_send(step: PlannedStep, token: str, decision: StepDecision) -> No
 def _deliver(step: PlannedStep, decision: StepDecision, rendered: Any,
              channels: Channels) -> SendResult:
     tags = dict(message_tags(step))
-    conf = settings.load()
     if decision.channel == "sms":
-        callback = f"{conf.public_base_url}/webhooks/twilio/status"
+        from chalicelib.api.webhooks import status_callback_url
+
+        callback = status_callback_url(step.id)
         result: SendResult = channels.sms().send(
             SmsMessage(to=str(decision.to), body=rendered.body, status_callback=callback))
         return result
@@ -250,25 +263,37 @@ def renderer_for(campaign_id: str, version: int, templates: dict[str, str] | Any
     return _renderers[key]
 
 
+SENDER_STATUS = {"accepted": "sent", "permanent": "failed", "ambiguous": "ambiguous",
+                 "retryable": "retry"}
+MAX_OUTCOME_TRIES = 5  # writes of the outcome, each after a report changed the message
+
+
+def _sender_status(result: SendResult, attempt: int) -> str:
+    status = SENDER_STATUS[result.outcome]
+    return "failed" if status == "retry" and attempt >= MAX_SEND_ATTEMPTS else status
+
+
 def _outcome_update(step: PlannedStep, token: str, result: SendResult, attempt: int,
-                    history: list[dict[str, Any]]) -> Transaction:
+                    history: list[dict[str, Any]], current: str = "sending") -> Transaction:
+    """The outcome write over a message whose status is ``current`` and history
+    ``history`` (as claimed, or as a provider report left it), conditional on that
+    history: a report landing meanwhile makes it fail rather than be overwritten."""
     now = _now_iso()
-    status = {"accepted": "sent", "permanent": "failed", "ambiguous": "ambiguous",
-              "retryable": "retry"}[result.outcome]
-    if status == "retry" and attempt >= MAX_SEND_ATTEMPTS:
-        status = "failed"
+    status = _sender_status(result, attempt)
+    shown = outcome_status(current, status)
     actions: list[Action] = [
-        MessageModel.status.set(status),
+        MessageModel.status.set(shown),
         MessageModel.history.set([*history, {"status": status, "at": now,
                                              "code": result.error_code}]),
     ]
     if result.provider_id:
         actions.append(MessageModel.provider_id.set(result.provider_id))
-    if result.error_code:
+    if result.error_code and shown == status:  # a report's error code stays
         actions.append(MessageModel.error_code.set(result.error_code))
+    unchanged = MessageModel.history == history
 
     def update_message(tw: TransactWrite) -> None:
-        tw.update(MessageModel(step.id), actions=actions)
+        tw.update(MessageModel(step.id), actions=actions, condition=unchanged)
 
     required: list[Op] = [update_message]
     if status == "retry":
@@ -281,20 +306,49 @@ def _outcome_update(step: PlannedStep, token: str, result: SendResult, attempt: 
     return Transaction(required=required)
 
 
-def _record_outcome(tx: Transaction) -> None:
-    """The provider has answered: this write must land. Retry conflicts (another
-    sender bumping the same stats item), then fall back to writing the message and
-    schedule alone and the stats on their own, so the outcome is never lost."""
-    for attempt in range(4):
+def _message_now(message_id: str) -> tuple[list[dict[str, Any]], str]:
+    msg = MessageModel.get(message_id, consistent_read=True)
+    return list(msg.history or []), msg.status
+
+
+def record_outcome(step: PlannedStep, token: str, result: SendResult, attempt: int,
+                   history: list[dict[str, Any]]) -> None:
+    """The provider has answered: this write must land, once.
+
+    A report that landed on the message first fails the history condition: read
+    the message again and append after it. Retry other conflicts (another sender
+    bumping the same stats item), then fall back to writing the message and
+    schedule alone and the stats on their own, so the outcome is never lost.
+    """
+    seen: list[Any] = [history, "sending"]  # the message as last read
+
+    def write(pick: Callable[[Transaction], list[Op]]) -> None:
+        """Commit ``pick`` of the outcome write, re-reading after each report."""
+        for _ in range(MAX_OUTCOME_TRIES):
+            ops = pick(_outcome_update(step, token, result, attempt, seen[0], seen[1]))
+            try:
+                commit(Transaction(required=ops))
+                return
+            except RequiredConditionFailed as exc:
+                if exc.index != 0:  # the schedule's condition: settled elsewhere
+                    raise
+                seen[:] = _message_now(step.id)
+        raise RuntimeError(f"message {step.id} kept changing while recording its outcome")
+
+    for n in range(4):
         try:
-            commit(tx)
+            write(lambda tx: tx.required)
             return
         except RequiredConditionFailed:
             raise
         except Exception:
-            log.warning("outcome write failed (attempt %d), retrying", attempt + 1)
-            time.sleep(0.05 * 2 ** attempt)
-    for op in tx.required:
+            log.warning("outcome write failed (attempt %d), retrying", n + 1)
+            time.sleep(0.05 * 2 ** n)
+    try:
+        write(lambda tx: tx.required[:1])  # the message alone, still after any report
+    except Exception:
+        log.exception("outcome write failed alone")
+    for op in _outcome_update(step, token, result, attempt, history).required[1:]:
         try:
             commit(Transaction(required=[op]))
         except Exception:
@@ -351,7 +405,7 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
     except RequiredConditionFailed:
         return SendOutcome(step.id, "duplicate", "claimed or sent by another worker")
     result = _deliver(step, decision, rendered, channels)
-    _record_outcome(_outcome_update(step, token, result, attempt, list(message.history or [])))
+    record_outcome(step, token, result, attempt, list(message.history or []))
     if result.outcome == "retryable" and attempt < MAX_SEND_ATTEMPTS:
         follow_due += (clock.iso(clock.now() + RETRY_BACKOFF * attempt),)
     return SendOutcome(step.id, result.outcome, result.error_code or "", result.provider_id,
@@ -359,15 +413,25 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
 
 
 STUCK_REASON = "no provider answer recorded: the worker stopped mid-send"
+STUCK_REPORTED_REASON = "the worker stopped mid-send; the provider reported the message"
+
+
+def _sender_last(history: list[Any] | None) -> str:
+    """The sender's latest entry in a history (reports skipped): ``sending`` until
+    the outcome of the current attempt is recorded."""
+    mine = [e for e in history or [] if isinstance(e, dict) and not is_report(e)]
+    return str(mine[-1].get("status", "sending")) if mine else "sending"
 
 
 def record_stuck(item: ScheduleModel, now: datetime) -> str:
     """Settle a step left ``sending`` past its timeout; returns what it became.
 
-    If its message is still ``sending``, the worker died before the provider's
-    answer was recorded: ``ambiguous``, never resent. If the message has an outcome
-    (the fallback wrote it but not the step), the step is finished to match, or put
-    back in the schedule for a recorded retry.
+    If its message has no outcome from the sender, the worker died before the
+    provider's answer was recorded: ``ambiguous``, never resent; or ``sent`` when
+    the provider has reported the message (its callback names the message), so
+    it was accepted. If the message has an outcome (the fallback wrote it but not
+    the step), the step is finished to match, or put back in the schedule for a
+    recorded retry.
     """
     step = PlannedStep.from_dict(item.step)
     try:
@@ -375,7 +439,8 @@ def record_stuck(item: ScheduleModel, now: datetime) -> str:
     except MessageModel.DoesNotExist:
         message = None
     unchanged = (ScheduleModel.status == "sending") & (ScheduleModel.due_at == item.due_at)
-    status = message.status if message is not None else "sending"
+    history = list(message.history or []) if message is not None else []
+    status = _sender_last(history)
 
     def settle(tw: TransactWrite, outcome: str, reason: str) -> None:
         tw.update(item, actions=[
@@ -397,6 +462,8 @@ def record_stuck(item: ScheduleModel, now: datetime) -> str:
     if status != "sending":
         commit(Transaction(required=[lambda tw: settle(tw, status, "outcome recorded late")]))
         return status
+    if message is not None and any(is_report(e) for e in history):
+        return _settle_reported(step, message, history, now, settle)
 
     def mark_message(tw: TransactWrite) -> None:
         tw.update(MessageModel(step.id), actions=[
@@ -406,6 +473,23 @@ def record_stuck(item: ScheduleModel, now: datetime) -> str:
     commit(Transaction(required=[lambda tw: settle(tw, "ambiguous", STUCK_REASON),
                                  mark_message, *_stat(step, "ambiguous")]))
     return "ambiguous"
+
+
+def _settle_reported(step: PlannedStep, message: MessageModel, history: list[Any],
+                     now: datetime, settle: Callable[[TransactWrite, str, str], None]) -> str:
+    """The worker died after the provider took the message (it reported it): ``sent``."""
+    entry = {"status": "sent", "at": clock.iso(now), "code": None}
+
+    def mark_message(tw: TransactWrite) -> None:
+        tw.update(MessageModel(step.id), actions=[
+            MessageModel.status.set(outcome_status(message.status, "sent")),
+            MessageModel.history.set([*history, entry]),
+            MessageModel.reason.set(STUCK_REPORTED_REASON),
+        ], condition=MessageModel.history == history)  # a report meanwhile: next tick
+
+    commit(Transaction(required=[lambda tw: settle(tw, "sent", STUCK_REPORTED_REASON),
+                                 mark_message, *_stat(step, "sent")]))
+    return "sent"
 
 
 def _mark_sending(schedule_id: str, token: str) -> Op:

@@ -7,6 +7,10 @@ in the history changes nothing. The message's ``status`` only moves forward, to
 the latest *meaningful* status (``sent``, then one of ``delivered``,
 ``undelivered``, ``failed``); the others (``queued``, ``accepted``, ``sending``...)
 are kept in the history only. Each outcome class is counted once per message.
+
+A report may also land while the sender is still waiting for Twilio's answer (the
+callback outran the API reply): the sender's outcome is then folded in after it,
+by :func:`outcome_status`, and never regresses the status the report set.
 """
 
 from __future__ import annotations
@@ -42,13 +46,25 @@ class Change:
     error_code: str | None
 
 
-def _is_report(entry: Any) -> bool:
+def outcome_status(current: str, outcome: str) -> str:
+    """The message status once the sender's ``outcome`` is recorded over ``current``.
+
+    ``current`` is ``sending`` unless a provider report landed first; a status of a
+    higher rank stays (``delivered`` is not undone by the sender's ``sent``, and a
+    report's ``sent`` is not replaced by an ``ambiguous`` read timeout). Rank-0
+    outcomes (``ambiguous``, ``retry``) replace only rank-0 statuses (``sending``).
+    """
+    return current if RANK.get(current, 0) > RANK.get(outcome, 0) else outcome
+
+
+def is_report(entry: Any) -> bool:
+    """Whether a history entry was written by a provider report (not by the sender)."""
     return isinstance(entry, dict) and "provider_id" in entry
 
 
 def seen(history: Sequence[Any], report: StatusReport) -> bool:
     """Whether ``report`` (same provider id and status) is already in ``history``."""
-    return any(_is_report(e) and e["provider_id"] == report.provider_id
+    return any(is_report(e) and e["provider_id"] == report.provider_id
                and e.get("status") == report.status for e in history)
 
 
@@ -75,7 +91,7 @@ def fold(history: Sequence[Any] | None, status: str, report: StatusReport,
              "provider_id": report.provider_id, "code": report.error_code}
     counter = COUNTER.get(report.status)
     if counter is not None and any(
-            _is_report(e) and COUNTER.get(e.get("status", "")) == counter for e in past):
+            is_report(e) and COUNTER.get(e.get("status", "")) == counter for e in past):
         counter = None  # e.g. "failed" after "undelivered": one failure, counted once
     new_rank = RANK.get(report.status, 0)
     keep = RANK.get(status, 0) > new_rank or new_rank == 0

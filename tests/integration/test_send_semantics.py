@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from chalicelib import aws, clock, settings
 from chalicelib.local.stack import LocalStack, sqs_lambda_event
 from chalicelib.pipeline.batch import BatchIncomplete
+from chalicelib.pipeline.stats import stats_totals
 from chalicelib.store import tx
 from chalicelib.store.models import MessageModel, ScheduleModel
 from tests.conftest import load_event
@@ -258,3 +260,96 @@ def test_outcome_written_only_in_part_is_settled_by_the_tick(enrolled: LocalStac
     (step,) = [s for s in ScheduleModel.scan() if s.step["campaign_id"] == "checkin"]
     assert (step.status, step.outcome, step.due_shard) == ("done", "sent", None)
     assert _sms_message().status == "sent" and len(enrolled.twilio.messages) == 1
+
+
+def _fail_outcome_writes(only_schedule: bool) -> Any:
+    """Fail the worker's transactions after its claim (all of them, or those that
+    touch the schedule); status reports, posted from the Twilio server's thread, land."""
+    client = tx.connection().client
+    worker = threading.get_ident()
+    calls = {"n": 0}
+
+    def fail(params: dict[str, Any], **_: Any) -> Any:
+        if threading.get_ident() != worker:
+            return None
+        calls["n"] += 1
+        touches = ScheduleModel.Meta.table_name in json.dumps(params, default=str)
+        if calls["n"] > 1 and (touches or not only_schedule):
+            return ({"status_code": 500, "headers": {}, "body": b""},
+                    {"Error": {"Code": "InternalServerError", "Message": "injected"}})
+        return None
+
+    client.meta.events.register("before-call.dynamodb.TransactWriteItems", fail)
+    return lambda: client.meta.events.unregister("before-call.dynamodb.TransactWriteItems", fail)
+
+
+def _counts(msg: MessageModel) -> tuple[Any, ...]:
+    totals = stats_totals(msg.campaign_id, msg.variant, "treatment", msg.decided_at[:10])
+    return tuple(totals.get(k) for k in ("sent", "delivered", "ambiguous"))
+
+
+def _sender_entries(msg: MessageModel) -> list[str]:
+    return [h["status"] for h in msg.history if "source" not in h]
+
+
+def test_worker_dying_after_the_provider_reported_is_settled_sent(
+        enrolled: LocalStack) -> None:
+    """The callbacks (naming the message) outran the reply, then the worker died before
+    recording the outcome: the provider has the message, so the tick settles it
+    ``sent`` (counted once), keeps the reported ``delivered``, and never resends."""
+    enrolled.twilio.report_before_reply()
+    enrolled.tick(SMS_DUE)
+    undo = _fail_outcome_writes(only_schedule=False)
+    try:
+        enrolled.pump("sends", "send")
+    finally:
+        undo()
+    [sms] = enrolled.twilio.messages
+    msg = _sms_message()
+    assert (msg.status, msg.provider_id, _sender_entries(msg)) == (
+        "delivered", sms["sid"], ["sending"])
+    report = enrolled.tick(SMS_DUE + timedelta(minutes=16))
+    assert report["swept"] == 1
+    msg = _sms_message()
+    assert msg.status == "delivered" and "provider reported" in (msg.reason or "")
+    assert _sender_entries(msg) == ["sending", "sent"]
+    (step,) = [s for s in ScheduleModel.scan() if s.step["campaign_id"] == "checkin"]
+    assert (step.status, step.outcome, step.due_shard) == ("done", "sent", None)
+    assert _counts(msg) == (1, 1, None)
+    enrolled.run_due(SMS_DUE + timedelta(hours=2))
+    assert len(enrolled.twilio.messages) == 1
+
+
+def test_outcome_written_alone_after_a_report_is_counted_once(
+        enrolled: LocalStack) -> None:
+    """The fallback writes the message alone, after the reports already on it, and
+    the stats on their own; the tick then finishes the step without counting again."""
+    enrolled.twilio.report_before_reply()
+    enrolled.tick(SMS_DUE)
+    undo = _fail_outcome_writes(only_schedule=True)
+    try:
+        enrolled.pump("sends", "send")
+    finally:
+        undo()
+    msg = _sms_message()
+    assert (msg.status, _sender_entries(msg)) == ("delivered", ["sending", "sent"])
+    assert enrolled.tick(SMS_DUE + timedelta(minutes=16))["swept"] == 1
+    (step,) = [s for s in ScheduleModel.scan() if s.step["campaign_id"] == "checkin"]
+    assert (step.status, step.outcome) == ("done", "sent")
+    assert _counts(_sms_message()) == (1, 1, None)
+
+
+def test_reports_before_the_reply_then_after_it(
+        enrolled: LocalStack) -> None:
+    """Two reports outrun the reply, the last comes after the outcome is recorded."""
+    enrolled.twilio.report_before_reply(statuses=2)  # queued, sent; delivered comes later
+    enrolled.run_due(SMS_DUE)
+    [sms] = enrolled.twilio.messages
+    msg = _sms_message()
+    assert (msg.status, msg.provider_id) == ("sent", sms["sid"])
+    assert [(h["status"], h.get("source")) for h in msg.history] == [
+        ("sending", None), ("queued", "twilio"), ("sent", "twilio"), ("sent", None)]
+    assert enrolled.twilio.deliver_callbacks() == 1
+    msg = _sms_message()
+    assert msg.status == "delivered"
+    assert _counts(msg) == (1, 1, None)
