@@ -26,6 +26,14 @@ import pytest
 from chalicelib.cli.main import main
 from chalicelib.journeys import keys
 from tests.conftest import ROOT
+from tests.e2e.test_simulate_semantics_audit import (
+    campaign,
+    email,
+    marks_of,
+    sms,
+    steps_of,
+    write_case,
+)
 
 TEMPLATES = ROOT / "templates"
 PHONE = "+14155550123"
@@ -36,20 +44,8 @@ RowT = tuple[str, str, str, str, str, str]  # customer, campaign, step, at, outc
 
 
 # --------------------------------------------------------------------------- helpers
-# The same style as the first audit's helpers (copied, so the two files stay apart).
-
-def campaign(cid: str, trigger: dict[str, Any], steps: list[dict[str, Any]],
-             **extra: Any) -> dict[str, Any]:
-    return {"id": cid, "name": cid, "trigger": trigger, "steps": steps, **extra}
-
-
-def sms(step_id: str = "checkin", **kw: Any) -> dict[str, Any]:
-    return {"id": step_id, "channel": "sms", "template": "checkin", "survey": "csat", **kw}
-
-
-def email(step_id: str = "mail", **kw: Any) -> dict[str, Any]:
-    return {"id": step_id, "channel": "email", "template": "win_back", **kw}
-
+# The first audit's helpers where they are the same; the ones here add data and
+# the output format and workers.
 
 def bday(cid: str, **extra: Any) -> dict[str, Any]:
     return campaign(cid, {"date": "customer.birthday"},
@@ -80,18 +76,6 @@ def ev(eid: str, etype: str, at: str, cid: str, *, tz: str | None = NY,
     return raw
 
 
-def write_case(tmp: Path, campaigns: list[dict[str, Any]],
-               events: Sequence[dict[str, Any] | str]) -> tuple[Path, Path]:
-    cdir = tmp / "campaigns"
-    cdir.mkdir(exist_ok=True)
-    for c in campaigns:
-        (cdir / f"{c['id']}.json").write_text(json.dumps(c))
-    log = tmp / "events.jsonl"
-    log.write_text("".join((e if isinstance(e, str) else json.dumps(e)) + "\n"
-                           for e in events))
-    return cdir, log
-
-
 def run_cli(cdir: Path, log: Path, *extra: str, fmt: str = "json",
             workers: str = "1") -> str:
     out, err = io.StringIO(), io.StringIO()
@@ -116,20 +100,6 @@ def simulate(tmp: Path, campaigns: list[dict[str, Any]], events: Sequence[dict[s
     return [(r["customer"], r["campaign"], r["step"], r["at"], r["outcome"], r["reason"])
             for r in simulate_dicts(tmp, campaigns, events, *extra)]
 
-
-def steps_of(rows: list[RowT], customer: str, camp: str | None = None) -> list[RowT]:
-    """The step decisions (not enrollment rows) of one customer, in output order."""
-    return [r for r in rows if r[0] == customer and r[2] != "-"
-            and (camp is None or r[1] == camp)]
-
-
-def marks_of(rows: list[RowT], customer: str, camp: str | None = None) -> list[RowT]:
-    """The enrollment-level rows (step "-") of one customer."""
-    return [r for r in rows if r[0] == customer and r[2] == "-"
-            and (camp is None or r[1] == camp)]
-
-
-# ================================================ discrepancies (xfail, strict)
 
 def test_step_condition_reads_the_triggering_orders_categories(tmp_path: Path) -> None:
     rule = {"contains_any": [{"var": "event.order.categories"}, ["appliance"]]}
