@@ -1,8 +1,8 @@
 """``POST /webhooks/twilio/status``: Twilio's message status callbacks.
 
 The sender gives Twilio ``StatusCallback = PUBLIC_BASE_URL + route + ?m=<message
-id>`` (:func:`status_callback_url`), so a report names its message even when it
-outruns the API reply that tells the sender the provider id.
+id>`` (:mod:`chalicelib.tracking.callbacks`), so a report names its message even
+when it outruns the API reply that tells the sender the provider id.
 
 The signature (``X-Twilio-Signature``, HMAC-SHA1 with the account's auth token
 over the full URL, query string included, and the sorted form fields) is checked
@@ -18,8 +18,7 @@ be placed; a bad signature gets 403.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 from chalicelib import aws, settings
 from chalicelib.api.errors import (
@@ -29,13 +28,11 @@ from chalicelib.api.errors import (
     UnsupportedMediaTypeError,
 )
 from chalicelib.api.http import HttpRequest, HttpResponse
+from chalicelib.tracking.callbacks import MESSAGE_PARAM, STATUS_PATH, signed_url
 from chalicelib.tracking.delivery import StatusReport
 
 log = logging.getLogger(__name__)
 
-STATUS_PATH = "/webhooks/twilio/status"
-MESSAGE_PARAM = "m"
-"""The status callback's query parameter naming the message (its id)."""
 SIGNATURE_HEADER = "X-Twilio-Signature"
 MEDIA_TYPE = "application/x-www-form-urlencoded"
 MAX_BODY_BYTES = 64 * 1024
@@ -67,24 +64,6 @@ def parse_form(body: bytes) -> FormParams:
     return form
 
 
-def signed_url(path: str, query: Mapping[str, list[str]] | None = None) -> str:
-    """The URL Twilio was given, and signed: the configured public base + the route,
-    then the query string, encoded as :func:`status_callback_url` encodes it."""
-    url = settings.load().public_base_url + path
-    pairs = [(name, value) for name, values in (query or {}).items() for value in values]
-    return f"{url}?{urlencode(pairs)}" if pairs else url
-
-
-def request_query(request: HttpRequest) -> Mapping[str, list[str]]:
-    """The request's query parameters (every value of each)."""
-    return request.query
-
-
-def status_callback_url(message_id: str) -> str:
-    """The ``StatusCallback`` for one message: the configured status route, ``?m=<id>``."""
-    return signed_url(STATUS_PATH, {MESSAGE_PARAM: [message_id]})
-
-
 def verify_twilio(request: HttpRequest, form: FormParams, path: str) -> None:
     """403 unless ``X-Twilio-Signature`` is the auth token's signature of this request.
 
@@ -98,14 +77,14 @@ def verify_twilio(request: HttpRequest, form: FormParams, path: str) -> None:
     if not signature:
         raise ForbiddenError(f"missing {SIGNATURE_HEADER} header")
     token = str(aws.secret_json(settings.load().twilio_secret)["auth_token"])
-    url = signed_url(path, request_query(request))
+    url = signed_url(path, request.query)
     if not RequestValidator(token).validate(url, form, signature):
         raise ForbiddenError(f"{SIGNATURE_HEADER} does not match this request")
 
 
 def message_named(request: HttpRequest) -> str | None:
     """The message id in the callback URL's ``m``; ``None`` for a callback without it."""
-    values = request_query(request).get(MESSAGE_PARAM)
+    values = request.query.get(MESSAGE_PARAM)
     if not values:
         return None
     if len(values) != 1 or not values[0]:

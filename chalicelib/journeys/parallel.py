@@ -53,7 +53,7 @@ Two exchanges over a ``Pipe`` per child, pickled with protocol 5:
    tuples, rebuilt only when :meth:`SimulationResult.pending` is called).
 
 On the 239k-event bench log (two processes) the children's packing, the transfer,
-unpickling and merging together cost about 0.7 s of a 13 s run; ``stats`` has
+unpickling and merging together cost about 0.7-1 s of a 12-13 s run; ``stats`` has
 the parent's timings.
 
 Guards

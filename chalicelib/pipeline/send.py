@@ -40,6 +40,7 @@ from chalicelib.store.campaigns import LiveCache, LiveCampaigns
 from chalicelib.store.models import MessageModel, ScheduleModel
 from chalicelib.store.tx import Op, RequiredConditionFailed, Transaction, commit
 from chalicelib.tracking import links
+from chalicelib.tracking.callbacks import status_callback_url
 from chalicelib.tracking.delivery import is_report, outcome_status
 
 log = logging.getLogger(__name__)
@@ -154,11 +155,13 @@ def _message(step: PlannedStep, decision: StepDecision, status: str,
     )
 
 
-def _earlier_history(message_id: str) -> list[dict[str, Any]]:
+def _message_state(message_id: str) -> tuple[list[dict[str, Any]], str]:
+    """The message's history and status as stored (none yet: empty, ``sending``)."""
     try:
-        return list(MessageModel.get(message_id, consistent_read=True).history or [])
+        msg = MessageModel.get(message_id, consistent_read=True)
     except MessageModel.DoesNotExist:
-        return []
+        return [], "sending"
+    return list(msg.history or []), msg.status
 
 
 def _put_message(msg: MessageModel) -> Op:
@@ -197,8 +200,6 @@ def _deliver(step: PlannedStep, decision: StepDecision, rendered: Any,
              channels: Channels) -> SendResult:
     tags = dict(message_tags(step))
     if decision.channel == "sms":
-        from chalicelib.api.webhooks import status_callback_url
-
         callback = status_callback_url(step.id)
         result: SendResult = channels.sms().send(
             SmsMessage(to=str(decision.to), body=rendered.body, status_callback=callback))
@@ -306,11 +307,6 @@ def _outcome_update(step: PlannedStep, token: str, result: SendResult, attempt: 
     return Transaction(required=required)
 
 
-def _message_now(message_id: str) -> tuple[list[dict[str, Any]], str]:
-    msg = MessageModel.get(message_id, consistent_read=True)
-    return list(msg.history or []), msg.status
-
-
 def record_outcome(step: PlannedStep, token: str, result: SendResult, attempt: int,
                    history: list[dict[str, Any]]) -> None:
     """The provider has answered: this write must land, once.
@@ -320,19 +316,20 @@ def record_outcome(step: PlannedStep, token: str, result: SendResult, attempt: i
     bumping the same stats item), then fall back to writing the message and
     schedule alone and the stats on their own, so the outcome is never lost.
     """
-    seen: list[Any] = [history, "sending"]  # the message as last read
+    now_history, now_status = history, "sending"  # the message as last read
 
     def write(pick: Callable[[Transaction], list[Op]]) -> None:
         """Commit ``pick`` of the outcome write, re-reading after each report."""
+        nonlocal now_history, now_status
         for _ in range(MAX_OUTCOME_TRIES):
-            ops = pick(_outcome_update(step, token, result, attempt, seen[0], seen[1]))
+            ops = pick(_outcome_update(step, token, result, attempt, now_history, now_status))
             try:
                 commit(Transaction(required=ops))
                 return
             except RequiredConditionFailed as exc:
                 if exc.index != 0:  # the schedule's condition: settled elsewhere
                     raise
-                seen[:] = _message_now(step.id)
+                now_history, now_status = _message_state(step.id)
         raise RuntimeError(f"message {step.id} kept changing while recording its outcome")
 
     for n in range(4):
@@ -395,7 +392,7 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
         compiled = campaign.step(step.step_id) if campaign is not None else None
         message = _message(step, decision, "sending", compiled.survey if compiled else None)
         if attempt > 1:  # a retry: keep the earlier attempts' history (one extra read)
-            message.history = [*_earlier_history(step.id), *(message.history or [])]
+            message.history = [*_message_state(step.id)[0], *(message.history or [])]
         claim = Transaction(required=[
             _put_message(message),
             _mark_sending(step.id, token),

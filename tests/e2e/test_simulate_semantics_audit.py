@@ -53,7 +53,8 @@ def email(step_id: str = "mail", **kw: Any) -> dict[str, Any]:
 
 
 def ev(eid: str, etype: str, at: str, cid: str, *, tz: str | None = NY,
-       order: str | None = None, **customer: Any) -> dict[str, Any]:
+       order: str | None = None, data: dict[str, Any] | None = None,
+       **customer: Any) -> dict[str, Any]:
     """An envelope; ``customer`` overrides the defaults (a value of None drops the key)."""
     cust: dict[str, Any] = {"id": cid, "email": f"{cid}@example.com", "phone": PHONE,
                             "consent": {"sms": True, "email": True}}
@@ -69,6 +70,8 @@ def ev(eid: str, etype: str, at: str, cid: str, *, tz: str | None = NY,
         raw["order"] = {"id": order, "total": 80.0,
                         "items": [{"sku": "KX-200", "name": "Kettle", "category": "appliance",
                                    "quantity": 1, "price": 80.0}]}
+    if data is not None:
+        raw["data"] = data
     return raw
 
 
@@ -84,19 +87,30 @@ def write_case(tmp: Path, campaigns: list[dict[str, Any]],
     return cdir, log
 
 
-def simulate(tmp: Path, campaigns: list[dict[str, Any]], events: Sequence[dict[str, Any] | str],
-             *extra: str) -> list[RowT]:
-    """`aftercare simulate --format json` in-process; every row as a tuple."""
-    cdir, log = write_case(tmp, campaigns, events)
+def run_cli(cdir: Path, log: Path, *extra: str, fmt: str = "json",
+            workers: str = "1") -> str:
+    """`aftercare simulate` in-process; its standard output."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(["simulate", "--events", str(log), "--campaigns", str(cdir),
-                     "--templates", str(TEMPLATES), "--format", "json", "--workers", "1",
+                     "--templates", str(TEMPLATES), "--format", fmt, "--workers", workers,
                      *extra])
     assert code == 0, err.getvalue()
-    rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    return out.getvalue()
+
+
+def simulate_dicts(tmp: Path, campaigns: list[dict[str, Any]],
+                   events: Sequence[dict[str, Any] | str], *extra: str) -> list[dict[str, str]]:
+    """Every row with all eight columns."""
+    cdir, log = write_case(tmp, campaigns, events)
+    return [json.loads(line) for line in run_cli(cdir, log, *extra).splitlines()]
+
+
+def simulate(tmp: Path, campaigns: list[dict[str, Any]], events: Sequence[dict[str, Any] | str],
+             *extra: str) -> list[RowT]:
+    """`aftercare simulate --format json` in-process; every row as a 6-tuple."""
     return [(r["customer"], r["campaign"], r["step"], r["at"], r["outcome"], r["reason"])
-            for r in rows]
+            for r in simulate_dicts(tmp, campaigns, events, *extra)]
 
 
 def steps_of(rows: list[RowT], customer: str, camp: str | None = None) -> list[RowT]:

@@ -13,92 +13,35 @@ Local times used below (tz database): New York is EDT (UTC-4) from 2026-03-08 to
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from chalicelib.cli.main import main
 from chalicelib.journeys import keys
-from tests.conftest import ROOT
 from tests.e2e.test_simulate_semantics_audit import (
+    TEMPLATES,
+    UTC_ZONE,
     campaign,
     email,
+    ev,
     marks_of,
+    run_cli,
+    simulate,
+    simulate_dicts,
     sms,
     steps_of,
     write_case,
 )
 
-TEMPLATES = ROOT / "templates"
-PHONE = "+14155550123"
-NY = "America/New_York"
-UTC_ZONE = "Etc/UTC"
-
-RowT = tuple[str, str, str, str, str, str]  # customer, campaign, step, at, outcome, reason
-
-
 # --------------------------------------------------------------------------- helpers
-# The first audit's helpers where they are the same; the ones here add data and
-# the output format and workers.
+# The first audit's helpers (imported above), and one more.
 
 def bday(cid: str, **extra: Any) -> dict[str, Any]:
     return campaign(cid, {"date": "customer.birthday"},
                     [{"id": "greeting", "at": "10:00", "channel": "sms",
                       "template": "birthday"}], **extra)
-
-
-def ev(eid: str, etype: str, at: str, cid: str, *, tz: str | None = NY,
-       order: str | None = None, data: dict[str, Any] | None = None,
-       **customer: Any) -> dict[str, Any]:
-    """An envelope; ``customer`` overrides the defaults (a value of None drops the key)."""
-    cust: dict[str, Any] = {"id": cid, "email": f"{cid}@example.com", "phone": PHONE,
-                            "consent": {"sms": True, "email": True}}
-    if tz is not None:
-        cust["timezone"] = tz
-    for k, v in customer.items():
-        if v is None:
-            cust.pop(k, None)
-        else:
-            cust[k] = v
-    raw: dict[str, Any] = {"id": eid, "type": etype, "occurred_at": at, "customer": cust}
-    if order is not None:
-        raw["order"] = {"id": order, "total": 80.0,
-                        "items": [{"sku": "KX-200", "name": "Kettle", "category": "appliance",
-                                   "quantity": 1, "price": 80.0}]}
-    if data is not None:
-        raw["data"] = data
-    return raw
-
-
-def run_cli(cdir: Path, log: Path, *extra: str, fmt: str = "json",
-            workers: str = "1") -> str:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["simulate", "--events", str(log), "--campaigns", str(cdir),
-                     "--templates", str(TEMPLATES), "--format", fmt, "--workers", workers,
-                     *extra])
-    assert code == 0, err.getvalue()
-    return out.getvalue()
-
-
-def simulate_dicts(tmp: Path, campaigns: list[dict[str, Any]],
-                   events: Sequence[dict[str, Any] | str], *extra: str) -> list[dict[str, str]]:
-    """Every row with all eight columns."""
-    cdir, log = write_case(tmp, campaigns, events)
-    return [json.loads(line) for line in run_cli(cdir, log, *extra).splitlines()]
-
-
-def simulate(tmp: Path, campaigns: list[dict[str, Any]], events: Sequence[dict[str, Any] | str],
-             *extra: str) -> list[RowT]:
-    """`aftercare simulate --format json` in-process; every row as a 6-tuple."""
-    return [(r["customer"], r["campaign"], r["step"], r["at"], r["outcome"], r["reason"])
-            for r in simulate_dicts(tmp, campaigns, events, *extra)]
 
 
 def test_step_condition_reads_the_triggering_orders_categories(tmp_path: Path) -> None:
