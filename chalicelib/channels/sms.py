@@ -10,6 +10,9 @@ what happened                               outcome
 ==========================================  ============
 HTTP 2xx                                    accepted
 HTTP 429 (Twilio 20429)                     retryable
+HTTP 401 (20003), or 21611 (the sender's    retryable
+queue is full): refused before accepting,
+and not because of this message
 other HTTP 4xx (21211, 21610, 21614, ...)   permanent
 HTTP 5xx, or any other status               ambiguous
 connection never made (refused, DNS,        retryable
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
     from twilio.rest import Client
 
 __all__ = [
+    "RETRYABLE_CODES",
     "TWILIO_ERROR_REASONS",
     "TwilioSmsChannel",
     "classify_exception",
@@ -54,10 +58,16 @@ TWILIO_ERROR_REASONS: dict[int, str] = {
     21211: "invalid_to",
     21408: "region_not_enabled",
     21610: "unsubscribed",
+    21611: "queue_full",
     21612: "unroutable",
     21614: "not_mobile",
 }
 """Twilio error codes the sender may act on (21610: the recipient sent STOP)."""
+
+RETRYABLE_CODES = frozenset({20003, 20429, 21611})
+"""4xx codes that say nothing about the message: Twilio refused it before accepting
+anything, for a reason that passes (credentials being rotated, the sender's queue
+over its 10 hours). Marking them permanent would fail every send meanwhile."""
 
 # "+" then digits ("+1 415-555 0123", "+1415"), or a bare run of 7+ digits not
 # inside a word (so SIDs, dates like 2010-04-01 and port numbers stay readable).
@@ -196,7 +206,7 @@ def classify_http_error(status: int, code: int | None, message: str) -> SendResu
     if code in TWILIO_ERROR_REASONS:
         extra["reason"] = TWILIO_ERROR_REASONS[code]
     outcome: Outcome
-    if status == 429:
+    if status == 429 or (400 <= status < 500 and code in RETRYABLE_CODES):
         outcome = "retryable"
     elif 400 <= status < 500:
         outcome = "permanent"

@@ -91,6 +91,13 @@ class Channels:
                                           conf.ses_configuration_set)
         return self._email
 
+    def forget_sms(self) -> None:
+        """Drop the SMS channel: the next send builds it again from the secret, read
+        again once its cache (``aws.SECRET_MAX_AGE``, 5 min) has expired, by the time
+        the first retry is due (``RETRY_BACKOFF``). After Twilio refused the
+        credentials, a rotated auth token would otherwise never reach a warm Lambda."""
+        self._sms = None
+
     def signing_key(self) -> bytes:
         if self._signing_key is None:
             self._signing_key = links.link_key()
@@ -203,6 +210,8 @@ def _deliver(step: PlannedStep, decision: StepDecision, rendered: Any,
         callback = status_callback_url(step.id)
         result: SendResult = channels.sms().send(
             SmsMessage(to=str(decision.to), body=rendered.body, status_callback=callback))
+        if result.extra.get("reason") == "authentication_failed":
+            channels.forget_sms()
         return result
     headers = {"List-Unsubscribe": f"<{rendered.unsubscribe}>",
                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}

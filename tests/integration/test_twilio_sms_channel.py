@@ -159,12 +159,16 @@ def test_other_twilio_400s_are_permanent(server: LocalTwilioServer, code: int, r
     )
 
 
-def test_bad_credentials_are_permanent(server: LocalTwilioServer) -> None:
+def test_bad_credentials_are_retryable(server: LocalTwilioServer) -> None:
+    # Refused before anything was accepted, and not for this message: a token being
+    # rotated must not fail every send meanwhile (see test_delivery_audit).
     channel = TwilioSmsChannel(ACCOUNT, "wrong", None, SENDER, base_url=server.base_url)
 
     result = channel.send(SmsMessage(CUSTOMER, "x"))
 
-    assert (result.outcome, result.error_code) == ("permanent", "20003")
+    assert (result.outcome, result.error_code) == ("retryable", "20003")
+    assert result.extra["reason"] == "authentication_failed"
+    assert server.messages == []
 
 
 def test_rate_limited_is_retryable_and_nothing_was_accepted(server: LocalTwilioServer) -> None:
