@@ -17,7 +17,12 @@ from datetime import timedelta
 from typing import Any
 
 from chalicelib import clock
-from chalicelib.api.errors import BadRequestError, NotFoundError, UnsupportedMediaTypeError
+from chalicelib.api.errors import (
+    BadRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
 from chalicelib.api.events import enqueue
 from chalicelib.api.http import HttpRequest, HttpResponse
 from chalicelib.api.webhooks import MAX_BODY_BYTES, MEDIA_TYPE, parse_form, verify_twilio
@@ -32,6 +37,8 @@ OPT_IN = frozenset({"START", "YES", "UNSTOP"})
 HELP = frozenset({"HELP", "INFO"})
 HELP_TEXT = "Aftercare messages about your orders. Reply STOP to opt out, START to opt back in."
 SURVEY_REPLY_WINDOW = timedelta(days=7)
+_PUNCTUATION = ".,;:!?¡¿'\"()[]-*~"
+_MAX_SCORE_DIGITS = 2  # the widest scale is NPS, 0-10
 
 
 def consent_event(event_id: str, customer_id: str, channel: str, granted: bool,
@@ -84,18 +91,18 @@ def twilio_inbound(request: HttpRequest) -> HttpResponse:
     if request.media_type != MEDIA_TYPE:
         raise UnsupportedMediaTypeError(f"send {MEDIA_TYPE}")
     if len(request.body) > MAX_BODY_BYTES:
-        raise BadRequestError("form body too large")
+        raise PayloadTooLargeError(f"form body larger than {MAX_BODY_BYTES} bytes")
     form = parse_form(request.body)
     verify_twilio(request, form, INBOUND_PATH)
     sender, sid = form.first("From"), form.first("MessageSid")
     if not sender or not sid:
         raise BadRequestError("From and MessageSid are required")
-    keyword = (form.first("Body") or "").strip().split(" ", 1)[0].upper().strip(".!")
+    keyword, alone = reply_keyword(form.first("Body") or "")
     if keyword in HELP:
         return _twiml(HELP_TEXT)
-    if keyword.isdigit():
+    if keyword.isascii() and keyword.isdigit() and len(keyword) <= _MAX_SCORE_DIGITS:
         return _twiml(survey_reply(sender, int(keyword)))
-    if keyword not in OPT_OUT | OPT_IN:
+    if keyword not in OPT_OUT and not (keyword in OPT_IN and alone):
         return _twiml()
     granted = keyword in OPT_IN
     bodies = [consent_event(f"sms-{keyword.lower()}:{sid}:{cid}", cid, "sms", granted,
@@ -104,6 +111,20 @@ def twilio_inbound(request: HttpRequest) -> HttpResponse:
         apply_consent(bodies)
     log.info("sms keyword", extra={"keyword": keyword, "customers": len(bodies)})
     return _twiml()
+
+
+def reply_keyword(body: str) -> tuple[str, bool]:
+    """The first word of an SMS, upper case, without the punctuation around it, and
+    whether it is the whole message.
+
+    Words are split on any whitespace ("STOP\nthanks" starts with STOP). An opt-out
+    needs only the first word: honouring "Stop texting me" errs on the safe side.
+    An opt-in needs the keyword alone ("Yes!"), since "Yes, it arrived" answers a
+    check-in and is no explicit opt-in: it must not lift a STOP.
+    """
+    words = body.split()
+    first = words[0].strip(_PUNCTUATION).upper() if words else ""
+    return first, len(words) == 1
 
 
 def survey_reply(phone: str, score: int) -> str | None:

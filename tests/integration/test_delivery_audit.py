@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from itertools import count
+from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
 from chalicelib import aws, clock, settings
 from chalicelib.local.stack import TWILIO_AUTH_TOKEN, LocalStack
-from chalicelib.store.models import MessageModel
+from chalicelib.store.models import CustomerModel, MessageModel
 from tests.conftest import load_event
 
 DELIVERED = datetime(2026, 3, 1, 14, 3, tzinfo=UTC)
@@ -77,3 +80,72 @@ def test_a_full_sender_queue_is_retried_not_failed(enrolled: LocalStack) -> None
     assert (_sms_message().status, _sms_message().error_code) == ("retry", "21611")
     enrolled.run_due(clock.parse_iso(results[0]["due"][0]))
     assert len(enrolled.twilio.messages) == 1 and _sms_message().status == "sent"
+
+
+# -- inbound SMS: keywords and survey replies -------------------------------------------
+
+_SIDS = count(1)
+
+
+def _text(stack: LocalStack, body: str, *, extra: str = "") -> Any:
+    """Post a Twilio-signed inbound SMS from c-42's phone; the app's reply."""
+    url = settings.load().public_base_url + "/webhooks/twilio/inbound"
+    params = {"MessageSid": f"SM{next(_SIDS):032d}", "From": PHONE, "To": "+15005550006",
+              "Body": body, "AccountSid": stack.twilio.account_sid}
+    if extra:
+        params["Padding"] = extra
+    headers = {"Content-Type": FORM, "X-Twilio-Signature": stack.twilio.sign(url, params)}
+    return stack.client.http.post("/webhooks/twilio/inbound", headers=headers,
+                                  body=urlencode(params))
+
+
+def _sms_consent(stack: LocalStack) -> bool:
+    stack.pump("events", "ingest")
+    granted: bool = CustomerModel.get("c-42").profile["consent"]["sms"]["granted"]
+    return granted
+
+
+def test_a_reply_of_odd_digits_is_no_answer_and_no_500(enrolled: LocalStack) -> None:
+    # "²" is a digit to str.isdigit() but not to int(); 5,000 nines are past
+    # int()'s limit. Both were a 500 (the body quoted in the error log).
+    enrolled.run_due(SMS_DUE)  # the check-in asks for a CSAT score
+    for body in ("²", "9" * 5000, "٣"):
+        reply = _text(enrolled, body)
+        assert reply.status_code == 200, body
+        assert b"Thank you" not in reply.body
+    assert _sms_message().survey_score is None
+
+
+def test_stop_on_its_own_line_or_with_a_comma_opts_out(enrolled: LocalStack) -> None:
+    # The first word of "STOP\nI moved" is STOP (it was "STOP\nI"), as is "Stop," 's.
+    clock.set_now(datetime(2026, 3, 2, 12, 0, tzinfo=UTC))
+    assert _text(enrolled, "STOP\nI moved away").status_code == 200
+    assert _sms_consent(enrolled) is False
+    clock.set_now(datetime(2026, 3, 2, 13, 0, tzinfo=UTC))
+    assert _text(enrolled, "START").status_code == 200
+    assert _sms_consent(enrolled) is True
+    clock.set_now(datetime(2026, 3, 2, 14, 0, tzinfo=UTC))
+    assert _text(enrolled, "Stop, please").status_code == 200
+    assert _sms_consent(enrolled) is False
+    enrolled.run_due(SMS_DUE)
+    assert enrolled.twilio.messages == []
+
+
+def test_yes_in_a_sentence_does_not_lift_a_stop(enrolled: LocalStack) -> None:
+    # An opt-in must be explicit (DESIGN: only START or an explicit opt-in lifts a
+    # STOP): "Yes it arrived" answers a question; "Yes!" alone is the keyword.
+    clock.set_now(datetime(2026, 3, 2, 12, 0, tzinfo=UTC))
+    _text(enrolled, "STOP")
+    assert _sms_consent(enrolled) is False
+    clock.set_now(datetime(2026, 3, 2, 13, 0, tzinfo=UTC))
+    assert _text(enrolled, "Yes it arrived yesterday, thanks").status_code == 200
+    assert _sms_consent(enrolled) is False
+    clock.set_now(datetime(2026, 3, 2, 14, 0, tzinfo=UTC))
+    assert _text(enrolled, " Yes! ").status_code == 200
+    assert _sms_consent(enrolled) is True
+
+
+def test_an_oversized_inbound_sms_is_413_like_the_status_callback(
+        enrolled: LocalStack) -> None:
+    reply = _text(enrolled, "hi", extra="x" * (64 * 1024))
+    assert reply.status_code == 413
