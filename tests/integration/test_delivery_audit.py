@@ -18,8 +18,9 @@ import pytest
 
 from chalicelib import aws, clock, settings
 from chalicelib.local.stack import TWILIO_AUTH_TOKEN, LocalStack
+from chalicelib.pipeline.stats import stats_totals
 from chalicelib.store.models import CustomerModel, MessageModel
-from tests.conftest import load_event
+from tests.conftest import FIXTURES, load_event
 
 DELIVERED = datetime(2026, 3, 1, 14, 3, tzinfo=UTC)
 SMS_DUE = datetime(2026, 3, 3, 15, 0, tzinfo=UTC)
@@ -179,3 +180,65 @@ def test_an_unsubscribe_link_months_old_still_unsubscribes(enrolled: LocalStack)
     altered = path[:-2] + ("AA" if not path.endswith("AA") else "BB")
     assert enrolled.client.http.post(altered, headers={"Content-Type": FORM},
                                      body="List-Unsubscribe=One-Click").status_code == 404
+
+
+# -- SES events (the configuration set's SNS topic) ---------------------------------------
+
+EMAIL_DUE = datetime(2026, 3, 8, 13, 30, tzinfo=UTC)
+
+
+def _email_message() -> MessageModel:
+    (msg,) = [m for m in MessageModel.scan() if m.channel == "email"]
+    return msg
+
+
+def _ses_event(stack: LocalStack, name: str, msg: MessageModel) -> Any:
+    """Publish a real-shaped SES event for ``msg`` to the events topic's function."""
+    text = (FIXTURES / "ses_events" / f"{name}.json").read_text()
+    text = text.replace("MESSAGE_ID", str(msg.provider_id)).replace("TAGGED_ID", msg.message_id)
+    event = stack.client.events.generate_sns_event(message=text)
+    return stack.client.lambda_.invoke("ses_events", event).payload
+
+
+def test_an_ses_complaint_withdraws_email_consent(enrolled: LocalStack) -> None:
+    # The configuration set publishes complaints to the topic (infra/); nothing
+    # listened, so a customer who reported the care tip as spam kept getting email.
+    enrolled.run_due(EMAIL_DUE)
+    msg = _email_message()
+    assert msg.status == "sent" and msg.provider_id
+    assert _ses_event(enrolled, "complaint", msg) == {"result": "recorded"}
+    assert _ses_event(enrolled, "complaint", msg) == {"result": "duplicate"}  # SNS redelivers
+    enrolled.pump("events", "ingest")
+    consent = CustomerModel.get("c-42").profile["consent"]["email"]
+    assert (consent["granted"], consent["source"]) == (False, "email:complaint")
+    after = _email_message()
+    assert after.status == "sent"  # a complaint is not a delivery status
+    assert [(e["status"], e.get("source")) for e in after.history][-1] == ("complained", "ses")
+
+
+def test_ses_delivery_and_a_hard_bounce_are_recorded_and_counted_once(
+        enrolled: LocalStack) -> None:
+    enrolled.run_due(EMAIL_DUE)
+    msg = _email_message()
+    assert _ses_event(enrolled, "delivery", msg) == {"result": "recorded"}
+    assert _email_message().status == "delivered"
+    enrolled.run_due(EMAIL_DUE)  # nothing else due
+    totals = stats_totals(msg.campaign_id, msg.variant, "treatment", msg.decided_at[:10])
+    assert totals.get("delivered") == 1
+    # Another customer's email hard-bounces.
+    bounced = load_event("order_delivered")
+    bounced.update(id="evt-b")
+    bounced["customer"] = {**bounced["customer"], "id": "c-43", "email": "gone@example.com",
+                           "phone": "+14155550124"}
+    clock.set_now(DELIVERED)
+    enrolled.ingest([bounced])
+    enrolled.run_due(EMAIL_DUE)
+    (other,) = [m for m in MessageModel.scan()
+                if m.channel == "email" and m.customer_id == "c-43"]
+    for _ in range(2):
+        assert _ses_event(enrolled, "bounce_permanent", other)["result"] in (
+            "recorded", "duplicate")
+    other = MessageModel.get(other.message_id)
+    assert (other.status, other.error_code) == ("undelivered", "bounce:General")
+    totals = stats_totals(msg.campaign_id, msg.variant, "treatment", msg.decided_at[:10])
+    assert totals.get("failed") == 1 and totals.get("delivered") == 1

@@ -1,0 +1,111 @@
+"""SES events from the configuration set's SNS topic (``aftercare-{stage}-ses-events``).
+
+``infra/`` publishes the configuration set's events to the topic; each email
+carries the tag ``message`` = its message id, which SES copies into every event
+(``mail.tags``), so an event finds its message by key. What an event does:
+
+==========================  ==========================================================
+``eventType``               effect
+==========================  ==========================================================
+``Delivery``                status ``delivered`` (counted once, as for SMS)
+``Bounce``, ``Permanent``   status ``undelivered`` (counted ``failed`` once), code
+                            ``bounce:<subtype>``
+``Bounce``, other types     kept in the history only (``bounced``): SES retried
+``Reject``                  status ``failed`` (code ``reject``)
+``Complaint``               kept in the history (``complained``) and email consent
+                            withdrawn (``source: email:complaint``): a spam report is
+                            an opt-out, and mail after one harms the sender's
+                            reputation
+anything else               ignored (``Send``, ``Open``, ``Click``, ``DeliveryDelay``)
+==========================  ==========================================================
+
+Each report is folded like a Twilio status callback
+(:func:`~chalicelib.tracking.status_updates.record_report`): idempotent on (SES
+message id, status), so SNS delivering an event twice changes nothing, and the
+consent change is an event whose id is derived from the SES message id. Logs
+carry message ids and event types, never addresses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from chalicelib.tracking.delivery import StatusReport
+
+log = logging.getLogger(__name__)
+MESSAGE_TAG = "message"
+
+
+def report_for(event: dict[str, Any]) -> StatusReport | None:
+    """The status report an SES event makes, or ``None`` for one that changes nothing."""
+    kind = event.get("eventType") or event.get("notificationType")
+    provider_id = str((event.get("mail") or {}).get("messageId") or "")
+    if not provider_id:
+        return None
+    if kind == "Delivery":
+        return StatusReport(provider_id, "delivered", source="ses")
+    if kind == "Bounce":
+        bounce = event.get("bounce") or {}
+        code = f"bounce:{bounce.get('bounceSubType') or 'General'}"
+        status = "undelivered" if bounce.get("bounceType") == "Permanent" else "bounced"
+        return StatusReport(provider_id, status, code, source="ses")
+    if kind == "Reject":
+        return StatusReport(provider_id, "failed", "reject", source="ses")
+    if kind == "Complaint":
+        feedback = (event.get("complaint") or {}).get("complaintFeedbackType")
+        return StatusReport(provider_id, "complained", f"complaint:{feedback or 'unknown'}",
+                            source="ses")
+    return None
+
+
+def tagged_message_id(event: dict[str, Any]) -> str | None:
+    """The message id Aftercare tagged the email with (``mail.tags.message``)."""
+    values = ((event.get("mail") or {}).get("tags") or {}).get(MESSAGE_TAG)
+    if isinstance(values, list) and values and isinstance(values[0], str) and values[0]:
+        return values[0]
+    return None
+
+
+def record_ses_event(message: str) -> str:
+    """Fold one SNS message from the SES events topic; returns what happened.
+
+    ``ignored`` (an event type that changes nothing, or not an SES event: logged,
+    since SNS would only deliver it again), ``unknown`` (not an Aftercare email),
+    or the report's result (``recorded``, ``duplicate``, ``mismatch``).
+    """
+    from chalicelib.tracking.status_updates import record_report
+
+    try:
+        event = json.loads(message)
+    except ValueError:
+        event = None
+    if not isinstance(event, dict):
+        log.warning("SES events topic: not a JSON object, dropped")
+        return "ignored"
+    report = report_for(event)
+    message_id = tagged_message_id(event)
+    if report is None:
+        return "ignored"
+    if message_id is None:
+        log.warning("SES event without a message tag", extra={"provider_id": report.provider_id,
+                                                                "status": report.status})
+        return "unknown"
+    recorded = record_report(report, message_id)
+    if report.status == "complained" and recorded.result in ("recorded", "duplicate"):
+        _withdraw_email_consent(message_id, report.provider_id)
+    log.info("SES event", extra={"message_id": message_id, "status": report.status,
+                                 "result": recorded.result})
+    return recorded.result
+
+
+def _withdraw_email_consent(message_id: str, provider_id: str) -> None:
+    """Queue the complaint as an email opt-out of the message's customer (applied by
+    ingest; the event id makes a redelivered complaint a no-op there)."""
+    from chalicelib.api.consent import apply_consent, consent_event
+    from chalicelib.store.models import MessageModel
+
+    customer_id = MessageModel.get(message_id).customer_id
+    apply_consent([consent_event(f"ses-complaint:{provider_id}", customer_id, "email", False,
+                                 "email:complaint")])
