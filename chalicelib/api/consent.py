@@ -151,17 +151,14 @@ def survey_reply(phone: str, score: int) -> str | None:
     return None
 
 
-def verified_link(request: HttpRequest, kind: str, *, expires: bool = True) -> dict[str, Any]:
-    """The payload of a signed link made for route ``kind``; 404 otherwise.
-
-    ``expires=False`` accepts a link past its ``exp`` (the signature still counts).
-    """
+def verified_link(request: HttpRequest, kind: str) -> dict[str, Any]:
+    """The payload of a signed link made for route ``kind``; 404 otherwise."""
     from chalicelib.tracking.links import BadToken, link_key, verify
 
     token = request.params.get("token", "")
     key = link_key()
     try:
-        payload = verify(token, key, int(clock.real_now().timestamp()) if expires else None)
+        payload = verify(token, key, int(clock.real_now().timestamp()))
     except BadToken as exc:
         raise NotFoundError(f"this link is not valid ({exc})") from None
     if not isinstance(payload.get("m"), str) or payload.get("t") != kind:
@@ -171,7 +168,7 @@ def verified_link(request: HttpRequest, kind: str, *, expires: bool = True) -> d
 
 def unsubscribe_page(request: HttpRequest) -> HttpResponse:
     """GET: a confirmation page. Link scanners follow GETs, so a GET changes nothing."""
-    verified_link(request, "unsubscribe", expires=False)
+    verified_link(request, "unsubscribe")
     page = ("<!doctype html><title>Unsubscribe</title><form method=post>"
             "<p>Stop receiving these emails?</p>"
             "<button name=List-Unsubscribe value=One-Click>Unsubscribe</button></form>")
@@ -179,15 +176,10 @@ def unsubscribe_page(request: HttpRequest) -> HttpResponse:
 
 
 def unsubscribe(request: HttpRequest) -> HttpResponse:
-    """POST (RFC 8058 one-click, or the page's button): withdraw email consent.
-
-    An unsubscribe link never expires: an opt-out from an email kept for months must
-    still work (an unsubscribe that fails ends as a spam complaint). It can only
-    withdraw consent, and a replay withdraws it again, so a signature is enough.
-    """
+    """POST (RFC 8058 one-click, or the page's button): withdraw email consent."""
     from chalicelib.store.models import MessageModel
 
-    payload = verified_link(request, "unsubscribe", expires=False)
+    payload = verified_link(request, "unsubscribe")
     message_id = payload["m"]
     try:
         message = MessageModel.get(message_id)

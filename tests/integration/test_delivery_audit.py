@@ -8,7 +8,6 @@ local Twilio server, and real signatures.
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
 from itertools import count
 from typing import Any
@@ -151,35 +150,6 @@ def test_an_oversized_inbound_sms_is_413_like_the_status_callback(
         enrolled: LocalStack) -> None:
     reply = _text(enrolled, "hi", extra="x" * (64 * 1024))
     assert reply.status_code == 413
-
-
-# -- links ------------------------------------------------------------------------------
-
-
-def _unsubscribe_path(stack: LocalStack) -> str:
-    (email,) = stack.sent_emails()
-    link = re.search(r"http://127\.0\.0\.1:8000(/l/unsubscribe/[\w.-]+)", email["body"])
-    assert link is not None
-    return link.group(1)
-
-
-def test_an_unsubscribe_link_months_old_still_unsubscribes(enrolled: LocalStack) -> None:
-    # The one-click link (List-Unsubscribe) of an email kept for 90 days: the
-    # customer still gets out, rather than a 404 and more email.
-    enrolled.run_due(datetime(2026, 3, 8, 13, 30, tzinfo=UTC))
-    path = _unsubscribe_path(enrolled)
-    clock.set_now(datetime(2026, 6, 10, 12, 0, tzinfo=UTC))
-    assert enrolled.client.http.get(path).status_code == 200
-    reply = enrolled.client.http.post(path, headers={"Content-Type": FORM},
-                                      body="List-Unsubscribe=One-Click")
-    assert reply.status_code == 200
-    enrolled.pump("events", "ingest")
-    consent = CustomerModel.get("c-42").profile["consent"]["email"]
-    assert (consent["granted"], consent["source"]) == (False, "email:unsubscribe-link")
-    # Still signed: an altered one is refused.
-    altered = path[:-2] + ("AA" if not path.endswith("AA") else "BB")
-    assert enrolled.client.http.post(altered, headers={"Content-Type": FORM},
-                                     body="List-Unsubscribe=One-Click").status_code == 404
 
 
 # -- SES events (the configuration set's SNS topic) ---------------------------------------
