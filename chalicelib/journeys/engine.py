@@ -8,6 +8,7 @@ these functions, and a differential test holds them to the same rows.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -28,6 +29,12 @@ from chalicelib.journeys.timing import (
 )
 
 MAX_REFS_KEPT = 50
+# The most of an event's ``data`` kept with each planned step for its step conditions
+# (compact JSON). A schedule item is one DynamoDB item (at most 400 KB) and up to 100
+# of them go in one transaction (at most 4 MB), so what steps keep stays small: only
+# the top-level keys of ``data`` the conditions read, and an enrollment that would
+# need more than this is skipped with the reason (see :func:`_kept_data`).
+MAX_STEP_DATA_BYTES = 4096
 _LAST_PLANNED_YEAR = 9998
 CONTACT_FIELD = {"sms": "phone", "email": "email"}
 _MEMO_MAX = 65_536  # entries of CampaignSet's memo; cleared when full
@@ -57,6 +64,9 @@ class PlannedStep:
     variant: str | None
     event_id: str
     order: dict[str, Any] | None = None
+    # The part of the triggering event's ``data`` its step conditions read (None when
+    # they read none, and in records written before this was kept).
+    data: dict[str, Any] | None = None
 
     @property
     def key(self) -> StepKey:
@@ -71,13 +81,16 @@ class PlannedStep:
         return keys.shard_for(self.customer_id)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "id": self.id, "customer_id": self.customer_id, "campaign_id": self.campaign_id,
             "campaign_version": self.campaign_version, "step_id": self.step_id,
             "ref": self.ref, "enrolled_at": self.enrolled_at, "due_at": iso(self.due_at),
             "holdout": self.holdout, "variant": self.variant, "event_id": self.event_id,
             "order": self.order,
         }
+        if self.data is not None:  # only steps whose conditions read event.data
+            d["data"] = self.data
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> PlannedStep:
@@ -86,7 +99,7 @@ class PlannedStep:
             campaign_version=int(d["campaign_version"]), step_id=d["step_id"], ref=d["ref"],
             enrolled_at=d["enrolled_at"], due_at=parse_iso(d["due_at"]),
             holdout=bool(d["holdout"]), variant=d.get("variant"), event_id=d["event_id"],
-            order=d.get("order"),
+            order=d.get("order"), data=d.get("data"),
         )
 
 
@@ -173,6 +186,14 @@ class CampaignSet:
                 self.by_exit.setdefault(e, []).append(c)
             if c.goal_event:
                 self.by_goal.setdefault(c.goal_event, []).append(c)
+        # What each event campaign's step conditions read of the triggering event's
+        # data (see _event_data_reads); campaigns whose conditions read none are absent.
+        self.data_reads: dict[str, tuple[bool, frozenset[str]]] = {}
+        for c in ordered:
+            if c.trigger_kind == "event":
+                reads = _step_data_reads(c)
+                if reads[0] or reads[1]:
+                    self.data_reads[c.id] = reads
         self.dated = tuple(c for c in ordered if c.trigger_kind == "date")
         self._live_through: dict[tuple[str, str, date], date | None] = {}
         self.idle = tuple(c for c in ordered if c.trigger_kind == "idle")
@@ -216,6 +237,108 @@ class CampaignSet:
         return found  # type: ignore[return-value]
 
 
+def _path_reads_data(parts: Sequence[str], keys: set[str]) -> bool:
+    """Note the top-level key of ``event.data`` a constant path reads in ``keys``;
+    True when it reads the whole context, event or data."""
+    if not parts:
+        return True
+    if parts[0] != "event":
+        return False
+    if len(parts) == 1:
+        return True
+    if parts[1] != "data":
+        return False
+    if len(parts) == 2:
+        return True
+    keys.add(parts[2])
+    return False
+
+
+def _event_data_reads(rule: Any) -> tuple[bool, frozenset[str]]:
+    """Which top-level keys of the triggering event's ``data`` a rule can read:
+    ``(False, keys)``, or ``(True, ...)`` when it may read all of it (``var`` of the
+    whole event, of ``event.data`` or of the whole context, a path computed when the
+    rule runs). Conservative: a path inside ``map`` and the like, which reads the
+    item, is counted as if it read the context."""
+    keys: set[str] = set()
+    stack: list[Any] = [rule]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict) or len(node) != 1:
+            continue
+        ((op, raw),) = node.items()
+        if op == "preserve":
+            continue
+        if _reads_all_data(op, raw, keys):
+            return True, frozenset()
+        stack.append(raw)  # rules nested in the arguments (a default, a computed path)
+    return False, frozenset(keys)
+
+
+def _reads_all_data(op: str, raw: Any, keys: set[str]) -> bool:
+    """For one operation that reads the context by path (``var``, ``val``, ``exists``,
+    ``missing``, ``missing_some``): note the data keys it reads; True when it may
+    read all of the data."""
+    if op == "var":
+        spec = (raw[0] if raw else None) if isinstance(raw, list) else raw
+        if isinstance(spec, float) and spec.is_integer():
+            spec = int(spec)
+        if isinstance(spec, (dict, list)):
+            return True
+        return _path_reads_data([] if spec is None or spec == "" else (
+            spec.split(".") if isinstance(spec, str) else [str(spec)]), keys)
+    if op in ("val", "exists"):
+        if isinstance(raw, dict):
+            return True
+        parts = list(raw) if isinstance(raw, list) else ([] if raw is None else [raw])
+        if op == "val" and parts and isinstance(parts[0], list):
+            parts.pop(0)  # a scope jump: read as if from the context
+        return any(isinstance(p, (dict, list)) for p in parts) or _path_reads_data(
+            [p if isinstance(p, str) else str(p) for p in parts], keys)
+    if op in ("missing", "missing_some"):
+        names = raw[1] if op == "missing_some" and isinstance(raw, list) \
+            and len(raw) == 2 else raw
+        flat = names if isinstance(names, list) else [names]
+        for name in (n for item in flat for n in (item if isinstance(item, list) else [item])):
+            if isinstance(name, dict) or (
+                    isinstance(name, str) and _path_reads_data(name.split("."), keys)):
+                return True
+    return False
+
+
+def _step_data_reads(campaign: CompiledCampaign) -> tuple[bool, frozenset[str]]:
+    """What the campaign's step conditions read of the triggering event's data."""
+    steps = campaign.definition.get("steps")
+    keys: frozenset[str] = frozenset()
+    for i, step in enumerate(campaign.steps):
+        if step.condition is None:
+            continue
+        raw = steps[i] if isinstance(steps, Sequence) and i < len(steps) else None
+        if not isinstance(raw, Mapping) or "condition" not in raw:
+            return True, frozenset()  # compiled without its definition: keep it all
+        whole, found = _event_data_reads(raw["condition"])
+        if whole:
+            return True, frozenset()
+        keys |= found
+    return False, keys
+
+
+def _kept_data(reads: tuple[bool, frozenset[str]], event: Mapping[str, Any],
+               ) -> tuple[dict[str, Any] | None, int]:
+    """The part of the event's ``data`` kept with an enrollment's steps, and its size
+    as stored (compact JSON)."""
+    whole, keys = reads
+    data: dict[str, Any] = event.get("data") or {}
+    if not whole:
+        data = {k: data[k] for k in keys if k in data}
+        if not data:
+            return None, 0
+    return data, len(json.dumps(data, separators=(",", ":")))
+
+
 def _order_snapshot(event: Mapping[str, Any]) -> dict[str, Any] | None:
     order = event.get("order")
     if not order:
@@ -226,7 +349,8 @@ def _order_snapshot(event: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def plan_enrollment(campaign: CompiledCampaign, customer_id: str, ref: str, base: datetime,
                     tz_name: str | None, default_tz: str, event_id: str,
-                    order: dict[str, Any] | None) -> list[PlannedStep]:
+                    order: dict[str, Any] | None,
+                    data: dict[str, Any] | None = None) -> list[PlannedStep]:
     """Every step of one enrollment, with its due time (deterministic ids)."""
     tz = zone(tz_name, default_tz)
     campaign_id = campaign.id
@@ -238,10 +362,11 @@ def plan_enrollment(campaign: CompiledCampaign, customer_id: str, ref: str, base
     version = campaign.version
     # Positional arguments (in field order: customer_id, campaign_id,
     # campaign_version, step_id, ref, enrolled_at, due_at, holdout, variant,
-    # event_id, order): this runs for every planned step.
+    # event_id, order, data): this runs for every planned step.
     return [
         PlannedStep(customer_id, campaign_id, version, step.id, ref, enrolled_at,
-                    plan_from_local(base_local, step, tz), holdout, variant, event_id, order)
+                    plan_from_local(base_local, step, tz), holdout, variant, event_id, order,
+                    data)
         for step in campaign.steps
     ]
 
@@ -383,10 +508,20 @@ def _enroll_event(result: EventResult, event: Mapping[str, Any], at: datetime, s
             if not c.audience(context):
                 result.rows.append(Row(cid, c.id, "-", stamp, "skipped", "audience rule false"))
                 continue
+        data: dict[str, Any] | None = None
+        reads = campaigns.data_reads.get(c.id)
+        if reads is not None:  # its step conditions read event.data: keep that part
+            data, size = _kept_data(reads, event)
+            if size > MAX_STEP_DATA_BYTES:
+                result.rows.append(Row(
+                    cid, c.id, "-", stamp, "skipped",
+                    f"event data read by step conditions is {size} bytes, over the "
+                    f"{MAX_STEP_DATA_BYTES} kept with a step"))
+                continue
         if order is None:
             order = _order_snapshot(event)
         planned = plan_enrollment(c, cid, ref, at, profile.get("timezone"), default_tz,
-                                  event["id"], order)
+                                  event["id"], order, data)
         if order:  # the enrollment is this order's: order-scoped exits end only it
             _record(profile, c, planned, ref, order=order["id"])
         else:
@@ -682,13 +817,16 @@ def _decide(step: PlannedStep, compiled_step: CompiledStep, profile: Profile,
 
 
 def _step_event(campaign: CompiledCampaign, step: PlannedStep) -> dict[str, Any] | None:
-    """The triggering event as a step condition sees it at send time: its id, type and
-    order (as kept with the step). Date and idle enrollments have no event."""
+    """The triggering event as a step condition sees it at send time: its id, type,
+    order and the part of its data the campaign's step conditions read (as kept with
+    the step). Date and idle enrollments have no event."""
     if campaign.trigger_kind != "event":
         return {"order": step.order} if step.order else None
     event: dict[str, Any] = {"id": step.event_id, "type": campaign.trigger_event}
     if step.order:
         event["order"] = step.order
+    if step.data is not None:
+        event["data"] = step.data
     return event
 
 

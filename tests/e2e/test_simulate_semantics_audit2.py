@@ -73,10 +73,6 @@ def test_step_condition_reads_the_triggering_event_id_and_type(tmp_path: Path) -
         ("c1", "gift", "by-type", "2026-04-02T14:00:00Z", "sent", "")]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "campaigns.md: 'audience, condition, exit.rule: JSON Logic ... evaluated on "
-    "{customer, event, now}'. At send time the step keeps the event's id, type and order "
-    "but not its `data`, so a step condition on event.data is false (known gap)."))
 def test_step_condition_reads_the_triggering_event_data(tmp_path: Path) -> None:
     c = campaign("gift", {"event": "order.delivered"}, [
         email("by-data", after="P1D", at="11:00",
