@@ -77,3 +77,30 @@ def test_a_stuck_send_is_only_swept_after_any_sender_could_have_finished() -> No
     timeouts = [config.get("lambda_timeout", 60)] + [
         s.get("lambda_timeout", 0) for s in config["stages"].values()]
     assert SENDING_TIMEOUT.total_seconds() > 2 * max(timeouts)
+
+
+def test_topics_use_a_key_their_aws_publishers_may_use() -> None:
+    """SES (event publishing) and CloudWatch (alarm actions) cannot publish to a topic
+    encrypted with the AWS managed alias/aws/sns: its key policy cannot grant them."""
+    resources = _template()["Resources"]
+    topics = {name: r["Properties"] for name, r in resources.items()
+              if r["Type"] == "AWS::SNS::Topic"}
+    assert set(topics) == {"SesEventsTopic", "AlarmTopic"}
+    for name, props in topics.items():
+        key = props["KmsMasterKeyId"]
+        assert isinstance(key, dict) and "Ref" in key, f"{name}: {key!r}"
+        key_resource = resources[key["Ref"]]
+        assert key_resource["Type"] == "AWS::KMS::Key"
+        assert key_resource["Properties"]["EnableKeyRotation"] is True
+    key_policy = resources["TopicKey"]["Properties"]["KeyPolicy"]["Statement"]
+    publishers = [s for s in key_policy if s.get("Principal", {}).get("Service")]
+    assert len(publishers) == 1
+    assert set(publishers[0]["Principal"]["Service"]) == {
+        "ses.amazonaws.com", "cloudwatch.amazonaws.com"}
+    assert set(publishers[0]["Action"]) == {"kms:GenerateDataKey*", "kms:Decrypt"}
+    assert "aws:SourceAccount" in publishers[0]["Condition"]["StringEquals"]
+    topic_policy = resources["SesEventsTopicPolicy"]["Properties"]
+    assert topic_policy["Topics"] == [{"Ref": "SesEventsTopic"}]
+    (statement,) = topic_policy["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "ses.amazonaws.com"}
+    assert statement["Action"] == "sns:Publish"
