@@ -412,10 +412,28 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
         return SendOutcome(step.id, "duplicate", "claimed or sent by another worker")
     result = _deliver(step, decision, rendered, channels)
     record_outcome(step, token, result, attempt, list(message.history or []))
+    if decision.channel == "sms" and result.error_code == UNSUBSCRIBED_CODE:
+        _record_carrier_opt_out(step)
     if result.outcome == "retryable" and attempt < MAX_SEND_ATTEMPTS:
         follow_due += (clock.iso(clock.now() + RETRY_BACKOFF * attempt),)
     return SendOutcome(step.id, result.outcome, result.error_code or "", result.provider_id,
                        due=follow_due)
+
+
+UNSUBSCRIBED_CODE = "21610"  # Twilio: the recipient has replied STOP to this sender
+
+
+def _record_carrier_opt_out(step: PlannedStep) -> None:
+    """Twilio refused the SMS because the recipient opted out (21610): record it as an
+    SMS opt-out, as an inbound STOP would be, so the customer's later steps are
+    suppressed at decision time instead of each failing at Twilio. The STOP reached
+    Twilio but not us (sent before Aftercare had the number, or its webhook was
+    lost); a later START lifts it, as it lifts Twilio's block. The event id is the
+    step's, so a redelivered send changes nothing more."""
+    from chalicelib.api.consent import apply_consent, consent_event
+
+    apply_consent([consent_event(f"twilio-21610:{step.id}", step.customer_id, "sms", False,
+                                 "sms:twilio-21610")])
 
 
 STUCK_REASON = "no provider answer recorded: the worker stopped mid-send"

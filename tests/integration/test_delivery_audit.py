@@ -212,3 +212,38 @@ def test_ses_delivery_and_a_hard_bounce_are_recorded_and_counted_once(
     assert (other.status, other.error_code) == ("undelivered", "bounce:General")
     totals = stats_totals(msg.campaign_id, msg.variant, "treatment", msg.decided_at[:10])
     assert totals.get("failed") == 1 and totals.get("delivered") == 1
+
+
+# -- Twilio 21610: the recipient opted out at Twilio -------------------------------------
+
+
+def test_a_21610_refusal_records_an_sms_opt_out_that_later_events_keep(
+        enrolled: LocalStack) -> None:
+    # c-42 texted STOP to the sending number before Aftercare knew it: Twilio refuses
+    # the check-in with 21610. That is an opt-out, recorded as one (explicit, with
+    # its source), so later SMS steps are suppressed at decision time (as a STOP
+    # between enrollment and send is) instead of each failing at Twilio again; an
+    # order system resending a plain "sms": true does not lift it.
+    enrolled.twilio.unsubscribed.add(PHONE)
+    enrolled.run_due(SMS_DUE)
+    msg = _sms_message()
+    assert (msg.status, msg.error_code) == ("failed", "21610")
+    assert _sms_consent(enrolled) is False
+    consent = CustomerModel.get("c-42").profile["consent"]["sms"]
+    assert (consent["source"], consent["explicit"]) == ("sms:twilio-21610", True)
+
+    later = load_event("order_delivered")  # carries consent {"sms": true}
+    later.update(id="evt-later", occurred_at="2026-04-01T14:02:00Z")
+    later["order"] = {**later["order"], "id": "o-10"}
+    clock.set_now(datetime(2026, 4, 1, 14, 3, tzinfo=UTC))
+    enrolled.ingest([later])
+    assert _sms_consent(enrolled) is False
+
+
+def test_a_start_after_a_21610_opt_out_lifts_it(enrolled: LocalStack) -> None:
+    enrolled.twilio.unsubscribed.add(PHONE)
+    enrolled.run_due(SMS_DUE)
+    assert _sms_consent(enrolled) is False
+    clock.set_now(datetime(2026, 3, 5, tzinfo=UTC))
+    assert _text(enrolled, "START").status_code == 200
+    assert _sms_consent(enrolled) is True
