@@ -36,6 +36,12 @@ def _predicate(rule: Any, path: str) -> Predicate | None:
             # are logged: they may be personal data.
             log.warning("rule at %s failed to evaluate: %s", path, exc.type)
             return False
+        except Exception as exc:  # a defect of the rule runtime on odd data
+            # Still "not matched": one customer's data must not fail the event for
+            # every campaign (the event would be retried, then dead-lettered).
+            log.error("rule at %s raised %s (a bug: please report it)", path,
+                      type(exc).__name__)
+            return False
 
     return predicate
 

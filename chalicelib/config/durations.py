@@ -12,9 +12,9 @@ from datetime import timedelta
 
 _DURATION = re.compile(
     r"^P(?!$)(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?$",
+    r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?\Z",
     re.ASCII,  # `\d` is 0-9 only (not other scripts' digits), as in the JSON Schema
-)
+)  # `\Z`, not `$`: Python's `$` also matches before a final newline ("P2D\n")
 # Longer delays are typos (P2000D for P200D) and would push dates past year 9999.
 MAX_DURATION = timedelta(days=3660)
 # The same language without look-arounds, for JSON Schema (editors): at least
@@ -60,9 +60,9 @@ def parse_duration(text: str) -> timedelta:
     too_long = DurationError(
         f"duration {_shown(text)} is too long (at most {MAX_DURATION.days} days)")
     # Each part is bounded first, so that timedelta() cannot overflow.
-    if any(v and len(v) > 12 for v in m.groupdict().values()):
+    if any(v and len(v.lstrip("0")) > 12 for v in m.groupdict().values()):
         raise too_long
-    parts = {k: int(v) for k, v in m.groupdict().items() if v}
+    parts = {k: int(v.lstrip("0") or "0") for k, v in m.groupdict().items() if v}
     seconds = sum(parts.get(unit, 0) * length for unit, length in _UNIT_SECONDS.items())
     if seconds > MAX_DURATION.total_seconds():
         raise too_long

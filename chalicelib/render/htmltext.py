@@ -35,6 +35,10 @@ class _TextExtractor(HTMLParser):
             if alt:
                 self.parts.append(alt)
         if tag == "a":
+            # A link inside a link ends the first, as browsers parse it (and each
+            # closing tag then reads only its own label, not all the nested ones).
+            while self._links:
+                self.handle_endtag("a")
             self._links.append((dict(attrs).get("href"), len(self.parts)))
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -52,6 +56,15 @@ class _TextExtractor(HTMLParser):
             label = " ".join("".join(self.parts[start:]).split())
             if href and not href.startswith(("#", "mailto:", "tel:")) and href != label:
                 self.parts.append(f" ({href})" if label else href)
+
+    def parse_marked_section(self, i: int, report: bool = True) -> int:
+        # `<![foo[`, `<![ x`: HTMLParser raises AssertionError on a marked section
+        # it does not know; a browser ignores it up to the next `>`, so do we.
+        try:
+            return int(super().parse_marked_section(i, report))
+        except AssertionError:
+            end = self.rawdata.find(">", i)
+            return -1 if end < 0 else end + 1
 
     def handle_data(self, data: str) -> None:
         if not self._skip:

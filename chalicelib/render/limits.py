@@ -150,34 +150,86 @@ def check_width(value: Any, what: str) -> None:
 
 # ------------------------------------------------------- format strings
 
-_PRINTF = re.compile(
-    r"%(?:\([^)]*\))?[#0\- +]*(?P<width>\*|\d+)?(?:\.(?P<precision>\*|\d*))?[hlL]?"
-    r"(?P<type>[diouxXeEfFgGcrsa%])"
-)
+_DIGITS: Final = frozenset("0123456789")
+_PAREN: Final = re.compile("[()]")
+
+
+def _number(fmt: str, start: int) -> tuple[str, int]:
+    """A printf width or precision at ``start`` (``*`` or digits) and where it ends."""
+    if start < len(fmt) and fmt[start] == "*":
+        return "*", start + 1
+    end = start
+    while end < len(fmt) and fmt[end] in _DIGITS:
+        end += 1
+    return fmt[start:end], end
+
+
+def _printf_fields(fmt: str) -> Iterator[tuple[str, str]]:
+    """``(width, precision)`` of each conversion in ``fmt``, as Python's ``%`` reads it.
+
+    Parsed the way CPython does, in one pass: a mapping key may hold nested
+    parentheses (``%(a(b))9s``), which a regular expression stopping at the first
+    ``)`` would miss, and a key that is never closed ends the scan (Python then
+    refuses the whole format) instead of being searched for at every ``%(``.
+    """
+    end = len(fmt)
+    i = fmt.find("%")
+    while i >= 0:
+        j = i + 1
+        if j < end and fmt[j] == "(":
+            depth, j = 1, j + 1
+            while depth:
+                paren = _PAREN.search(fmt, j)
+                if paren is None:
+                    return  # incomplete format key: Python raises
+                depth += 1 if paren.group() == "(" else -1
+                j = paren.end()
+        while j < end and fmt[j] in "#0- +":
+            j += 1
+        width, j = _number(fmt, j)
+        precision = ""
+        if j < end and fmt[j] == ".":
+            precision, j = _number(fmt, j + 1)
+        if j < end and fmt[j] in "hlL":
+            j += 1
+        yield width, precision
+        i = fmt.find("%", j + 1)  # past the conversion type (``%%`` included)
 
 
 def _shown(digits: str) -> str:
     return digits if len(digits) <= 12 else digits[:12] + "..."
 
 
+def _field_size(part: str, text: str) -> int:
+    """What one width or precision adds to the output; refuses one over MAX_WIDTH."""
+    if len(text) > 6 or int(text) > MAX_WIDTH:
+        raise SecurityError(f"format {part} {_shown(text)} is too large "
+                            f"(at most {MAX_WIDTH:,})")
+    return int(text)
+
+
 def check_printf(fmt: str, args: Any) -> None:
-    """Refuse ``'%1000000000s' % x`` and estimate what ``fmt % args`` builds."""
+    """Refuse ``'%1000000000s' % x`` and estimate what ``fmt % args`` builds.
+
+    The estimate counts each field's width and precision (a thousand
+    ``%99999s`` fields build 100 million characters from a one-character value).
+    """
     fields = 0
-    for match in _PRINTF.finditer(fmt):
-        for part in ("width", "precision"):
-            text = match.group(part)
+    padding = 0
+    for width, precision in _printf_fields(fmt):
+        for part, text in (("width", width), ("precision", precision)):
             if text == "*":
                 raise SecurityError(f"a computed {part} ('*') is not allowed in a format")
-            if text and (len(text) > 6 or int(text) > MAX_WIDTH):
-                raise SecurityError(f"format {part} {_shown(text)} is too large "
-                                    f"(at most {MAX_WIDTH:,})")
+            if text:
+                padding += _field_size(part, text)
         fields += 1
-    refuse_over(len(fmt) + fields * size(args), "this format")
+    refuse_over(len(fmt) + fields * size(args) + padding, "this format")
 
 
 def check_format(fmt: str, args: Any) -> None:
     """Refuse ``'{0:>1000000000}'.format(x)`` and estimate what it builds."""
     fields = 0
+    padding = 0
     try:
         parsed = list(string.Formatter().parse(fmt))
     except ValueError:
@@ -189,10 +241,8 @@ def check_format(fmt: str, args: Any) -> None:
         if spec and "{" in spec:
             raise SecurityError("a computed width or precision is not allowed in a format")
         for digits in re.findall(r"\d+", spec or ""):
-            if len(digits) > 6 or int(digits) > MAX_WIDTH:
-                raise SecurityError(f"format width {_shown(digits)} is too large "
-                                    f"(at most {MAX_WIDTH:,})")
-    refuse_over(len(fmt) + fields * size(args), "this format")
+            padding += _field_size("width", digits)
+    refuse_over(len(fmt) + fields * size(args) + padding, "this format")
 
 
 # ------------------------------------------- operations that can amplify input

@@ -416,7 +416,9 @@ def _load(source: str, consts: dict[str, Any], path: str) -> dict[str, Any]:
             warnings.simplefilter("ignore", SyntaxWarning)
             code = compile(source, f"<rule {path}>", "exec")
     except (SyntaxError, RecursionError, MemoryError) as exc:
-        raise RuleError(path, f"rule too complex to compile ({exc})") from exc
+        detail = f" ({exc})" if str(exc) else ""
+        raise RuleError(path, "rule too complex to compile: too many operands in one "
+                        f"'and', 'or', 'if' or '??', or nested too deeply{detail}") from exc
     exec(code, namespace)
     return namespace
 
@@ -443,4 +445,11 @@ def collect_errors(rule: Any, path: str = "$") -> list[RuleError]:
     compiler = Compiler(fast=False, consts={}, collect=True)
     compiler.node(rule, path)
     assert compiler.errors is not None
+    if not compiler.errors:
+        # A rule every node of which is fine can still be more than Python compiles
+        # (thousands of 'or' operands): validation must say so, as loading would.
+        try:
+            build(rule, path)
+        except RuleError as exc:
+            return [exc]
     return compiler.errors

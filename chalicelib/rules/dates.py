@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import INVALID_ARGUMENTS, RuleEvaluationError
+from .runtime import strict_eq
 
 __all__ = [
     "anniversary_in_year",
@@ -119,14 +120,15 @@ def _clock(data: Any) -> _Clock:
     if raw is None:
         return _make_clock(datetime.now(UTC))
     parsed = parse_instant(raw)
-    if parsed is None:
+    moment_utc = _utc(parsed) if isinstance(parsed, datetime) else parsed
+    if moment_utc is None:
         raise RuleEvaluationError(
             INVALID_ARGUMENTS, f"'now' is not an ISO-8601 datetime: {raw!r}"
         )
-    if isinstance(parsed, datetime):
-        moment = parsed.astimezone(UTC)
+    if isinstance(moment_utc, datetime):
+        moment = moment_utc
     else:
-        moment = datetime(parsed.year, parsed.month, parsed.day, tzinfo=UTC)
+        moment = datetime(moment_utc.year, moment_utc.month, moment_utc.day, tzinfo=UTC)
     clock = _make_clock(moment)
     if raw.__class__ is str:
         if len(_CLOCKS) >= _CACHE_LIMIT:
@@ -196,18 +198,27 @@ def _today_in(clock: _Clock, zone_name: Any) -> tuple[_Today, tzinfo]:
         if zone is UTC:
             hit = (clock.today, UTC)
         else:
-            hit = (_make_today(clock.moment.astimezone(zone).date()), zone)
+            try:
+                local = clock.moment.astimezone(zone)
+            except OverflowError:  # `now` at the very end of year 9999
+                raise RuleEvaluationError(
+                    INVALID_ARGUMENTS, "'now' is out of range in that timezone") from None
+            hit = (_make_today(local.date()), zone)
         if len(clock.zones) < _CACHE_LIMIT:
             clock.zones[zone_name] = hit
     return hit
 
 
-def _utc(moment: datetime) -> datetime:
+def _utc(moment: datetime) -> datetime | None:
+    """``moment`` in UTC; None when that is outside years 1-9999 (``0001-01-01T00:00+01:00``)."""
     if moment.tzinfo is UTC:
         return moment
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 def days_since(value: Any, data: Any) -> int | None:
@@ -249,10 +260,14 @@ def _years_between(start: date, today: _Today) -> int:
 def years_since(value: Any, data: Any) -> int | None:
     """Whole years from ``value`` to today (UTC): an age or a tenure."""
     when = parse_instant(value)
+    if isinstance(when, datetime):
+        when = _utc(when)
+        if when is None:
+            return None  # not a date in UTC: unreadable, like any other
+        return _years_between(when.date(), _now(data).today)
     if when is None:
         return None
-    start = _utc(when).date() if isinstance(when, datetime) else when
-    return _years_between(start, _now(data).today)
+    return _years_between(when, _now(data).today)
 
 
 def is_anniversary(value: Any, zone_name: Any, data: Any) -> bool | None:
@@ -266,13 +281,18 @@ def is_anniversary(value: Any, zone_name: Any, data: Any) -> bool | None:
     today, zone = _today_in(_now(data), zone_name)
     if isinstance(when, datetime):
         moment = _utc(when)
+        if moment is None:
+            return None  # not a date in UTC: unreadable, like any other
         if zone is not UTC:
             # Its local date is within a day of its UTC date: skip the costly
             # conversion when that cannot be an anniversary.
             gap = abs(_DAY_OF_YEAR[moment.month * 100 + moment.day] - today.day_of_year)
             if 2 < gap < 364:
                 return False
-            moment = moment.astimezone(zone)
+            try:
+                moment = moment.astimezone(zone)
+            except OverflowError:  # 9999-12-31 ahead of UTC: no local date
+                return None
         when = moment.date()
     month_day = when.month * 100 + when.day
     if month_day != today.month_day and not (month_day == 229 and today.leap_day_today):
@@ -287,6 +307,15 @@ def contains_any(left: Any, right: Any) -> bool | None:
     left = left if isinstance(left, list) else [left]
     right = right if isinstance(right, list) else [right]
     try:
-        return not set(left).isdisjoint(right)
+        if set(left).isdisjoint(right):
+            return False
     except TypeError:  # unhashable elements
-        return any(item in right for item in left)
+        pass
+    # Python's == says 1 == true: elements are the same as `in` says, strictly.
+    for item in left:
+        if item.__class__ is str:
+            if item in right:
+                return True
+        elif any(strict_eq(item, other) for other in right):
+            return True
+    return False

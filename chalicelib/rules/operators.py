@@ -76,8 +76,8 @@ def _arity(c: Compiler, op: str, raw: Any, path: str, low: int, high: int) -> bo
     if low <= count <= high:
         return True
     expected = str(low) if low == high else f"{low} to {high}"
-    if high > 99:
-        expected = f"at least {low}"
+    if high > 99:  # "no limit", but a bound on the generated code
+        expected = f"at least {low}" if count < low else f"at most {high}"
     c.fail(path, f"'{op}' takes {expected} argument(s), got {count}")
     return False
 

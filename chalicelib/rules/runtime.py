@@ -32,7 +32,9 @@ EMPTY: dict[str, Any] = {}
 NUMERIC_TYPES = frozenset({int, float, bool})
 
 _INT_RE = re.compile(r"[+-]?[0-9]+")
-_DEC_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Unambiguous (the digits before and after the point cannot trade places), so a long
+# run of digits that is not a number fails in linear time, not polynomial.
+_DEC_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _JS_SPACE = " \t\n\r\x0b\x0c\xa0\ufeff\u2028\u2029"
 
 
@@ -84,7 +86,10 @@ def parse_number(text: str) -> Number | None:
     if not s:
         return 0
     if _INT_RE.fullmatch(s):
-        return int(s)
+        try:
+            return int(s)
+        except ValueError:  # more digits than Python converts: as JavaScript, a float
+            return float(s)
     if _DEC_RE.fullmatch(s):
         return float(s)
     if s in ("Infinity", "+Infinity"):
@@ -128,42 +133,82 @@ def _checked(result: Number) -> Number:
     return result
 
 
+def _double(value: Number) -> float:
+    """``value`` as JavaScript holds it: an integer beyond a double's range is infinite."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _as_doubles(args: Sequence[Any]) -> list[float]:
+    return [_double(to_number(arg)) for arg in args]
+
+
+# Integers are exact in Python; mixed with a float, one too large for a double
+# overflows (``10**400 + 0.5``), where JavaScript, whose numbers are all doubles,
+# has Infinity. The helpers then compute again as JavaScript does.
+
+
 def add(args: Sequence[Any]) -> Number:
     total: Number = 0
-    for arg in args:
-        total += to_number(arg)
+    try:
+        for arg in args:
+            total += to_number(arg)
+    except OverflowError:
+        total = 0.0
+        for number in _as_doubles(args):
+            total += number
     return _checked(total)
 
 
 def subtract(args: Sequence[Any]) -> Number:
     if not args:
         raise invalid_arguments("'-' needs at least one argument")
-    result = to_number(args[0])
-    if len(args) == 1:
+    try:
+        return _subtract([to_number(arg) for arg in args])
+    except OverflowError:
+        return _subtract(_as_doubles(args))
+
+
+def _subtract(numbers: list[Number] | list[float]) -> Number:
+    result = numbers[0]
+    if len(numbers) == 1:
         return _checked(-result)
-    for arg in args[1:]:
-        result -= to_number(arg)
+    for number in numbers[1:]:
+        result -= number
     return _checked(result)
 
 
 def multiply(args: Sequence[Any]) -> Number:
     product: Number = 1
-    for arg in args:
-        product *= to_number(arg)
+    try:
+        for arg in args:
+            product *= to_number(arg)
+    except OverflowError:
+        product = 1.0
+        for number in _as_doubles(args):
+            product *= number
     return _checked(product)
 
 
 def divide(args: Sequence[Any]) -> Number:
     if not args:
         raise invalid_arguments("'/' needs at least one argument")
-    if len(args) == 1:
+    try:
+        return _divide([to_number(arg) for arg in args])
+    except OverflowError:
+        return _divide(_as_doubles(args))
+
+
+def _divide(numbers: list[Number] | list[float]) -> Number:
+    if len(numbers) == 1:
         result: Number = 1
-        rest = args
+        rest = numbers
     else:
-        result = to_number(args[0])
-        rest = args[1:]
-    for arg in rest:
-        divisor = to_number(arg)
+        result = numbers[0]
+        rest = numbers[1:]
+    for divisor in rest:
         if divisor == 0:
             raise RuleEvaluationError("NaN", "division by zero")
         result = result / divisor
@@ -174,6 +219,11 @@ def _js_mod(a: Number, b: Number) -> Number:
     if a.__class__ is int and b.__class__ is int:
         rest = abs(a) % abs(b)
         return -rest if a < 0 else rest
+    a, b = _double(a), _double(b)
+    if math.isinf(a):  # JavaScript: Infinity % x is NaN, x % Infinity is x
+        raise RuleEvaluationError("NaN", "modulo of an infinite number")
+    if math.isinf(b):
+        return a
     return math.fmod(a, b)
 
 
@@ -303,7 +353,10 @@ def js_string(value: Any, null: str = "") -> str:
     if cls is bool:
         return "true" if value else "false"
     if cls is int:
-        return str(value)
+        try:
+            return str(value)
+        except ValueError:  # more digits than Python prints: JavaScript's Infinity
+            return _js_float(_double(value))
     if cls is float:
         return _js_float(value)
     if isinstance(value, list):
@@ -321,8 +374,11 @@ def concat(args: Sequence[Any]) -> str:
 
 def _integer(value: Any) -> int:
     number = to_number(value)
-    if math.isinf(number):
-        return 1 << 62 if number > 0 else -(1 << 62)
+    if number.__class__ is float:
+        if number != number:  # NaN: JavaScript's ToIntegerOrInfinity gives 0
+            return 0
+        if math.isinf(number):
+            return 1 << 62 if number > 0 else -(1 << 62)
     return int(number)
 
 
