@@ -27,7 +27,9 @@ from chalicelib.config.durations import SCHEMA_DURATION_PATTERN, parse_duration
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 TEMPLATE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-LOCAL_TIME_PATTERN = r"^([01]\d|2[0-3]):[0-5]\d$"
+# [0-9], not \d: pydantic's \d also takes other scripts' digits ("1\u0660:00"), which the
+# schema (ECMA-262) refuses and time.fromisoformat cannot read.
+LOCAL_TIME_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 MAX_STEPS = 20
 MAX_VARIANTS = 10
 

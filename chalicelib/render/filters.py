@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -157,7 +157,7 @@ def money(context: Context, amount: Any, currency: str = "USD") -> str:
     except InvalidOperation:
         raise FilterValueError("money", f"money expects a number, got {_shown(amount)}",
                                amount) from None
-    if not value.is_finite() or value.adjusted() > 30:
+    if not value.is_finite() or value.adjusted() >= 30:
         raise FilterValueError("money", "money expects a finite amount under 10^30, got "
                                f"{_shown(amount)}", amount)
     code = str(currency).strip().upper() if isinstance(currency, str) else ""
@@ -165,7 +165,10 @@ def money(context: Context, amount: Any, currency: str = "USD") -> str:
         raise FilterValueError("money", f"unknown currency {_shown(currency)} (use an "
                                "ISO 4217 code such as 'USD' or 'EUR')", currency)
     locale = _locale(context)
-    text = str(format_currency(value, code, locale=locale))
+    # Babel rounds in the current decimal context (28 digits): an amount from 10^26
+    # up would fail with a bare InvalidOperation; 60 digits hold any amount allowed.
+    with localcontext(prec=60):
+        text = str(format_currency(value, code, locale=locale))
     return _currency_spacing(text, str(get_currency_symbol(code, locale=locale)))
 
 

@@ -234,3 +234,28 @@ def test_nested_links_in_the_html_part_are_linear() -> None:
     text = html_to_text(html)
     assert time.monotonic() - started < 1
     assert text.startswith("y (x)y (x)")
+
+
+def test_money_formats_every_amount_under_ten_to_the_thirty() -> None:
+    # Babel rounds in a 28-digit decimal context: 10^26 and up failed with a bare
+    # "InvalidOperation", and 10^30 itself passed the "under 10^30" check.
+    context = copy.deepcopy(SAMPLE_CONTEXT)
+    context["order"]["total"] = "9.99e29"
+    body = Renderer({"t.sms.j2": "{{ order.total|money('USD') }}"}).render_sms("t", context).body
+    assert body == "$999,000,000,000,000,000,000,000,000,000.00"
+    context["order"]["total"] = "1e30"
+    with pytest.raises(RenderError) as info:
+        Renderer({"t.sms.j2": "{{ order.total|money('USD') }}"}).render_sms("t", context)
+    assert "finite amount under 10^30" in info.value.message
+
+
+# ------------------------------------------------------------------ campaign model
+
+
+def test_a_local_time_with_another_scripts_digit_is_refused() -> None:
+    # pydantic's \d took "1\u0660:00" (an Arabic-Indic zero), which the schema refuses
+    # and time.fromisoformat cannot read: validate crashed compiling the campaign.
+    raw = json.loads((ROOT / "campaigns" / "delivery-checkin.json").read_text())
+    raw["steps"][0]["at"] = "1\u0660:00"
+    campaign, problems = parse_campaign("at.json", raw)
+    assert campaign is None and [p.path for p in problems] == ["$.steps[0].at"]
