@@ -15,7 +15,7 @@ app = Chalice(app_name="aftercare")
 # the stage taken from AFTERCARE_STAGE (set by `make package/deploy STAGE=...`).
 EVENTS_QUEUE = settings.resource_name("events")
 SENDS_QUEUE = settings.resource_name("sends")
-SES_EVENTS_TOPIC = settings.resource_name("ses-events")
+SES_EVENTS_QUEUE = settings.resource_name("ses-events")
 
 
 @app.on_sqs_message(queue=EVENTS_QUEUE, batch_size=10, name="ingest")
@@ -33,11 +33,9 @@ def send(event: Any) -> dict[str, Any]:
     return handlers.send_batch(event)
 
 
-@app.on_sns_message(topic=SES_EVENTS_TOPIC, name="ses_events")
-def ses_events(event: Any) -> dict[str, str]:
-    from chalicelib.tracking.ses_events import record_ses_event
-
-    return {"result": record_ses_event(event.message)}
+@app.on_sqs_message(queue=SES_EVENTS_QUEUE, batch_size=10, name="ses_events")
+def ses_events(event: Any) -> dict[str, Any]:
+    return handlers.ses_events_batch(event)
 
 
 @app.route("/events", methods=["POST"], content_types=["application/json"])

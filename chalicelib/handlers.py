@@ -18,6 +18,7 @@ from chalicelib.pipeline.ingest import decode, ingest_event
 from chalicelib.pipeline.send import Channels, send_one
 from chalicelib.pipeline.tick import TickReport, run_tick
 from chalicelib.store.campaigns import LiveCache
+from chalicelib.tracking.ses_events import record_ses_event
 
 logger = Logger(service="aftercare")
 TICK_SAFETY_SECONDS = 10.0
@@ -91,6 +92,20 @@ def send_batch(sqs_event: Iterable[Any]) -> dict[str, Any]:
 
     report = process_batch(records(sqs_event), handle, settings.load().sends_dlq)
     return _summary(report, due)
+
+
+def ses_events_batch(sqs_event: Iterable[Any]) -> dict[str, Any]:
+    """SES events, from the configuration set's SNS topic through the ses-events queue
+    (raw message delivery): an unreadable record goes to its DLQ with the reason, a
+    DynamoDB failure leaves it to be retried, as for the other queues."""
+    results: dict[str, int] = {}
+
+    def handle(body: str) -> None:
+        result = record_ses_event(body)
+        results[result] = results.get(result, 0) + 1
+
+    report = process_batch(records(sqs_event), handle, settings.load().ses_events_dlq)
+    return {**_summary(report, set()), "results": results}
 
 
 def tick(context: Any = None) -> dict[str, int]:

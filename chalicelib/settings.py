@@ -31,6 +31,8 @@ class Settings:
     events_queue: str
     events_dlq: str
     sends_dlq: str
+    ses_events_queue: str
+    ses_events_dlq: str
     twilio_secret: str
     signing_secret: str
     ses_from: str
@@ -52,6 +54,8 @@ def load() -> Settings:
         events_queue=resource_name("events", st),
         events_dlq=resource_name("events-dlq", st),
         sends_dlq=resource_name("sends-dlq", st),
+        ses_events_queue=resource_name("ses-events", st),
+        ses_events_dlq=resource_name("ses-events-dlq", st),
         twilio_secret=env.get("TWILIO_SECRET_ID", f"aftercare/{st}/twilio"),
         signing_secret=env.get("SIGNING_SECRET_ID", f"aftercare/{st}/signing"),
         ses_from=env.get("SES_FROM_ADDRESS", "care@example.com"),

@@ -38,7 +38,7 @@ TWILIO_ACCOUNT_SID = "AC" + "1" * 32
 TWILIO_AUTH_TOKEN = "local-twilio-auth-token"
 MESSAGING_SERVICE_SID = "MG" + "2" * 32
 LINK_KEY = "local-link-signing-key"
-QUEUES = ("events", "events-dlq", "sends", "sends-dlq")
+QUEUES = ("events", "events-dlq", "sends", "sends-dlq", "ses-events", "ses-events-dlq")
 
 
 def apply_local_env(env: Mapping[str, str] | None = None) -> None:

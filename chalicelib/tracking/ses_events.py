@@ -1,6 +1,10 @@
 """SES events from the configuration set's SNS topic (``aftercare-{stage}-ses-events``).
 
-``infra/`` publishes the configuration set's events to the topic; each email
+``infra/`` publishes the configuration set's events to the topic, which delivers
+them (raw) to the queue of the same name; the ``ses_events`` function reads the
+queue, so a failure is retried and an unreadable record ends in
+``aftercare-{stage}-ses-events-dlq`` with its reason, as for the other queues (an
+SNS-invoked function would drop an event after two retries). Each email
 carries the tag ``message`` = its message id, which SES copies into every event
 (``mail.tags``), so an event finds its message by key. What an event does:
 
@@ -32,6 +36,7 @@ import json
 import logging
 from typing import Any
 
+from chalicelib.pipeline.batch import PermanentError
 from chalicelib.tracking.delivery import StatusReport
 
 log = logging.getLogger(__name__)
@@ -68,22 +73,37 @@ def tagged_message_id(event: dict[str, Any]) -> str | None:
     return None
 
 
-def record_ses_event(message: str) -> str:
-    """Fold one SNS message from the SES events topic; returns what happened.
+def _event_of(message: str) -> dict[str, Any]:
+    """The SES event in a queue record: the record itself (raw delivery), or the
+    ``Message`` of an SNS notification envelope (the subscription without raw
+    delivery)."""
+    try:
+        event = json.loads(message)
+        if isinstance(event, dict) and event.get("Type") == "Notification" and \
+                isinstance(event.get("Message"), str):
+            event = json.loads(event["Message"])
+    except (ValueError, RecursionError):
+        raise PermanentError("SES event: invalid JSON", "invalid_json") from None
+    if not isinstance(event, dict):
+        raise PermanentError("SES event: not a JSON object", "invalid_event")
+    return event
 
-    ``ignored`` (an event type that changes nothing, or not an SES event: logged,
-    since SNS would only deliver it again), ``unknown`` (not an Aftercare email),
-    or the report's result (``recorded``, ``duplicate``, ``mismatch``).
+
+def record_ses_event(message: str) -> str:
+    """Fold one SES event (a record of the ses-events queue); returns what happened.
+
+    ``ignored`` (an event type that changes nothing), ``unknown`` (not an
+    Aftercare email), or the report's result (``recorded``, ``duplicate``,
+    ``mismatch``).
+
+    Raises
+    ------
+    PermanentError
+        When the record is not an SES event in JSON: it goes to the DLQ.
     """
     from chalicelib.tracking.status_updates import record_report
 
-    try:
-        event = json.loads(message)
-    except ValueError:
-        event = None
-    if not isinstance(event, dict):
-        log.warning("SES events topic: not a JSON object, dropped")
-        return "ignored"
+    event = _event_of(message)
     report = report_for(event)
     message_id = tagged_message_id(event)
     if report is None:

@@ -162,12 +162,24 @@ def _email_message() -> MessageModel:
     return msg
 
 
-def _ses_event(stack: LocalStack, name: str, msg: MessageModel) -> Any:
-    """Publish a real-shaped SES event for ``msg`` to the events topic's function."""
+def _ses_record(stack: LocalStack, body: str) -> dict[str, Any]:
+    """Deliver one record through the ses-events queue to its function, as the
+    topic's raw-delivery subscription and the event source mapping do."""
+    sqs = aws.client("sqs")
+    sqs.send_message(QueueUrl=aws.queue_url(settings.resource_name("ses-events")),
+                     MessageBody=body)
+    (summary,) = stack.pump("ses-events", "ses_events")
+    return summary
+
+
+def _ses_event(stack: LocalStack, name: str, msg: MessageModel) -> dict[str, str]:
+    """A real-shaped SES event for ``msg`` through the queue; what it did."""
     text = (FIXTURES / "ses_events" / f"{name}.json").read_text()
     text = text.replace("MESSAGE_ID", str(msg.provider_id)).replace("TAGGED_ID", msg.message_id)
-    event = stack.client.events.generate_sns_event(message=text)
-    return stack.client.lambda_.invoke("ses_events", event).payload
+    summary = _ses_record(stack, text)
+    assert (summary["processed"], summary["dead_lettered"]) == (1, 0), summary
+    (result,) = summary["results"]
+    return {"result": result}
 
 
 def test_an_ses_complaint_withdraws_email_consent(enrolled: LocalStack) -> None:
@@ -247,3 +259,28 @@ def test_a_start_after_a_21610_opt_out_lifts_it(enrolled: LocalStack) -> None:
     clock.set_now(datetime(2026, 3, 5, tzinfo=UTC))
     assert _text(enrolled, "START").status_code == 200
     assert _sms_consent(enrolled) is True
+
+
+def test_an_unreadable_ses_record_is_dead_lettered_with_its_reason(
+        enrolled: LocalStack) -> None:
+    summary = _ses_record(enrolled, "{not json")
+    assert summary["dead_lettered"] == 1 and summary["results"] == {}
+    sqs = aws.client("sqs")
+    got = sqs.receive_message(
+        QueueUrl=aws.queue_url(settings.resource_name("ses-events-dlq")),
+        MessageAttributeNames=["All"])["Messages"]
+    assert got[0]["Body"] == "{not json"
+    assert got[0]["MessageAttributes"]["reason"]["StringValue"] == "SES event: invalid JSON"
+
+
+def test_an_ses_event_in_an_sns_envelope_is_read_too(enrolled: LocalStack) -> None:
+    # A subscription without raw delivery wraps the event in an SNS notification.
+    enrolled.run_due(EMAIL_DUE)
+    msg = _email_message()
+    text = (FIXTURES / "ses_events" / "delivery.json").read_text()
+    text = text.replace("MESSAGE_ID", str(msg.provider_id)).replace("TAGGED_ID", msg.message_id)
+    envelope = {"Type": "Notification", "MessageId": "1", "TopicArn": "arn:aws:sns:x",
+                "Message": text}
+    summary = _ses_record(enrolled, json.dumps(envelope))
+    assert summary["results"] == {"recorded": 1}
+    assert _email_message().status == "delivered"

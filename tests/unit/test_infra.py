@@ -104,3 +104,23 @@ def test_topics_use_a_key_their_aws_publishers_may_use() -> None:
     (statement,) = topic_policy["PolicyDocument"]["Statement"]
     assert statement["Principal"] == {"Service": "ses.amazonaws.com"}
     assert statement["Action"] == "sns:Publish"
+
+
+def test_ses_events_reach_the_function_through_a_queue_with_a_dlq() -> None:
+    """The topic delivers raw to the queue app.py reads (retries, then a DLQ), and only
+    the topic may send to it."""
+    import app
+
+    resources = _template()["Resources"]
+    queue = resources["SesEventsQueue"]["Properties"]
+    assert queue["QueueName"] == {"Fn::Sub": "aftercare-${Stage}-ses-events"}
+    assert app.SES_EVENTS_QUEUE.endswith("-ses-events")
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["SesEventsDeadLetterQueue", "Arn"]}
+    subscription = resources["SesEventsSubscription"]["Properties"]
+    assert subscription["TopicArn"] == {"Ref": "SesEventsTopic"}
+    assert (subscription["Protocol"], subscription["RawMessageDelivery"]) == ("sqs", True)
+    (statement,) = resources["SesEventsQueuePolicy"]["Properties"]["PolicyDocument"][
+        "Statement"]
+    assert statement["Principal"] == {"Service": "sns.amazonaws.com"}
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Ref": "SesEventsTopic"}}}
