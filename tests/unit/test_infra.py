@@ -124,3 +124,8 @@ def test_ses_events_reach_the_function_through_a_queue_with_a_dlq() -> None:
         "Statement"]
     assert statement["Principal"] == {"Service": "sns.amazonaws.com"}
     assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Ref": "SesEventsTopic"}}}
+
+
+def test_the_configuration_set_suppresses_bounced_and_complaining_addresses() -> None:
+    props = _template()["Resources"]["SesConfigurationSet"]["Properties"]
+    assert set(props["SuppressionOptions"]["SuppressedReasons"]) == {"BOUNCE", "COMPLAINT"}
