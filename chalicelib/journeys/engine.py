@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 from chalicelib.clock import iso, parse_iso
 from chalicelib.config.compiled import CompiledCampaign, CompiledStep
@@ -196,6 +197,9 @@ class CampaignSet:
                     self.data_reads[c.id] = reads
         self.dated = tuple(c for c in ordered if c.trigger_kind == "date")
         self._live_through: dict[tuple[str, str, date], date | None] = {}
+        self._year_ends: dict[str, str] = {}
+        self._next_occurrence: dict[tuple[str, str, str, date, ZoneInfo],
+                                    tuple[str, str, str] | None] = {}
         self.idle = tuple(c for c in ordered if c.trigger_kind == "idle")
 
     def get(self, campaign_id: str) -> CompiledCampaign | None:
@@ -234,6 +238,31 @@ class CampaignSet:
             else:
                 found = None
             self._live_through[key] = found
+        return found  # type: ignore[return-value]
+
+    def year_end(self, ref: str) -> str:
+        """The earliest time (ISO, UTC) a date campaign's occurrence after ``ref``'s can
+        start: local midnight on 1 January of the next year in the easternmost zone
+        (UTC+14). Before it an enrollment cannot have moved on (_roll_yearly)."""
+        found = self._year_ends.get(ref)
+        if found is None:
+            if len(self._year_ends) >= _MEMO_MAX:
+                self._year_ends.clear()
+            found = self._year_ends[ref] = f"{ref[ref.rfind(':') + 1:]}-12-31T10:00:00Z"
+        return found
+
+    def next_occurrence(self, campaign: CompiledCampaign, ref: str, enrolled_at: str,
+                        day: date, tz: ZoneInfo) -> tuple[str, str, str] | None:
+        """The occurrence planned after the date campaign's occurrence ``ref`` (which
+        started at ``enrolled_at``) when its last step is decided, as (ref, start, the
+        time from which it is the customer's enrollment), times in ISO; memoised."""
+        key = (campaign.id, ref, enrolled_at, day, tz)
+        found = self._next_occurrence.get(key, _MISSING)
+        if found is _MISSING:
+            if len(self._next_occurrence) >= _MEMO_MAX:
+                self._next_occurrence.clear()
+            found = self._next_occurrence[key] = _next_occurrence(
+                campaign, ref, enrolled_at, day, tz)
         return found  # type: ignore[return-value]
 
 
@@ -539,6 +568,14 @@ def _date_occurrence(c: CompiledCampaign, profile: Profile, today_local: datetim
     d = yearly_date(profile.get(c.date_field), tz)
     if d is None:
         return None
+    return _occurrence_of(c, d, today_local, after_year)
+
+
+def _occurrence_of(c: CompiledCampaign, d: date, today_local: datetime,
+                   after_year: int | None = None) -> tuple[str, datetime] | None:
+    """The ref and local-midnight start of the first occurrence of date ``d`` on or
+    after ``today_local``'s date (and after ``after_year``, when given)."""
+    tz = today_local.tzinfo
     offset = 1 if c.date_field != "birthday" else 0
     today = today_local.date()
     if max(today.year, after_year or 0) >= _LAST_PLANNED_YEAR:
@@ -565,6 +602,72 @@ def _occurrence_last_day(c: CompiledCampaign, ref: str) -> date:
         return anniversary(d, year, c.leap_day) + span
     except (ValueError, OverflowError):  # beyond the calendar: never over
         return date.max
+
+
+def _next_occurrence(c: CompiledCampaign, ref: str, enrolled_at: str, day: date,
+                     tz: ZoneInfo) -> tuple[str, str, str] | None:
+    """See :meth:`CampaignSet.next_occurrence`: what :func:`_follow_ups` plans when
+    the last step of ``ref`` (due as planned from ``enrolled_at``) is decided. That
+    occurrence is the enrollment from its start, once that last step was due."""
+    last_due = plan_from_local(parse_iso(enrolled_at).astimezone(tz), c.steps[-1], tz)
+    found = _occurrence_of(c, day, last_due.astimezone(tz),
+                           after_year=int(ref.rsplit(":", 1)[1]))
+    if found is None:
+        return None
+    next_ref, base = found
+    return next_ref, iso(base), iso(max(base, last_due))
+
+
+def _roll_yearly(result: EventResult, before: Profile, stamp: str, campaigns: CampaignSet,
+                 default_tz: str) -> None:
+    """Record the yearly occurrence the customer is in at ``stamp`` as the enrollment.
+
+    A date campaign's next occurrence is planned when the last step of the current
+    one is decided (decide_step's follow-ups), where no profile is written, so the
+    recorded enrollment still names an older occurrence. Before the event's goals and
+    exits are counted it moves along that chain to the latest occurrence that has
+    started (and whose predecessor's last step was due), computed as the follow-ups
+    were, from the profile before this event. An exited enrollment does not move:
+    its next occurrence was planned at once, and recorded (see _enroll_dated)."""
+    profile = result.profile
+    enrollments = profile.get("enrollments")
+    if not enrollments:
+        return
+    changed = enrollments
+    tz: ZoneInfo | None = None
+    for c in campaigns.dated:
+        e = changed.get(c.id)
+        if e is None or stamp < campaigns.year_end(e["ref"]) or e.get("exited"):
+            continue  # most events: no later occurrence can have started
+        if tz is None:
+            tz = zone(before.get("timezone"), default_tz)
+        rolled = _rolled_enrollment(c, e, profile["id"], before, stamp, campaigns, tz)
+        if rolled is not e:
+            if changed is enrollments:
+                changed = dict(enrollments)
+            changed[c.id] = rolled
+    if changed is not enrollments:
+        profile["enrollments"] = changed
+
+
+def _rolled_enrollment(c: CompiledCampaign, e: Mapping[str, Any], customer_id: str,
+                       before: Profile, stamp: str, campaigns: CampaignSet,
+                       tz: ZoneInfo) -> Mapping[str, Any]:
+    day = yearly_date(before.get(c.date_field or ""), tz)
+    if day is None or campaigns.live_through(c, e["ref"], day) is None:
+        return e  # not this date's occurrence (the date changed): no chain to follow
+    current = e
+    while (found := campaigns.next_occurrence(c, current["ref"], current["at"], day, tz)) \
+            is not None and found[2] <= stamp:
+        ref, start, _ = found
+        refs = [*current.get("refs", ()), ref][-MAX_REFS_KEPT:]
+        # As plan_enrollment assigns them to the follow-up's steps.
+        holdout = keys.in_holdout(c.id, customer_id, c.holdout_percent)
+        variant = keys.pick_variant(c.id, customer_id, c.variant_weights) \
+            if c.variants else None
+        current = {"ref": ref, "at": start, "holdout": holdout, "variant": variant,
+                   "refs": refs}
+    return current
 
 
 def _enroll_dated(result: EventResult, at: datetime, stamp: str, campaigns: CampaignSet,
@@ -647,6 +750,8 @@ def process_event(event: Mapping[str, Any], profile: Profile | None, campaigns: 
     stamp = iso(at)
     before = profile if profile is not None else new_profile(event["customer"]["id"])
     result = EventResult(profile=apply_event(before, event, at))
+    if campaigns.dated:
+        _roll_yearly(result, before, stamp, campaigns, default_tz)
     _goals_and_exits(result, event, stamp, campaigns)
     _enroll_event(result, event, at, stamp, campaigns, default_tz)
     if campaigns.dated:
@@ -681,6 +786,7 @@ def backfill_profile(profile: Profile, campaigns: CampaignSet, now: datetime,
     result = EventResult(profile=dict(profile))
     stamp = iso(now)
     if campaigns.dated:
+        _roll_yearly(result, profile, stamp, campaigns, default_tz)
         _enroll_dated(result, now, stamp, campaigns, default_tz)
     if campaigns.idle:
         _enroll_idle(result, {}, stamp, campaigns, default_tz)
@@ -750,6 +856,8 @@ def _follow_ups(campaign: CompiledCampaign, step: PlannedStep, profile: Profile,
         return []
     year = int(step.ref.rsplit(":", 1)[1])
     tz = zone(profile.get("timezone"), default_tz)
+    # The same computation as _rolled_enrollment's, which records this occurrence as
+    # the enrollment once it has started.
     found = _date_occurrence(campaign, profile, step.due_at.astimezone(tz), after_year=year)
     if found is None:
         return []

@@ -112,3 +112,40 @@ def test_a_step_stored_before_data_was_kept_is_still_decided(stack: LocalStack,
     (msg,) = MessageModel.scan()
     # The condition cannot see the data it was not given: skipped, not crashed.
     assert (msg.outcome, msg.reason) == ("skipped", "step condition false")
+
+
+# ------------------------------------------------------ goals after yearly occurrences
+
+def test_each_years_occurrence_is_the_enrollment_its_goals_count_for(
+        stack: LocalStack, tmp_path: Path) -> None:
+    push(stack, tmp_path, [campaign(
+        "bday", {"date": "customer.birthday"},
+        [{"id": "greeting", "at": "10:00", "channel": "sms", "template": "birthday"}],
+        goal={"event": "order.placed", "within": "P30D"},
+        exit={"event": "customer.complained"})])
+    rows = both(stack, [
+        ev("a1", "customer.updated", "2026-04-01T14:00:00Z", "goal", birthday="1990-05-20"),
+        ev("a2", "order.placed", "2026-05-25T14:00:00Z", "goal", order="o1"),
+        ev("a3", "order.placed", "2027-05-25T14:00:00Z", "goal", order="o2"),
+        ev("b1", "customer.updated", "2026-04-01T14:00:00Z", "exit", birthday="1990-05-20"),
+        # After 2027's occurrence began (00:00 EDT), before its greeting: exited at ingest.
+        ev("b2", "customer.complained", "2027-05-20T09:00:00Z", "exit"),
+    ], "2028-06-01T00:00:00Z")
+    assert [(r.customer, r.at, r.outcome) for r in rows] == [
+        ("exit", "2026-05-20T14:00:00Z", "sent"),
+        ("exit", "2027-05-20T14:00:00Z", "exited"),
+        ("exit", "2028-05-20T14:00:00Z", "sent"),
+        ("goal", "2026-05-20T14:00:00Z", "sent"),
+        ("goal", "2027-05-20T14:00:00Z", "sent"),
+        ("goal", "2028-05-20T14:00:00Z", "sent")]
+    from chalicelib.store.models import CustomerModel, StatsModel
+
+    # Both conversions counted, each on its occurrence's day (intent-to-treat stats).
+    converted = {s.day: int(s.converted) for s in StatsModel.scan() if s.converted}
+    assert converted == {"2026-05-20": 1, "2027-05-20": 1}
+    record = CustomerModel.get("goal").profile["enrollments"]["bday"]
+    assert (record["ref"], record["at"], record["converted"]) == (
+        "birthday:1990-05-20:2027", "2027-05-20T04:00:00Z", "2027-05-25T14:00:00Z")
+    # The exit cancelled 2027's greeting at ingest and planned 2028 at once.
+    (exited,) = [s for s in ScheduleModel.scan() if s.status == "cancelled"]
+    assert exited.step["ref"] == "birthday:1990-05-20:2027"
