@@ -538,7 +538,7 @@ def _enroll_event(result: EventResult, event: Mapping[str, Any], at: datetime, s
                 result.rows.append(Row(cid, c.id, "-", stamp, "skipped", "audience rule false"))
                 continue
         data: dict[str, Any] | None = None
-        reads = campaigns.data_reads.get(c.id)
+        reads = campaigns.data_reads.get(c.id) if campaigns.data_reads else None
         if reads is not None:  # its step conditions read event.data: keep that part
             data, size = _kept_data(reads, event)
             if size > MAX_STEP_DATA_BYTES:

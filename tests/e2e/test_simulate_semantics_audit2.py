@@ -154,6 +154,8 @@ def test_goal_counts_after_every_yearly_occurrence(tmp_path: Path) -> None:
         ("2026-05-20T14:00:00Z", "sent"), ("2027-05-20T14:00:00Z", "sent")]
 
 
+# Still open: fixing it needs a way to move a pending step to an earlier due time with
+# the same schedule key and no row (simulate's schedule, not only the decision core).
 @pytest.mark.xfail(strict=True, reason=(
     "campaigns.md: a birthday campaign runs 'every year on that date, local midnight; "
     "steps count from there' and 'at: local send time HH:MM in the recipient's "
