@@ -229,7 +229,7 @@ def test_an_event_arriving_days_late_drops_its_stale_step(slice_stack: LocalStac
     slice_stack.run_due(datetime(2026, 3, 7, 12, 1, tzinfo=UTC))
     assert slice_stack.twilio.messages == []
     msg = _sms_message()
-    assert (msg.outcome, msg.reason) == ("expired", "4d late, expire_after 2d")
+    assert (msg.outcome, msg.reason) == ("expired", "3d22h late, expire_after 2d")
 
 
 def test_outcome_written_only_in_part_is_settled_by_the_tick(enrolled: LocalStack) -> None:
