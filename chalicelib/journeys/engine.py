@@ -888,8 +888,8 @@ def _decide(step: PlannedStep, compiled_step: CompiledStep, profile: Profile,
     channel = compiled_step.channel
     if compiled_step.expire_after is not None and now - step.due_at > compiled_step.expire_after:
         late = now - step.due_at
-        limit = _hours(compiled_step.expire_after)
-        return StepDecision("expired", f"{_hours(late)} late, expire_after {limit}")
+        limit = _span(compiled_step.expire_after)
+        return StepDecision("expired", f"{_span(late, up=True)} late, expire_after {limit}")
     if campaign.trigger_kind != "event":  # only date and idle enrollments go stale
         stale = _stale_reason(campaign, step, profile, default_tz)
         if stale:
@@ -938,6 +938,18 @@ def _step_event(campaign: CompiledCampaign, step: PlannedStep) -> dict[str, Any]
     return event
 
 
-def _hours(delta: timedelta) -> str:
-    hours = delta.total_seconds() / 3600
-    return f"{hours:.0f}h" if hours < 48 else f"{hours / 24:.0f}d"
+def _span(delta: timedelta, *, up: bool = False) -> str:
+    """A duration for a reason: ``30m``, ``1h50m``, ``13h``; from 48 hours in days and
+    hours (``4d``, ``2d12h``). Rounded down, or up with ``up`` (a lateness: so that
+    one just over its limit never reads as equal to it)."""
+    minutes = delta // _MINUTE if not up else -(-delta // _MINUTE)
+    if minutes < 48 * 60:
+        hours, minutes = divmod(minutes, 60)
+        text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
+        return text or "0m"
+    hours = minutes // 60 if not up else -(-minutes // 60)
+    days, hours = divmod(hours, 24)
+    return f"{days}d" + (f"{hours}h" if hours else "")
+
+
+_MINUTE = timedelta(minutes=1)
