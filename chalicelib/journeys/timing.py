@@ -79,6 +79,10 @@ def _out_of_quiet(local: datetime, tz: ZoneInfo) -> datetime:
 
 
 def on_allowed_day(local: datetime, weekdays: frozenset[int] | None, tz: ZoneInfo) -> datetime:
+    """The first allowed weekday from ``local``: the same time on a later day, or 08:00
+    on that day when the same time is in quiet hours there (22:00 Saturday with
+    ``["mon"]`` goes out at 08:00 Monday, not 22:00 Monday and on to 08:00 Tuesday,
+    which is not allowed, and so a week later)."""
     if not weekdays:
         return local
     day = local.date()
@@ -88,7 +92,8 @@ def on_allowed_day(local: datetime, weekdays: frozenset[int] | None, tz: ZoneInf
         day += _ONE_DAY
     if day == local.date():
         return local
-    return local_time(day, local.time(), tz)
+    moved = local_time(day, local.time(), tz)
+    return local_time(day, QUIET_END, tz) if in_quiet_hours(moved) else moved
 
 
 def add_local(base: datetime, delta: timedelta, tz: ZoneInfo) -> datetime:

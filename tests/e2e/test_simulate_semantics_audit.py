@@ -731,8 +731,21 @@ def test_installed_console_script_gives_the_same_rows(tmp_path: Path) -> None:
 def test_quiet_hours_move_off_an_allowed_weekday_to_the_next_one(tmp_path: Path) -> None:
     c = campaign("fri", {"event": "order.delivered"}, [email(at="22:00", weekdays=["fri"])])
     rows = simulate(tmp_path, [c], [
-        # Thu 2 Apr 12:00 EDT -> Fri 22:00 (quiet) -> Sat 08:00 (not Friday) -> Fri 10 Apr.
+        # Thu 2 Apr 12:00 EDT -> at 22:00 that day (Thu, not allowed) -> moved to Friday
+        # 3 Apr, where 22:00 is in quiet hours -> 08:00 Friday (not Fri 22:00 -> Sat
+        # 08:00, not a Friday -> Fri 10 Apr: the step goes out on the allowed day).
         ev("e1", "order.delivered", "2026-04-02T16:00:00Z", "c1", order="o1"),
+    ])
+    assert steps_of(rows, "c1") == [("c1", "fri", "mail", "2026-04-03T12:00:00Z", "sent", "")]
+
+
+def test_a_step_due_in_quiet_hours_on_its_only_allowed_day_waits_for_the_next_one(
+        tmp_path: Path) -> None:
+    c = campaign("fri", {"event": "order.delivered"}, [email(at="22:00", weekdays=["fri"])])
+    rows = simulate(tmp_path, [c], [
+        # Fri 3 Apr 12:00 EDT -> 22:00 that Friday (quiet) -> Sat 08:00, not a Friday
+        # -> the next Friday at 08:00 (quiet hours only ever move a step later).
+        ev("e1", "order.delivered", "2026-04-03T16:00:00Z", "c1", order="o1"),
     ])
     assert steps_of(rows, "c1") == [("c1", "fri", "mail", "2026-04-10T12:00:00Z", "sent", "")]
 

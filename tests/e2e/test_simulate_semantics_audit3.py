@@ -213,12 +213,6 @@ def test_idle_audience_reads_the_profile_on_the_idle_day(tmp_path: Path) -> None
     assert sent(rows, "down") == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "campaigns.md: 'weekdays: allowed local days; the step moves to the next' and 'A step "
-    "due inside [quiet hours] moves to 08:00'. A step due at 22:00 EDT on Saturday with "
-    "weekdays [mon] moves to Monday 22:00, then out of quiet hours to Tuesday 08:00, then "
-    "to the next Monday: it goes out 9 days later (Mon 13 Apr 08:00), skipping Monday "
-    "6 April, which is allowed from 08:00 to 21:00."))
 def test_weekday_move_into_quiet_hours_does_not_skip_the_allowed_day(tmp_path: Path) -> None:
     c = campaign("mon", {"event": "order.delivered"},
                  [email("a", after="PT90M", weekdays=["mon"])])
