@@ -170,13 +170,14 @@ def unsubscribe_page(request: HttpRequest) -> HttpResponse:
     """GET: a confirmation page. Link scanners follow GETs, so a GET changes nothing."""
     verified_link(request, "unsubscribe")
     page = ("<!doctype html><title>Unsubscribe</title><form method=post>"
-            "<p>Stop receiving these emails?</p>"
+            "<p>Stop receiving these messages?</p>"
             "<button name=List-Unsubscribe value=One-Click>Unsubscribe</button></form>")
     return HttpResponse(200, page, {"Content-Type": "text/html; charset=utf-8"})
 
 
 def unsubscribe(request: HttpRequest) -> HttpResponse:
-    """POST (RFC 8058 one-click, or the page's button): withdraw email consent."""
+    """POST (RFC 8058 one-click, or the page's button): withdraw consent for the
+    channel the link was sent by (email, or SMS when an SMS template carries it)."""
     from chalicelib.store.models import MessageModel
 
     payload = verified_link(request, "unsubscribe")
@@ -188,7 +189,8 @@ def unsubscribe(request: HttpRequest) -> HttpResponse:
     # One id per click (not per link): clicking an old link again after opting back
     # in must unsubscribe again, not be dropped as a duplicate event.
     click = int(clock.real_now().timestamp())
+    channel = "sms" if message.channel == "sms" else "email"
     apply_consent([consent_event(f"unsubscribe:{message_id}:{click}", message.customer_id,
-                                 "email", False, "email:unsubscribe-link")])
+                                 channel, False, f"{channel}:unsubscribe-link")])
     page = "<!doctype html><title>Unsubscribed</title><p>You are unsubscribed.</p>"
     return HttpResponse(200, page, {"Content-Type": "text/html; charset=utf-8"})

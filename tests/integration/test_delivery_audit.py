@@ -284,3 +284,25 @@ def test_an_ses_event_in_an_sns_envelope_is_read_too(enrolled: LocalStack) -> No
     summary = _ses_record(enrolled, json.dumps(envelope))
     assert summary["results"] == {"recorded": 1}
     assert _email_message().status == "delivered"
+
+
+def test_an_unsubscribe_link_sent_by_sms_withdraws_sms_consent(enrolled: LocalStack) -> None:
+    # links.unsubscribe is in every template's context, SMS included; clicking it
+    # in a text message must stop the texts, not the emails.
+    from chalicelib.local.stack import LINK_KEY
+    from chalicelib.tracking import links
+
+    enrolled.run_due(SMS_DUE)
+    msg = _sms_message()
+    exp = int(clock.real_now().timestamp()) + 3600
+    token = links.sign({"m": msg.message_id, "t": "unsubscribe", "exp": exp},
+                       LINK_KEY.encode())
+    response = enrolled.client.http.post(f"/l/unsubscribe/{token}",
+                                         body=b"List-Unsubscribe=One-Click",
+                                         headers={"Content-Type": FORM})
+    assert response.status_code == 200
+    enrolled.pump("events", "ingest")
+    consent = CustomerModel.get("c-42").profile["consent"]
+    assert (consent["sms"]["granted"], consent["sms"]["source"]) == (
+        False, "sms:unsubscribe-link")
+    assert consent["email"]["granted"] is True
