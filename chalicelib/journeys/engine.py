@@ -470,7 +470,9 @@ def _goals_and_exits(result: EventResult, event: Mapping[str, Any], at: str,
             continue
         start = parse_iso(e["at"])
         when = when or parse_iso(at)
-        if start <= when <= start + c.goal_within:
+        # Strictly after the enrollment, as exits: an event at its own instant (the
+        # trigger's, whichever line comes first) does not convert it.
+        if start < when <= start + c.goal_within:
             arm = "holdout" if e.get("holdout") else "treatment"
             result.conversions.append(Conversion(c.id, arm, e.get("variant"), e["at"]))
             if changed is enrollments:

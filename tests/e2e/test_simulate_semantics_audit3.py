@@ -66,12 +66,6 @@ def sent(rows: list[RowT], customer: str, camp: str | None = None) -> list[RowT]
 
 # =========================================================== defects (strict xfail)
 
-@pytest.mark.xfail(strict=True, reason=(
-    "campaigns.md: 'goal: an event within a window after enrollment counts as a "
-    "conversion' (and an exit needs an event 'strictly after' the enrollment: 'another "
-    "event at the same instant does not exit'). An order.placed at the same instant as "
-    "the delivery that enrolls converts that enrollment when its line comes after the "
-    "delivery's, and not when it comes before: the outcome depends on line order."))
 def test_goal_at_the_enrollments_own_instant_does_not_depend_on_line_order(
         tmp_path: Path) -> None:
     g = campaign("g", {"event": "order.delivered"}, [email(after="P1D", at="10:00")],
