@@ -40,6 +40,8 @@ _LAST_PLANNED_YEAR = 9998
 CONTACT_FIELD = {"sms": "phone", "email": "email"}
 _MEMO_MAX = 65_536  # entries of CampaignSet's memo; cleared when full
 _MISSING = object()
+_NO_TIME = timedelta(0)
+_SECOND = timedelta(seconds=1)
 
 
 StepKey = tuple[str, str, str, str]  # (customer_id, campaign_id, ref, step_id)
@@ -68,6 +70,9 @@ class PlannedStep:
     # The part of the triggering event's ``data`` its step conditions read (None when
     # they read none, and in records written before this was kept).
     data: dict[str, Any] | None = None
+    # How long deferrals (quiet hours, a weekday not allowed) have held it back, in
+    # whole seconds: waiting for them is not lateness for ``expire_after``.
+    deferred_for: timedelta = _NO_TIME
 
     @property
     def key(self) -> StepKey:
@@ -91,6 +96,8 @@ class PlannedStep:
         }
         if self.data is not None:  # only steps whose conditions read event.data
             d["data"] = self.data
+        if self.deferred_for:  # only steps deferred at least once
+            d["deferred_for"] = self.deferred_for // _SECOND
         return d
 
     @classmethod
@@ -101,7 +108,13 @@ class PlannedStep:
             enrolled_at=d["enrolled_at"], due_at=parse_iso(d["due_at"]),
             holdout=bool(d["holdout"]), variant=d.get("variant"), event_id=d["event_id"],
             order=d.get("order"), data=d.get("data"),
+            deferred_for=timedelta(seconds=int(d.get("deferred_for") or 0)),
         )
+
+    def held_back(self, now: datetime, until: datetime) -> None:
+        """Note a deferral decided at ``now`` to ``until``: the wait is not lateness
+        (whole seconds, as stored)."""
+        self.deferred_for += (until - now) // _SECOND * _SECOND
 
 
 class Row(NamedTuple):
@@ -888,8 +901,11 @@ def decide_step(step: PlannedStep, profile: Profile | None, campaign: CompiledCa
 def _decide(step: PlannedStep, compiled_step: CompiledStep, profile: Profile,
             campaign: CompiledCampaign, now: datetime, default_tz: str) -> StepDecision:
     channel = compiled_step.channel
-    if compiled_step.expire_after is not None and now - step.due_at > compiled_step.expire_after:
-        late = now - step.due_at
+    # Lateness: since the step was due, less the time deferrals held it back (which is
+    # never negative, so the cheaper test goes first).
+    if compiled_step.expire_after is not None \
+            and (late := now - step.due_at) > compiled_step.expire_after \
+            and (late := late - step.deferred_for) > compiled_step.expire_after:
         limit = _span(compiled_step.expire_after)
         return StepDecision("expired", f"{_span(late, up=True)} late, expire_after {limit}")
     if campaign.trigger_kind != "event":  # only date and idle enrollments go stale

@@ -113,6 +113,7 @@ class Simulator:
                                        campaigns.get(step.campaign_id), due, self.default_tz)
                 outcome = decision.outcome
                 if outcome == "deferred" and decision.defer_until is not None:
+                    step.held_back(due, decision.defer_until)
                     self._push(step, decision.defer_until)
                 else:  # the row's time is the decision's: when it is sent, if it is
                     rows.append(Row(step.customer_id, step.campaign_id, step.step_id,

@@ -129,11 +129,14 @@ def _finish_schedule(schedule_id: str, token: str, status: str, outcome: str,
 
 
 def _requeue(step: PlannedStep, token: str, due: datetime, *, retry: bool = False) -> Op:
+    """Back to pending, due at ``due``: a retry, or a deferral (which rewrites the step
+    with how long deferrals have held it back: not lateness for expire_after)."""
     def op(tw: TransactWrite) -> None:
         tw.update(
             ScheduleModel(step.id),
             actions=[
-                *([ScheduleModel.retries.add(1)] if retry else []),
+                *([ScheduleModel.retries.add(1)] if retry else
+                  [ScheduleModel.step.set(step.to_dict())]),
                 ScheduleModel.status.set("pending"),
                 ScheduleModel.due_at.set(int(due.timestamp())),
                 ScheduleModel.due_shard.set(step.shard),
@@ -380,6 +383,7 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
     try:
         if decision.outcome == "deferred":
             assert decision.defer_until is not None
+            step.held_back(now, decision.defer_until)
             commit(Transaction(required=[_requeue(step, token, decision.defer_until)]))
             return SendOutcome(step.id, "deferred", decision.reason,
                                due=(clock.iso(decision.defer_until),))

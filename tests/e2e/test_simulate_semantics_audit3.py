@@ -222,13 +222,6 @@ def test_weekday_move_into_quiet_hours_does_not_skip_the_allowed_day(tmp_path: P
     assert "08:00" <= when[-5:] < "21:00", when
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "campaigns.md: 'expire_after: a step whose send time passed longer ago than this (a "
-    "late event, an outage) is dropped' and 'Quiet hours: ... A step due inside them "
-    "moves to 08:00'. A customer who moves from New York to Tokyo before a 10:00 EDT step "
-    "(23:00 JST) is deferred to 08:00 JST by quiet hours (audit 1 pins that), but with "
-    "expire_after PT6H the deferral itself is counted as lateness: 'expired: 9h late', "
-    "though no event was late and nothing was down."))
 def test_quiet_hours_deferral_is_not_lateness(tmp_path: Path) -> None:
     c = campaign("ck", {"event": "order.delivered"},
                  [email(after="P1D", at="10:00", expire_after="PT6H")])
