@@ -532,6 +532,98 @@ def _context(profile: Profile, event: Mapping[str, Any] | None, at: str) -> dict
     return {"customer": profile, "event": event or {}, "now": at}
 
 
+_CLOCK_OPERATORS = frozenset({"days_since", "days_until", "years_since", "is_anniversary"})
+# Compiled audience -> whether its rule never reads `now` (then a date or idle
+# audience is asked without computing the occurrence's clock).
+_clock_free: dict[Any, bool] = {}
+
+
+def _reads_clock(rule: Any) -> bool:
+    """Whether a rule may read ``now``: a date operator, a path to ``now`` or to the
+    whole context, or a path computed when the rule runs. Conservative (a path
+    inside ``map`` and the like, which reads the item, counts as the context's)."""
+    stack: list[Any] = [rule]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict) or len(node) != 1:
+            continue
+        ((op, raw),) = node.items()
+        if op == "preserve":
+            continue
+        if op in _CLOCK_OPERATORS:
+            return True
+        if op == "var":
+            spec = (raw[0] if raw else None) if isinstance(raw, list) else raw
+            if spec is None or spec == "" or isinstance(spec, (dict, list)) or (
+                    isinstance(spec, str) and spec.split(".", 1)[0] == "now"):
+                return True
+        elif op in ("val", "exists"):
+            parts = list(raw) if isinstance(raw, list) else [raw]
+            if op == "val" and parts and isinstance(parts[0], list):
+                parts.pop(0)  # a scope jump: read as if from the context
+            if not parts or parts[0] is None or parts[0] == "now" or any(
+                    isinstance(p, (dict, list)) for p in parts):
+                return True
+        stack.append(raw)  # rules nested in the arguments
+    return False
+
+
+def _occurrence_now(campaign: CompiledCampaign, ref: str, start: str, tz: ZoneInfo) -> str:
+    """The ``now`` a date or idle campaign's audience is asked at: as of its
+    occurrence ``ref``, which starts at ``start`` (ISO, UTC; local midnight of the
+    date, or the day the customer goes idle).
+
+    That is the start, or midnight UTC of the occurrence's local date when that is
+    later: east of UTC local midnight is still the day before in UTC, where the date
+    operators (which count UTC dates) would read ``years_since`` one short on the
+    18th birthday. The result stays on the customer's local date (offsets are under
+    a day). For an idle spell it is also never before the idle duration has elapsed
+    in real time: the spell counts whole days on the customer's calendar, and across
+    a spring DST change 120 calendar days are an hour short of 120 elapsed days,
+    where ``days_since`` of the last order reads 119. A date's local day is read from
+    its ref (not from ``tz``), so a later move of timezone does not change it.
+    """
+    day: date | None = None
+    now = start
+    try:
+        if campaign.trigger_kind == "date":
+            d = parse_date(ref.split(":", 2)[1])
+            if d is not None:
+                day = anniversary(d, int(ref.rsplit(":", 1)[1]), campaign.leap_day)
+        else:
+            day = parse_iso(start).astimezone(tz).date()
+            if campaign.idle_after is not None and ref.startswith("idle:"):
+                now = max(now, iso(parse_iso(ref[5:]) + campaign.idle_after))
+    except (ValueError, OverflowError, IndexError):
+        pass  # a ref this release did not write: as of its start
+    if day is not None:
+        now = max(now, f"{day.isoformat()}T00:00:00Z")
+    return now
+
+
+def _audience_holds(campaign: CompiledCampaign, ref: str, start: str, profile: Profile,
+                    tz: ZoneInfo) -> bool:
+    """Whether a date or idle campaign's audience holds for the occurrence ``ref``
+    (starting at ``start``), for ``profile`` as it is now: asked as of the occurrence
+    (``now`` from :func:`_occurrence_now`, computed only for a rule that reads it),
+    with no event. True without an audience."""
+    audience = campaign.audience
+    if audience is None:
+        return True
+    clock_free = _clock_free.get(audience)
+    if clock_free is None:
+        rule = campaign.definition.get("audience", _MISSING)
+        clock_free = rule is not _MISSING and not _reads_clock(rule)
+        if len(_clock_free) >= _MEMO_MAX:
+            _clock_free.clear()
+        _clock_free[audience] = clock_free
+    now = start if clock_free else _occurrence_now(campaign, ref, start, tz)
+    return bool(audience(_context(profile, None, now)))
+
+
 def _enroll_event(result: EventResult, event: Mapping[str, Any], at: datetime, stamp: str,
                   campaigns: CampaignSet, default_tz: str) -> None:
     triggered = campaigns.by_trigger.get(event["type"])
@@ -686,7 +778,15 @@ def _rolled_enrollment(c: CompiledCampaign, e: Mapping[str, Any], customer_id: s
 
 
 def _enroll_dated(result: EventResult, at: datetime, stamp: str, campaigns: CampaignSet,
-                  default_tz: str) -> None:
+                  default_tz: str, before: Profile | None = None) -> None:
+    """Plan each date campaign's next occurrence when it is not planned yet.
+
+    Its audience is asked as of the occurrence (:func:`_audience_holds`) with the
+    profile as it is after this event; when false nothing is planned, and every later
+    event asks again (and plans it once true): the verdict of the last event before
+    the occurrence is the profile's at the occurrence. The ``skipped`` row is left by
+    the event that makes the date known or changes it (or a backfill: ``before`` is
+    None), not by every event that asks again. Its steps ask again when decided."""
     profile = result.profile
     enrollments = profile.get("enrollments") or {}
     tz = zone(profile.get("timezone"), default_tz)
@@ -713,7 +813,10 @@ def _enroll_dated(result: EventResult, at: datetime, stamp: str, campaigns: Camp
         ref, base = found
         # The audience is asked as of the occurrence (the enrollment's start): "18 or
         # older" is true on the 18th birthday, not only when the date became known.
-        if c.audience is not None and not c.audience(_context(profile, None, iso(base))):
+        if c.audience is not None and not _audience_holds(c, ref, iso(base), profile, tz):
+            if before is None or before.get(c.date_field or "") != value:
+                result.rows.append(
+                    Row(profile["id"], c.id, "-", stamp, "skipped", "audience rule false"))
             continue
         if current is not None and current["ref"].rsplit(":", 1)[0] != ref.rsplit(":", 1)[0]:
             result.cancelled.extend(
@@ -727,30 +830,49 @@ def _enroll_dated(result: EventResult, at: datetime, stamp: str, campaigns: Camp
 
 def _enroll_idle(result: EventResult, before: Profile, stamp: str, campaigns: CampaignSet,
                  default_tz: str) -> None:
+    """Plan the idle spell a new last order starts (cancelling the previous one).
+
+    Its audience is asked as of the day the customer goes idle (:func:`_audience_holds`)
+    with the profile as it is after this event: when false nothing is planned (row
+    ``skipped``), and each later event before that day asks again and plans the spell
+    once true, so the verdict of the last event before the idle day, the profile's
+    then, counts. Its steps ask again when decided."""
     profile = result.profile
     last = profile.get("last_order_at")
-    if not last or last == before.get("last_order_at"):
+    if not last:
         return
-    ref = f"idle:{last}"
+    new_spell = last != before.get("last_order_at")
+    ref = ""
+    tz: ZoneInfo | None = None
     for c in campaigns.idle:
         assert c.idle_after is not None
+        if not new_spell and c.audience is None:
+            continue  # planned by the order that started the spell, unasked
         current = (profile.get("enrollments") or {}).get(c.id)
+        ref = ref or f"idle:{last}"
         if current is not None and current["ref"] == ref:
             continue  # this idle spell is planned already
-        if current is not None:
+        if new_spell and current is not None:
             result.cancelled.extend(
                 _cancel(c, profile["id"], current["ref"], "cancelled", "ordered again"))
         # Whole days of idleness count on the customer's calendar, as step delays do.
-        base = add_local(parse_iso(last), c.idle_after,
-                         zone(profile.get("timezone"), default_tz)).astimezone(UTC)
+        tz = tz or zone(profile.get("timezone"), default_tz)
+        base = add_local(parse_iso(last), c.idle_after, tz).astimezone(UTC)
+        start = iso(base)
+        if not new_spell and start <= stamp:
+            continue  # the spell has started: its audience was asked as of then
         # The audience is asked as of the day the customer goes idle (the enrollment's
         # start), so "days_since(last order) >= 120" reads 120 there.
-        if c.audience is not None and not c.audience(_context(profile, None, iso(base))):
+        if not _audience_holds(c, ref, start, profile, tz):
+            if new_spell:
+                result.rows.append(
+                    Row(profile["id"], c.id, "-", stamp, "skipped", "audience rule false"))
             continue
         planned = plan_enrollment(c, profile["id"], ref, base, profile.get("timezone"),
-                                  default_tz, f"idle:{last}", None)
+                                  default_tz, ref, None)
         _record(profile, c, planned, ref)
         result.planned.extend(planned)
+        result.rows.append(Row(profile["id"], c.id, "-", stamp, "planned", ref))
 
 
 def process_event(event: Mapping[str, Any], profile: Profile | None, campaigns: CampaignSet,
@@ -770,7 +892,7 @@ def process_event(event: Mapping[str, Any], profile: Profile | None, campaigns: 
     _goals_and_exits(result, event, stamp, campaigns)
     _enroll_event(result, event, at, stamp, campaigns, default_tz)
     if campaigns.dated:
-        _enroll_dated(result, at, stamp, campaigns, default_tz)
+        _enroll_dated(result, at, stamp, campaigns, default_tz, before)
     if campaigns.idle:
         _enroll_idle(result, before, stamp, campaigns, default_tz)
     if result.cancelled:
@@ -916,6 +1038,12 @@ def _decide(step: PlannedStep, compiled_step: CompiledStep, profile: Profile,
         exited = _exit_reason(campaign, step, profile, now)
         if exited:
             return StepDecision("exited", exited)
+    # A date or idle campaign's audience is asked again as of the occurrence, with the
+    # profile as it is now: a customer who left it since the plan is skipped.
+    if campaign.audience is not None and campaign.trigger_kind != "event" \
+            and not _audience_holds(campaign, step.ref, step.enrolled_at, profile,
+                                    zone(profile.get("timezone"), default_tz)):
+        return StepDecision("skipped", "audience rule false")
     if compiled_step.condition is not None:
         context = _context(profile, _step_event(campaign, step), iso(now))
         if not compiled_step.condition(context):
