@@ -167,6 +167,10 @@ class Cancellation:
 class EventResult:
     profile: Profile
     planned: list[PlannedStep] = field(default_factory=list)
+    # Pending steps planned again with the same keys (and no row): the yearly
+    # occurrences of a customer whose timezone changed, in the new zone. Only the
+    # steps still pending change; the others are left as they are.
+    moved: list[PlannedStep] = field(default_factory=list)
     cancelled: list[Cancellation] = field(default_factory=list)
     conversions: list[Conversion] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
@@ -893,6 +897,8 @@ def process_event(event: Mapping[str, Any], profile: Profile | None, campaigns: 
     _enroll_event(result, event, at, stamp, campaigns, default_tz)
     if campaigns.dated:
         _enroll_dated(result, at, stamp, campaigns, default_tz, before)
+        if result.profile.get("timezone") != before.get("timezone"):
+            _move_dated(result, before, at, campaigns, default_tz)
     if campaigns.idle:
         _enroll_idle(result, before, stamp, campaigns, default_tz)
     if result.cancelled:
@@ -911,6 +917,78 @@ def _one_operation_per_step(result: EventResult) -> None:
             seen.add(c.key)
             unique.append(c)
     result.cancelled = unique
+
+
+def _move_dated(result: EventResult, before: Profile, at: datetime, campaigns: CampaignSet,
+                default_tz: str) -> None:
+    """A customer whose timezone changed keeps their yearly dates in the new zone.
+
+    For each date campaign, the steps of the recorded occurrence, and of the next one
+    when it was planned (by the decision on the last step), that were not due yet are
+    planned again from local midnight of the date in the new zone, with the same keys
+    (``result.moved``), and the recorded enrollment starts there. Steps already due
+    (decided, or deferred and waiting) are decided as they are. An occurrence whose
+    date changed with the zone (a purchase's local date) was cancelled and planned
+    again by _enroll_dated."""
+    profile = result.profile
+    enrollments = profile.get("enrollments")
+    if not enrollments:
+        return
+    old_tz = zone(before.get("timezone"), default_tz)
+    new_tz = zone(profile.get("timezone"), default_tz)
+    if old_tz == new_tz:
+        return
+    # A campaign _enroll_dated planned for in this event is planned in the new zone,
+    # and has no later occurrence planned yet.
+    planned = {s.campaign_id for s in result.planned}
+    changed = enrollments
+    for c in campaigns.dated:
+        e = changed.get(c.id)
+        if e is None or e.get("exited") or c.id in planned:
+            continue  # an exit cancelled its steps (and planned the next year's anew)
+        day = yearly_date(profile.get(c.date_field or ""), new_tz)
+        if day is None or campaigns.live_through(c, e["ref"], day) is None:
+            continue  # not this date's occurrence: _enroll_dated re-planned it, or not
+        ref, start = e["ref"], e["at"]
+        moved = _moved_steps(c, profile, ref, start, old_tz, new_tz, at, default_tz)
+        if moved:
+            if changed is enrollments:
+                changed = dict(enrollments)
+            changed[c.id] = {**e, "at": moved[0].enrolled_at}
+        last_due = plan_from_local(parse_iso(start).astimezone(old_tz), c.steps[-1], old_tz)
+        if last_due <= at:  # the next occurrence was planned when that step was decided
+            found = campaigns.next_occurrence(c, ref, start, day, old_tz)
+            if found is not None:
+                moved += _moved_steps(c, profile, found[0], found[1], old_tz, new_tz, at,
+                                      default_tz)
+        result.moved.extend(moved)
+    if changed is not enrollments:
+        profile["enrollments"] = changed
+
+
+def _moved_steps(c: CompiledCampaign, profile: Profile, ref: str, start: str,
+                 old_tz: ZoneInfo, new_tz: ZoneInfo, at: datetime,
+                 default_tz: str) -> list[PlannedStep]:
+    """The steps of the date campaign's occurrence ``ref`` (planned from ``start`` in
+    ``old_tz``) not due by ``at``, planned from the occurrence's start in ``new_tz``;
+    those whose time does not change are left out."""
+    d = parse_date(ref.split(":", 2)[1])
+    if d is None:
+        return []
+    try:
+        base = local_time(anniversary(d, int(ref.rsplit(":", 1)[1]), c.leap_day), time(0, 0),
+                          new_tz)
+    except (ValueError, OverflowError):
+        return []  # a ref this release did not write, or beyond the calendar
+    old_base = parse_iso(start).astimezone(old_tz)
+    steps = plan_enrollment(c, profile["id"], ref, base, profile.get("timezone"), default_tz,
+                            f"date:{ref}", None)
+    moved = []
+    for step, compiled in zip(steps, c.steps, strict=True):
+        old_due = plan_from_local(old_base, compiled, old_tz)
+        if old_due > at and (step.due_at != old_due or step.enrolled_at != start):
+            moved.append(step)
+    return moved
 
 
 def backfill_profile(profile: Profile, campaigns: CampaignSet, now: datetime,

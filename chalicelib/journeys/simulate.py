@@ -62,6 +62,10 @@ class Simulator:
     _due_steps: dict[datetime, list[PlannedStep]] = field(default_factory=dict)
     _pending: dict[StepKey, PlannedStep] = field(default_factory=dict)
     _known: set[StepKey] = field(default_factory=set)
+    # Steps cancelled at ingest with the outcome "cancelled" (a date changed), and
+    # their row: such a step may be planned again (the date changed back), and then
+    # its row is its final decision only, as the pipeline's one schedule item says.
+    _cancelled: dict[StepKey, Row] = field(default_factory=dict)
     _seen_events: set[str] = field(default_factory=set)
 
     def _plan(self, step: PlannedStep, now: datetime) -> None:
@@ -74,6 +78,26 @@ class Simulator:
         if len(known) != size:  # not planned before (one set probe, not two)
             due = step.due_at
             self._push(step, due if due >= now else now)
+        else:
+            self._plan_again(step, now)
+
+    def _plan_again(self, step: PlannedStep, now: datetime) -> None:
+        """A step planned again with the same key (as the pipeline's conditional
+        writes do): one still pending takes the new plan (it moves), one cancelled at
+        ingest with the outcome "cancelled" is planned anew (its cancellation row goes),
+        any other (decided, exited) is left as it is."""
+        key = step.key
+        if key not in self._pending:
+            row = self._cancelled.pop(key, None)
+            if row is None:
+                return
+            rows = self.rows
+            for i in range(len(rows) - 1, -1, -1):  # a recent row, as a rule
+                if rows[i] is row:
+                    del rows[i]
+                    break
+        due = step.due_at
+        self._push(step, due if due >= now else now)
 
     def _push(self, step: PlannedStep, due: datetime) -> None:
         self._pending[step.key] = step
@@ -151,12 +175,19 @@ class Simulator:
         for cancel in result.cancelled:
             step = self._pending.pop(cancel.key, None)
             if step is not None:
-                self.rows.append(Row(step.customer_id, step.campaign_id, step.step_id,
-                                     iso(step.due_at), cancel.outcome, cancel.reason))
+                row = Row(step.customer_id, step.campaign_id, step.step_id, iso(step.due_at),
+                          cancel.outcome, cancel.reason)
+                self.rows.append(row)
+                if cancel.outcome == "cancelled":
+                    self._cancelled[cancel.key] = row
         self.rows.extend(result.rows)
         at: datetime = event["_at"]
         for step in result.planned:
             self._plan(step, at)
+        for step in result.moved:  # a timezone move: only steps still pending move
+            if step.key in self._pending:
+                due = step.due_at
+                self._push(step, due if due >= at else at)
 
     def replay(self, events: Sequence[dict[str, Any]], end: datetime | None) -> None:
         """Feed time-ordered ``events``, then advance to ``end``: customer by customer.

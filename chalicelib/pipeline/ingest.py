@@ -4,13 +4,20 @@ Per event: one GetItem (the profile) and one TransactWriteItems holding the
 processed-event marker, the profile (optimistic version check), the new schedule
 items (conditional on not existing: enrolling twice is a no-op), cancellations
 and stats. A replayed event fails the marker's condition and changes nothing.
+
+A step planned again with the same key (a yearly occurrence planned both by an
+event and by the decision on last year's step; a date changed and changed back)
+is written once: an item still pending takes the new plan, one cancelled at
+ingest with the outcome ``cancelled`` is planned anew, any other is left as it
+is; ``enrolled`` counts the enrollments whose items were created, so each
+enrollment once. Steps moved by a change of timezone update pending items only.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -26,6 +33,12 @@ from chalicelib.pipeline.stats import StatKey, stat_ops
 from chalicelib.store.campaigns import LiveCache
 from chalicelib.store.models import CustomerModel, EventModel, ScheduleModel
 from chalicelib.store.tx import MAX_ITEMS, Op, RequiredConditionFailed, Transaction, commit
+
+# A schedule item planned again with the same key: still pending (it moves), or
+# cancelled at ingest by a change of date (it is planned anew). Decided items, and
+# steps exited or cancelled for another reason, stay as they are.
+_MAY_PLAN_AGAIN = (ScheduleModel.status == "pending") | (
+    (ScheduleModel.status == "cancelled") & (ScheduleModel.outcome == "cancelled"))
 
 log = logging.getLogger(__name__)
 EVENT_MARKER_TTL = timedelta(days=30)
@@ -84,9 +97,51 @@ def _put_new(item: ScheduleModel) -> Op:
     return op
 
 
-def new_step_ops(steps: Iterable[PlannedStep]) -> list[Op]:
-    """Conditional puts of planned steps: one already planned is left as it is."""
-    return [_put_new(schedule_item(s)) for s in steps]
+def _plan_again(step: PlannedStep, condition: Any) -> Op:
+    """The schedule item of ``step`` rewritten with its plan, when ``condition`` holds;
+    what it holds of the previous plan's attempts (``retries``) stays."""
+    def op(tw: TransactWrite) -> None:
+        tw.update(
+            ScheduleModel(step.id),
+            actions=[
+                ScheduleModel.status.set("pending"),
+                ScheduleModel.due_at.set(int(step.due_at.timestamp())),
+                ScheduleModel.due_shard.set(step.shard),
+                ScheduleModel.pending_campaign.set(step.campaign_id),
+                ScheduleModel.step.set(step.to_dict()),
+                ScheduleModel.updated_at.set(clock.iso(clock.now())),
+                ScheduleModel.outcome.remove(),
+                ScheduleModel.reason.remove(),
+                ScheduleModel.claim_token.remove(),
+            ],
+            condition=condition,
+        )
+
+    return op
+
+
+def add_planned(tx: Transaction, steps: Iterable[PlannedStep],
+                bumps: Sequence[tuple[StatKey, str]] = ()) -> None:
+    """Add planned steps to ``tx``: each item created if it does not exist, else
+    planned again if it may be (``_MAY_PLAN_AGAIN``), else left as it is; and, as
+    ``tx.derived``, the stats: ``bumps`` and one ``enrolled`` per enrollment at least
+    one of whose items is created (so an enrollment planned twice counts once)."""
+    steps = list(steps)
+    first = len(tx.optional)
+    for j, step in enumerate(steps, first):
+        tx.optional.append(_put_new(schedule_item(step)))
+        tx.fallback[j] = _plan_again(step, _MAY_PLAN_AGAIN)
+
+    def stats(written: Sequence[bool]) -> list[Op]:
+        created = [s for j, s in enumerate(steps, first) if written[j]]
+        return stat_ops([*bumps, *enrolled_bumps(created)])
+
+    tx.derived = stats
+
+
+def moved_step_ops(steps: Iterable[PlannedStep]) -> list[Op]:
+    """Pending items planned again in place (a change of timezone); others stay."""
+    return [_plan_again(s, ScheduleModel.status == "pending") for s in steps]
 
 
 def _cancel(cancel: Cancellation) -> Op:
@@ -107,19 +162,23 @@ def _cancel(cancel: Cancellation) -> Op:
     return op
 
 
-def _stat_bumps(result: EventResult) -> list[tuple[StatKey, str]]:
+def enrolled_bumps(created: Iterable[PlannedStep]) -> list[tuple[StatKey, str]]:
+    """One ``enrolled`` per enrollment (campaign, ref) among steps whose items were
+    created, on the day it started."""
     bumps: list[tuple[StatKey, str]] = []
     seen: set[tuple[str, str]] = set()
-    for step in result.planned:
+    for step in created:
         if (step.campaign_id, step.ref) in seen:
             continue
         seen.add((step.campaign_id, step.ref))
         arm = "holdout" if step.holdout else "treatment"
         bumps.append(((step.campaign_id, step.variant, arm, step.enrolled_at[:10]), "enrolled"))
-    for conv in result.conversions:
-        bumps.append(((conv.campaign_id, conv.variant, conv.arm, conv.enrolled_at[:10]),
-                      "converted"))
     return bumps
+
+
+def _conversion_bumps(result: EventResult) -> list[tuple[StatKey, str]]:
+    return [((conv.campaign_id, conv.variant, conv.arm, conv.enrolled_at[:10]), "converted")
+            for conv in result.conversions]
 
 
 def result_transaction(result: EventResult, current: CustomerModel | None,
@@ -143,14 +202,19 @@ def result_transaction(result: EventResult, current: CustomerModel | None,
     def put_profile(tw: TransactWrite) -> None:
         tw.save(customer)
 
-    tx = Transaction(required=[*required, put_profile, *stat_ops(_stat_bumps(result))])
+    tx = Transaction(required=[*required, put_profile])
     # DynamoDB refuses a transaction that touches one item twice: one operation per
-    # schedule id, a new plan winning over a cancellation of the same id.
+    # schedule id, a new plan winning over a cancellation of the same id, and both
+    # over a move.
     planned = {s.id: s for s in result.planned}
     cancelled = {c.schedule_id: c for c in reversed(result.cancelled)
                  if c.schedule_id not in planned}
-    tx.optional.extend(new_step_ops(planned.values()))
+    add_planned(tx, planned.values(), _conversion_bumps(result))
     tx.optional.extend(_cancel(c) for c in reversed(cancelled.values()))
+    if result.moved:
+        tx.optional.extend(moved_step_ops(
+            s for s in {s.id: s for s in result.moved}.values()
+            if s.id not in planned and s.id not in cancelled))
     return tx
 
 
@@ -184,7 +248,7 @@ def ingest_event(event: dict[str, Any], live: LiveCache) -> IngestOutcome:
             if exc.index == 1:
                 continue  # the profile changed under us: read it again
             raise
-        due = tuple(sorted({clock.iso(s.due_at) for s in result.planned}))
+        due = tuple(sorted({clock.iso(s.due_at) for s in (*result.planned, *result.moved)}))
         return IngestOutcome(event["id"], False, len(result.planned), len(result.cancelled),
                              dropped, due)
     raise RuntimeError(f"profile kept changing while processing event {event['id']}")

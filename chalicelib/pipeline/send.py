@@ -34,8 +34,8 @@ from chalicelib.channels.base import EmailMessage, SendResult, SmsMessage
 from chalicelib.journeys.engine import PlannedStep, StepDecision, decide_step
 from chalicelib.journeys.messages import message_tags, render_context
 from chalicelib.pipeline.batch import PermanentError
-from chalicelib.pipeline.ingest import load_customer, new_step_ops
-from chalicelib.pipeline.stats import stat_ops
+from chalicelib.pipeline.ingest import add_planned, load_customer
+from chalicelib.pipeline.stats import StatKey, stat_ops
 from chalicelib.store.campaigns import LiveCache, LiveCampaigns
 from chalicelib.store.models import MessageModel, ScheduleModel
 from chalicelib.store.tx import Op, RequiredConditionFailed, Transaction, commit
@@ -186,9 +186,12 @@ def _arm(step: PlannedStep) -> str:
     return "holdout" if step.holdout else "treatment"
 
 
+def _bump(step: PlannedStep, counter: str) -> tuple[StatKey, str]:
+    return (step.campaign_id, step.variant, _arm(step), clock.now().date().isoformat()), counter
+
+
 def _stat(step: PlannedStep, counter: str) -> list[Op]:
-    day = clock.now().date().isoformat()
-    return stat_ops([((step.campaign_id, step.variant, _arm(step), day), counter)])
+    return stat_ops([_bump(step, counter)])
 
 
 STAT_FOR = {"held_out": "held_out", "expired": "expired", "exited": "exited",
@@ -200,9 +203,9 @@ def _record_no_send(step: PlannedStep, token: str, decision: StepDecision) -> No
     tx = Transaction(required=[
         _finish_schedule(step.id, token, "done", decision.outcome, decision.reason),
         _put_message(_message(step, decision, decision.outcome)),
-        *_stat(step, STAT_FOR[decision.outcome]),
     ])
-    tx.optional.extend(new_step_ops(decision.follow_ups))
+    # The counter with the follow-ups' ``enrolled`` (one update per stats item).
+    add_planned(tx, decision.follow_ups, [_bump(step, STAT_FOR[decision.outcome])])
     commit(tx)
 
 
@@ -410,7 +413,7 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
             _put_message(message),
             _mark_sending(step.id, token),
         ])
-        claim.optional.extend(new_step_ops(decision.follow_ups))
+        add_planned(claim, decision.follow_ups)
         commit(claim)
     except RequiredConditionFailed:
         return SendOutcome(step.id, "duplicate", "claimed or sent by another worker")

@@ -4,6 +4,10 @@ A required operation that fails its condition aborts the write (the caller decid
 what that means: a duplicate event, a lost race). An optional one that fails (a
 schedule item that already exists, a step already sent) is dropped and the rest
 is written again, so deterministic keys make repeats harmless without extra reads.
+An optional operation may have a fallback, written instead when it fails (a
+schedule item that exists is updated, if its state allows, rather than created),
+and some operations may depend on which optional ones were written as given (a
+stats bump that counts only the schedule items created): ``derived``.
 """
 
 from __future__ import annotations
@@ -45,9 +49,17 @@ class RequiredConditionFailed(Exception):
 class Transaction:
     required: list[Op] = field(default_factory=list)
     optional: list[Op] = field(default_factory=list)
+    # Index in ``optional`` -> the operation written instead when that one fails its
+    # condition (dropped in turn when it fails too).
+    fallback: dict[int, Op] = field(default_factory=dict)
+    # Operations written with the others (never conditional), made from a flag per
+    # optional operation: whether it is written as given (not its fallback, not
+    # dropped). Called again after each failed attempt.
+    derived: Callable[[Sequence[bool]], list[Op]] | None = None
 
     def __len__(self) -> int:
-        return len(self.required) + len(self.optional)
+        extra = len(self.derived([True] * len(self.optional))) if self.derived else 0
+        return len(self.required) + len(self.optional) + extra
 
 
 class _Tracked(TransactWrite):
@@ -96,7 +108,7 @@ def _write(ops: Sequence[Op]) -> list[int]:
     return tw.op_of_item()
 
 
-def commit(tx: Transaction, attempts: int = 4) -> int:
+def commit(tx: Transaction, attempts: int = 5) -> int:
     """Write ``tx``; return how many optional operations were dropped.
 
     Raises
@@ -106,10 +118,16 @@ def commit(tx: Transaction, attempts: int = 4) -> int:
     """
     if len(tx) > MAX_ITEMS:
         raise ValueError(f"transaction of {len(tx)} operations exceeds {MAX_ITEMS}")
-    optional = list(tx.optional)
-    dropped = 0
+    # Per optional operation: 0 written as given, 1 its fallback, 2 dropped.
+    state = [0] * len(tx.optional)
+    required = len(tx.required)
     for _ in range(attempts):
-        ops = [*tx.required, *optional]
+        chosen = [j for j, s in enumerate(state) if s < 2]
+        ops = [*tx.required, *(tx.optional[j] if state[j] == 0 else tx.fallback[j]
+                               for j in chosen)]
+        if tx.derived is not None:
+            ops.extend(tx.derived([s == 0 for s in state]))
+        dropped = state.count(2)
         if not ops:
             return dropped
         try:
@@ -123,8 +141,9 @@ def commit(tx: Transaction, attempts: int = 4) -> int:
             if not failed or any(code != "ConditionalCheckFailed" for code in failed.values()):
                 raise
             for i, code in sorted(failed.items()):
-                if i < len(tx.required):
+                if i < required or i >= required + len(chosen):  # required, or derived
                     raise RequiredConditionFailed(i, code) from exc
-            optional = [op for j, op in enumerate(optional) if j + len(tx.required) not in failed]
-            dropped += len(failed)
+            for i in failed:
+                j = chosen[i - required]
+                state[j] = 1 if state[j] == 0 and j in tx.fallback else 2
     raise RuntimeError("transaction kept failing its optional conditions")

@@ -17,8 +17,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from chalicelib.journeys import keys
 from tests.e2e.test_simulate_semantics_audit import (
     TEMPLATES,
@@ -154,14 +152,6 @@ def test_goal_counts_after_every_yearly_occurrence(tmp_path: Path) -> None:
         ("2026-05-20T14:00:00Z", "sent"), ("2027-05-20T14:00:00Z", "sent")]
 
 
-# Still open: fixing it needs a way to move a pending step to an earlier due time with
-# the same schedule key and no row (simulate's schedule, not only the decision core).
-@pytest.mark.xfail(strict=True, reason=(
-    "campaigns.md: a birthday campaign runs 'every year on that date, local midnight; "
-    "steps count from there' and 'at: local send time HH:MM in the recipient's "
-    "timezone'. A customer who moves from New York to Tokyo before the birthday keeps "
-    "the instant planned in New York (10:00 EDT = 23:00 JST), which quiet hours push to "
-    "08:00 JST on 21 May: the greeting arrives the day after the birthday."))
 def test_birthday_follows_a_timezone_move_before_the_occurrence(tmp_path: Path) -> None:
     rows = simulate(tmp_path, [bday("bday")], [
         ev("e1", "customer.updated", "2026-04-01T14:00:00Z", "c1", birthday="1990-05-20"),

@@ -31,8 +31,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
-
 from chalicelib.journeys import keys
 from tests.e2e.test_simulate_semantics_audit import (
     TEMPLATES,
@@ -104,11 +102,6 @@ def test_expiry_reason_shows_a_lateness_over_the_limit(tmp_path: Path) -> None:
         assert not limit.startswith("0"), reason
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "campaigns.md: a date trigger enrolls 'every year on that date'. A birthday corrected "
-    "and corrected back (20 May -> 21 May -> 20 May) prints 'planned "
-    "birthday:1990-05-20:2026' but the greeting is never sent: the step of the first "
-    "plan was cancelled ('date changed') and re-planning the same occurrence is a no-op."))
 def test_birthday_changed_and_changed_back_is_greeted(tmp_path: Path) -> None:
     rows = simulate(tmp_path, [bday("bday")], [
         ev("e1", "customer.updated", "2026-04-01T14:00:00Z", "c1", birthday="1990-05-20"),
