@@ -9,7 +9,7 @@ these functions, and a differential test holds them to the same rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, NamedTuple
@@ -307,6 +307,15 @@ def _event_data_reads(rule: Any) -> tuple[bool, frozenset[str]]:
     rule runs). Conservative: a path inside ``map`` and the like, which reads the
     item, is counted as if it read the context."""
     keys: set[str] = set()
+    for op, raw in _operations(rule):
+        if _reads_all_data(op, raw, keys):
+            return True, frozenset()
+    return False, frozenset(keys)
+
+
+def _operations(rule: Any) -> Iterator[tuple[str, Any]]:
+    """Every operation of a JSON Logic rule as (operator, arguments), nested ones
+    included (a default, a computed path), but not the data of ``preserve``."""
     stack: list[Any] = [rule]
     while stack:
         node = stack.pop()
@@ -318,10 +327,8 @@ def _event_data_reads(rule: Any) -> tuple[bool, frozenset[str]]:
         ((op, raw),) = node.items()
         if op == "preserve":
             continue
-        if _reads_all_data(op, raw, keys):
-            return True, frozenset()
-        stack.append(raw)  # rules nested in the arguments (a default, a computed path)
-    return False, frozenset(keys)
+        yield op, raw
+        stack.append(raw)
 
 
 def _reads_all_data(op: str, raw: Any, keys: set[str]) -> bool:
@@ -546,17 +553,7 @@ def _reads_clock(rule: Any) -> bool:
     """Whether a rule may read ``now``: a date operator, a path to ``now`` or to the
     whole context, or a path computed when the rule runs. Conservative (a path
     inside ``map`` and the like, which reads the item, counts as the context's)."""
-    stack: list[Any] = [rule]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, list):
-            stack.extend(node)
-            continue
-        if not isinstance(node, dict) or len(node) != 1:
-            continue
-        ((op, raw),) = node.items()
-        if op == "preserve":
-            continue
+    for op, raw in _operations(rule):
         if op in _CLOCK_OPERATORS:
             return True
         if op == "var":
@@ -571,7 +568,6 @@ def _reads_clock(rule: Any) -> bool:
             if not parts or parts[0] is None or parts[0] == "now" or any(
                     isinstance(p, (dict, list)) for p in parts):
                 return True
-        stack.append(raw)  # rules nested in the arguments
     return False
 
 
