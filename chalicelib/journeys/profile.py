@@ -2,8 +2,10 @@
 
 Events arrive late, twice and out of order; every rule here is order-independent
 where it can be: times keep their maximum (or minimum for "first"), orders are
-counted once by order id whichever of placed/delivered comes first, and consent
-follows the rules in DESIGN.md (a later ``consent: true`` never lifts an opt-out).
+counted once by order id whichever of placed/delivered comes first, a cancelled
+order is never counted whichever of its events comes first (docs/events.md), and
+consent follows the rules in DESIGN.md (a later ``consent: true`` never lifts an
+opt-out).
 """
 
 from __future__ import annotations
@@ -131,9 +133,55 @@ def order_scoped(event_type: str) -> bool:
 
 
 def _prune(orders: dict[str, Any]) -> None:
-    """Keep the newest ``MAX_ORDERS_KEPT`` orders (one seen only by its return first)."""
+    """Keep the newest ``MAX_ORDERS_KEPT`` orders: by the order's time, or for one seen
+    only by its return or cancellation, by the time of that event."""
     while len(orders) > MAX_ORDERS_KEPT:
-        del orders[min(orders, key=lambda k: orders[k].get("at") or "")]
+        del orders[min(orders, key=lambda k: orders[k].get("at")
+                       or min((orders[k].get("events") or {}).values(), default=""))]
+
+
+def _counted(order: Mapping[str, Any]) -> bool:
+    """Whether an order record is a purchase: seen placed or delivered, not cancelled
+    (``cancelled`` is only ever written as true)."""
+    return "at" in order and "cancelled" not in order
+
+
+def _recompute_order_times(profile: Profile, orders: Mapping[str, Any], gone: str) -> None:
+    """``last_order_at``/``first_order_at`` after the counted order placed at ``gone``
+    stopped counting: from the orders still counted among those kept (the newest
+    ``MAX_ORDERS_KEPT``). With none left, a customer with no order counted has neither;
+    one whose other orders were all pruned keeps the times as they were."""
+    last, first = profile.get("last_order_at"), profile.get("first_order_at")
+    if gone != last and gone != first:
+        return  # another order holds both
+    times = [o["at"] for o in orders.values() if _counted(o)]
+    if times:
+        if gone == last:
+            profile["last_order_at"] = max(times)
+        if gone == first:
+            profile["first_order_at"] = min(times)
+    elif not profile.get("order_count"):
+        profile.pop("last_order_at", None)
+        profile.pop("first_order_at", None)
+
+
+def _uncount(profile: Profile, orders: Mapping[str, Any], order: Mapping[str, Any]) -> None:
+    """Take a counted order, now cancelled, out of the aggregates. Its products stay
+    listed, and ``last_delivery_at`` (a delivery did happen) is left as it is."""
+    profile["order_count"] = max(0, int(profile.get("order_count", 0)) - 1)
+    profile["total_spent"] = round(
+        float(profile.get("total_spent", 0)) - float(order.get("total") or 0), 2)
+    _recompute_order_times(profile, orders, order["at"])
+
+
+def _add_products(profile: Profile, items: Any) -> None:
+    products = list(profile.get("products") or [])
+    profile["products"] = products
+    for item in items:
+        sku = item.get("sku") if isinstance(item, dict) else None
+        if isinstance(sku, str) and sku not in products:
+            products.append(sku)
+    del products[:-MAX_PRODUCTS_KEPT]
 
 
 def _apply_order(profile: Profile, event_type: str, order: Mapping[str, Any], at: str) -> None:
@@ -151,41 +199,46 @@ def _apply_order(profile: Profile, event_type: str, order: Mapping[str, Any], at
             record["events"] = {**(seen or {}), event_type: at}
             if event_type == "order.returned":
                 record["returned"] = True
+            elif event_type == "order.cancelled":
+                record["cancelled"] = True
             orders = profile["orders"] = dict(orders)
-            orders[order_id] = known = record
+            orders[order_id] = record
             _prune(orders)
-    if event_type == "order.returned":
-        return  # a return is not a purchase: nothing below changes
+            if event_type == "order.cancelled" and known is not None and _counted(known):
+                _uncount(profile, orders, known)
+            known = record
+    if event_type == "order.returned" or event_type == "order.cancelled":
+        return  # a return or a cancellation is not a purchase: nothing below changes
     if known is not None and "at" in known and at >= known["at"]:
-        pass  # a repeat (delivered after placed): the orders are unchanged
-    elif known is None or "at" not in known:  # new (or only its return was seen)
+        record = known  # a repeat (delivered after placed): the orders are unchanged
+    elif known is None or "at" not in known:  # new (or only its return/cancel was seen)
         orders = profile["orders"] = dict(orders)
         total = float(order.get("total") or 0)
-        orders[order_id] = {**(known or {}), "total": total, "at": at}
-        profile["order_count"] = int(profile.get("order_count", 0)) + 1
-        profile["total_spent"] = round(float(profile.get("total_spent", 0)) + total, 2)
+        orders[order_id] = record = {**(known or {}), "total": total, "at": at}
+        if "cancelled" not in record:
+            profile["order_count"] = int(profile.get("order_count", 0)) + 1
+            profile["total_spent"] = round(float(profile.get("total_spent", 0)) + total, 2)
+        # Currency and products are those of every order seen placed or delivered,
+        # cancelled or not (so they do not depend on the order events' arrival order).
         if order.get("currency"):
             profile["currency"] = order["currency"]
         _prune(orders)
-        products = list(profile.get("products") or [])
-        profile["products"] = products
-        for item in order.get("items") or ():
-            sku = item.get("sku") if isinstance(item, dict) else None
-            if isinstance(sku, str) and sku not in products:
-                products.append(sku)
-        del products[:-MAX_PRODUCTS_KEPT]
+        _add_products(profile, order.get("items") or ())
     else:
         orders = profile["orders"] = dict(orders)
-        orders[order_id] = {**known, "at": at}  # placed arrived after delivered
-        # The order's time moved back: the last order may now be another one (or this
-        # one, earlier), as if the events had come in order.
-        profile["last_order_at"] = max(o["at"] for o in orders.values() if o.get("at"))
-    placed_at = orders[order_id]["at"]
+        orders[order_id] = record = {**known, "at": at}  # placed arrived after delivered
+        if "cancelled" not in record:
+            # The order's time moved back: the last order may now be another one (or
+            # this one, earlier), as if the events had come in order.
+            profile["last_order_at"] = max(o["at"] for o in orders.values() if _counted(o))
+    if event_type == "order.delivered":
+        profile["last_delivery_at"] = _later(profile.get("last_delivery_at"), at)
+    if "cancelled" in record:
+        return  # a cancelled order is not a purchase, whenever its cancellation came
+    placed_at = record["at"]
     profile["last_order_at"] = _later(profile.get("last_order_at"), placed_at)
     first = profile.get("first_order_at")
     profile["first_order_at"] = placed_at if first is None else min(first, placed_at)
-    if event_type == "order.delivered":
-        profile["last_delivery_at"] = _later(profile.get("last_delivery_at"), at)
 
 
 def apply_event(profile: Profile, event: Mapping[str, Any], at: datetime) -> Profile:

@@ -128,3 +128,114 @@ def test_stale_contact_update_does_not_overwrite_newer() -> None:
     p = apply_event(new_profile("c1"), ev("customer.updated", email="new@x.com"), T2)
     p = apply_event(p, ev("customer.updated", email="old@x.com"), T1)
     assert p["email"] == "new@x.com"
+
+
+# ------------------------------------------------------------------ cancelled orders
+
+def _order_ev(etype: str, order_id: str, total: float = 10.0, sku: str = "A") -> dict:
+    return {"id": "e", "type": etype, "customer": {"id": "c1"},
+            "order": {"id": order_id, "total": total, "currency": "USD",
+                      "items": [{"sku": sku}]}}
+
+
+def test_a_cancelled_order_of_an_unknown_order_is_kept_and_never_counted() -> None:
+    p = apply_event(new_profile("c1"), ev("order.cancelled", "o1"), T2)
+    assert p["order_count"] == 0 and p["total_spent"] == 0.0
+    assert "last_order_at" not in p and "first_order_at" not in p
+    assert p["orders"]["o1"] == {"cancelled": True,
+                                 "events": {"order.cancelled": "2026-01-02T00:00:00Z"}}
+    p = apply_event(p, ev("order.placed", "o1"), T1)
+    p = apply_event(p, ev("order.delivered", "o1"), T2)
+    assert p["order_count"] == 0 and p["total_spent"] == 0.0
+    assert "last_order_at" not in p and "first_order_at" not in p
+    assert p["orders"]["o1"]["at"] == "2026-01-01T00:00:00Z"  # kept, for pruning
+    assert p["last_delivery_at"] == "2026-01-02T00:00:00Z"  # a delivery did happen
+    assert p["products"] == ["A"]  # products list every order seen placed or delivered
+
+
+def test_cancelling_a_counted_order_takes_it_out_of_the_aggregates() -> None:
+    t0 = datetime(2025, 12, 1, tzinfo=UTC)
+    p = apply_event(new_profile("c1"), _order_ev("order.placed", "o0", 5.0), t0)
+    p = apply_event(p, _order_ev("order.placed", "o1", 10.0, "B"), T1)
+    p = apply_event(p, _order_ev("order.delivered", "o1", 10.0, "B"), T2)
+    assert p["order_count"] == 2 and p["total_spent"] == 15.0
+    assert p["last_order_at"] == "2026-01-01T00:00:00Z"
+    p = apply_event(p, _order_ev("order.cancelled", "o1"), T2 + timedelta(hours=1))
+    assert p["order_count"] == 1 and p["total_spent"] == 5.0
+    assert p["last_order_at"] == p["first_order_at"] == "2025-12-01T00:00:00Z"
+    assert p["last_delivery_at"] == "2026-01-02T00:00:00Z"  # left alone
+    assert p["products"] == ["A", "B"]  # left alone
+    assert set(p["orders"]["o1"]["events"]) == {"order.delivered", "order.cancelled"}
+    # A second cancellation (a replay under another id) changes nothing more.
+    again = apply_event(p, _order_ev("order.cancelled", "o1"), T2 + timedelta(hours=2))
+    assert again["order_count"] == 1 and again["total_spent"] == 5.0
+    # Cancelling the first order moves first_order_at to the next counted one.
+    p = apply_event(p, _order_ev("order.placed", "o2", 7.0), T2)
+    p = apply_event(p, _order_ev("order.cancelled", "o0"), T2)
+    assert p["order_count"] == 1 and p["total_spent"] == 7.0
+    assert p["last_order_at"] == p["first_order_at"] == "2026-01-02T00:00:00Z"
+    # The last counted order cancelled: no order times at all.
+    p = apply_event(p, _order_ev("order.cancelled", "o2"), T2)
+    assert p["order_count"] == 0 and p["total_spent"] == 0.0
+    assert "last_order_at" not in p and "first_order_at" not in p
+
+
+def test_order_aggregates_are_the_same_for_every_arrival_order_of_order_events() -> None:
+    """Placed, delivered, cancelled and returned events of three orders (one placed and
+    cancelled, one delivered and cancelled, one kept): every arrival order of them
+    gives the same profile (orders, counts, totals, times, products)."""
+    at = {n: datetime(2026, 3, n, 12, tzinfo=UTC) for n in range(1, 10)}
+    events = [("order.placed", "o1", 1), ("order.cancelled", "o1", 2),
+              ("order.placed", "o2", 3), ("order.delivered", "o2", 5),
+              ("order.cancelled", "o2", 6),
+              ("order.placed", "o3", 4), ("order.delivered", "o3", 7),
+              ("order.returned", "o3", 8)]
+    totals = {"o1": 10.25, "o2": 20.5, "o3": 30.1}
+    skus = {"o1": "A", "o2": "B", "o3": "C"}
+    base = apply_event(new_profile("c1"), _order_ev("order.placed", "o0", 3.3, "Z"),
+                       datetime(2026, 2, 1, tzinfo=UTC))
+
+    def fold(arrival: tuple[tuple[str, str, int], ...]) -> dict:
+        p = base
+        for etype, oid, day in arrival:
+            p = apply_event(p, _order_ev(etype, oid, totals[oid], skus[oid]), at[day])
+        p = dict(p)
+        p["products"] = sorted(p["products"])  # the list keeps first-seen order
+        p.pop("updated_at")
+        return p
+
+    expected = fold(tuple(sorted(events, key=lambda e: e[2])))
+    assert expected["order_count"] == 2 and expected["total_spent"] == 33.4
+    assert expected["first_order_at"] == "2026-02-01T00:00:00Z"
+    assert expected["last_order_at"] == "2026-03-04T12:00:00Z"  # o3, not o1/o2
+    assert expected["last_delivery_at"] == "2026-03-07T12:00:00Z"
+    checked = 0
+    for arrival in itertools.permutations(events):
+        assert fold(arrival) == expected, arrival
+        checked += 1
+    assert checked == 40320
+
+
+def test_cancelling_every_order_of_each_subset_in_every_order() -> None:
+    """For two orders with any of placed/delivered/cancelled, in every arrival order,
+    the aggregates are those of the orders not cancelled."""
+    pool = [("order.placed", "o1", 1), ("order.delivered", "o1", 3),
+            ("order.cancelled", "o1", 4), ("order.placed", "o2", 2),
+            ("order.delivered", "o2", 5), ("order.cancelled", "o2", 6)]
+    for size in range(1, len(pool) + 1):
+        for chosen in itertools.combinations(pool, size):
+            cancelled = {o for t, o, _ in chosen if t == "order.cancelled"}
+            seen: dict[str, int] = {}
+            for t, o, day in chosen:
+                if t != "order.cancelled":
+                    seen[o] = min(seen.get(o, day), day)
+            counted = {o: d for o, d in seen.items() if o not in cancelled}
+            for arrival in itertools.permutations(chosen):
+                p = new_profile("c1")
+                for t, o, day in arrival:
+                    p = apply_event(p, ev(t, o), datetime(2026, 3, day, tzinfo=UTC))
+                assert p["order_count"] == len(counted), arrival
+                assert p["total_spent"] == 10.0 * len(counted), arrival
+                last = max(counted.values(), default=None)
+                assert p.get("last_order_at") == (
+                    None if last is None else f"2026-03-0{last}T00:00:00Z"), arrival
