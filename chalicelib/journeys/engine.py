@@ -854,7 +854,8 @@ def _enroll_idle(result: EventResult, before: Profile, stamp: str, campaigns: Ca
             continue  # this idle spell is planned already
         if new_spell and current is not None:
             result.cancelled.extend(
-                _cancel(c, profile["id"], current["ref"], "cancelled", "ordered again"))
+                _cancel(c, profile["id"], current["ref"], "cancelled",
+                        _spell_change(current["ref"], last)))
         # Whole days of idleness count on the customer's calendar, as step delays do.
         tz = tz or zone(profile.get("timezone"), default_tz)
         base = add_local(parse_iso(last), c.idle_after, tz).astimezone(UTC)
@@ -1036,10 +1037,20 @@ def _exit_reason(campaign: CompiledCampaign, step: PlannedStep, profile: Profile
     return None
 
 
+def _spell_change(ref: str, last_order_at: str | None) -> str:
+    """Why an idle spell (``ref`` = ``idle:<its last order time>``) ended: a newer order,
+    or the cancellation of the order it counted from (docs/events.md)."""
+    if last_order_at and last_order_at > ref[5:]:
+        return "ordered again"
+    return "order cancelled"
+
+
 def _stale_reason(campaign: CompiledCampaign, step: PlannedStep, profile: Profile,
                   default_tz: str) -> str | None:
-    if campaign.trigger_kind == "idle" and step.ref != f"idle:{profile.get('last_order_at')}":
-        return "ordered again"
+    if campaign.trigger_kind == "idle":
+        last = profile.get("last_order_at")
+        if step.ref != f"idle:{last}":
+            return _spell_change(step.ref, last)
     if campaign.trigger_kind == "date":
         d = yearly_date(profile.get(campaign.date_field or ""),
                         zone(profile.get("timezone"), default_tz))

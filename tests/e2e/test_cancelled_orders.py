@@ -80,9 +80,9 @@ def test_a_cancelled_order_does_not_re_arm_a_win_back(tmp_path: Path) -> None:
         ("planned", "idle:2026-01-05T09:00:00Z")], rows
     sent = [r for r in steps_of(rows, "late", "wb") if r[4] == "sent"]
     assert sent == [("late", "wb", "miss-you", "2026-05-05T10:30:00Z", "sent", "")], rows
-    # The 1 Mar spell planned while o2 counted is cancelled, never sent.
+    # The 1 Mar spell planned while o2 counted is cancelled, never sent, and says why.
     assert ("late", "wb", "miss-you", "2026-06-29T10:30:00Z", "cancelled",
-            "ordered again") in rows
+            "order cancelled") in rows
 
 
 def test_a_cancellation_still_exits_the_order_s_enrollment(tmp_path: Path) -> None:
