@@ -126,6 +126,8 @@ def add_planned(tx: Transaction, steps: Iterable[PlannedStep],
     planned again if it may be (``_MAY_PLAN_AGAIN``), else left as it is; and, as
     ``tx.derived``, the stats: ``bumps`` and one ``enrolled`` per enrollment at least
     one of whose items is created (so an enrollment planned twice counts once)."""
+    if tx.derived is not None:  # one set of planned steps per transaction
+        raise ValueError("add_planned: the transaction already has its derived stats")
     steps = list(steps)
     first = len(tx.optional)
     for j, step in enumerate(steps, first):
