@@ -113,19 +113,17 @@ def record_ses_event(message: str) -> str:
                                                                 "status": report.status})
         return "unknown"
     recorded = record_report(report, message_id)
-    if report.status == "complained" and recorded.result in ("recorded", "duplicate"):
-        _withdraw_email_consent(message_id, report.provider_id)
+    if report.status == "complained" and recorded.customer_id is not None:
+        _withdraw_email_consent(recorded.customer_id, report.provider_id)
     log.info("SES event", extra={"message_id": message_id, "status": report.status,
                                  "result": recorded.result})
     return recorded.result
 
 
-def _withdraw_email_consent(message_id: str, provider_id: str) -> None:
+def _withdraw_email_consent(customer_id: str, provider_id: str) -> None:
     """Queue the complaint as an email opt-out of the message's customer (applied by
     ingest; the event id makes a redelivered complaint a no-op there)."""
     from chalicelib.api.consent import apply_consent, consent_event
-    from chalicelib.store.models import MessageModel
 
-    customer_id = MessageModel.get(message_id).customer_id
     apply_consent([consent_event(f"ses-complaint:{provider_id}", customer_id, "email", False,
                                  "email:complaint")])

@@ -51,6 +51,7 @@ class Recorded:
     message_id: str | None = None
     status: str | None = None
     counter: str | None = None
+    customer_id: str | None = None  # the message's, when it was read
 
 
 # A report can outrun the provider id it names: the sender records the id just after
@@ -151,7 +152,7 @@ def record_report(report: StatusReport, message_id: str | None = None) -> Record
             return Recorded("mismatch", message_id, msg.status)
         change = fold(msg.history, msg.status, report, clock.iso(clock.now()))
         if change is None:
-            return Recorded("duplicate", message_id, msg.status)
+            return Recorded("duplicate", message_id, msg.status, customer_id=msg.customer_id)
         try:
             commit(report_transaction(msg, change, report.provider_id))
         except RequiredConditionFailed as exc:
@@ -160,5 +161,6 @@ def record_report(report: StatusReport, message_id: str | None = None) -> Record
             raise
         log.info("status recorded", extra={"message_id": message_id, "status": report.status,
                                            "error_code": report.error_code})
-        return Recorded("recorded", message_id, change.status, change.counter)
+        return Recorded("recorded", message_id, change.status, change.counter,
+                        msg.customer_id)
     raise RuntimeError(f"message {message_id} kept changing while recording a status")
