@@ -9,7 +9,7 @@ these functions, and a differential test holds them to the same rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, NamedTuple
@@ -28,6 +28,7 @@ from chalicelib.journeys.timing import (
     plan_from_local,
     zone,
 )
+from chalicelib.rules.reads import event_data_reads, reads_clock
 
 MAX_REFS_KEPT = 50
 # The most of an event's ``data`` kept with each planned step for its step conditions
@@ -205,7 +206,7 @@ class CampaignSet:
             if c.goal_event:
                 self.by_goal.setdefault(c.goal_event, []).append(c)
         # What each event campaign's step conditions read of the triggering event's
-        # data (see _event_data_reads); campaigns whose conditions read none are absent.
+        # data (see event_data_reads); campaigns whose conditions read none are absent.
         self.data_reads: dict[str, tuple[bool, frozenset[str]]] = {}
         for c in ordered:
             if c.trigger_kind == "event":
@@ -283,85 +284,6 @@ class CampaignSet:
         return found  # type: ignore[return-value]
 
 
-def _path_reads_data(parts: Sequence[str], keys: set[str]) -> bool:
-    """Note the top-level key of ``event.data`` a constant path reads in ``keys``;
-    True when it reads the whole context, event or data."""
-    if not parts:
-        return True
-    if parts[0] != "event":
-        return False
-    if len(parts) == 1:
-        return True
-    if parts[1] != "data":
-        return False
-    if len(parts) == 2:
-        return True
-    keys.add(parts[2])
-    return False
-
-
-def _event_data_reads(rule: Any) -> tuple[bool, frozenset[str]]:
-    """Which top-level keys of the triggering event's ``data`` a rule can read:
-    ``(False, keys)``, or ``(True, ...)`` when it may read all of it (``var`` of the
-    whole event, of ``event.data`` or of the whole context, a path computed when the
-    rule runs). Conservative: a path inside ``map`` and the like, which reads the
-    item, is counted as if it read the context."""
-    keys: set[str] = set()
-    for op, raw in _operations(rule):
-        if _reads_all_data(op, raw, keys):
-            return True, frozenset()
-    return False, frozenset(keys)
-
-
-def _operations(rule: Any) -> Iterator[tuple[str, Any]]:
-    """Every operation of a JSON Logic rule as (operator, arguments), nested ones
-    included (a default, a computed path), but not the data of ``preserve``."""
-    stack: list[Any] = [rule]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, list):
-            stack.extend(node)
-            continue
-        if not isinstance(node, dict) or len(node) != 1:
-            continue
-        ((op, raw),) = node.items()
-        if op == "preserve":
-            continue
-        yield op, raw
-        stack.append(raw)
-
-
-def _reads_all_data(op: str, raw: Any, keys: set[str]) -> bool:
-    """For one operation that reads the context by path (``var``, ``val``, ``exists``,
-    ``missing``, ``missing_some``): note the data keys it reads; True when it may
-    read all of the data."""
-    if op == "var":
-        spec = (raw[0] if raw else None) if isinstance(raw, list) else raw
-        if isinstance(spec, float) and spec.is_integer():
-            spec = int(spec)
-        if isinstance(spec, (dict, list)):
-            return True
-        return _path_reads_data([] if spec is None or spec == "" else (
-            spec.split(".") if isinstance(spec, str) else [str(spec)]), keys)
-    if op in ("val", "exists"):
-        if isinstance(raw, dict):
-            return True
-        parts = list(raw) if isinstance(raw, list) else ([] if raw is None else [raw])
-        if op == "val" and parts and isinstance(parts[0], list):
-            parts.pop(0)  # a scope jump: read as if from the context
-        return any(isinstance(p, (dict, list)) for p in parts) or _path_reads_data(
-            [p if isinstance(p, str) else str(p) for p in parts], keys)
-    if op in ("missing", "missing_some"):
-        names = raw[1] if op == "missing_some" and isinstance(raw, list) \
-            and len(raw) == 2 else raw
-        flat = names if isinstance(names, list) else [names]
-        for name in (n for item in flat for n in (item if isinstance(item, list) else [item])):
-            if isinstance(name, dict) or (
-                    isinstance(name, str) and _path_reads_data(name.split("."), keys)):
-                return True
-    return False
-
-
 def _step_data_reads(campaign: CompiledCampaign) -> tuple[bool, frozenset[str]]:
     """What the campaign's step conditions read of the triggering event's data."""
     steps = campaign.definition.get("steps")
@@ -372,7 +294,7 @@ def _step_data_reads(campaign: CompiledCampaign) -> tuple[bool, frozenset[str]]:
         raw = steps[i] if isinstance(steps, Sequence) and i < len(steps) else None
         if not isinstance(raw, Mapping) or "condition" not in raw:
             return True, frozenset()  # compiled without its definition: keep it all
-        whole, found = _event_data_reads(raw["condition"])
+        whole, found = event_data_reads(raw["condition"])
         if whole:
             return True, frozenset()
         keys |= found
@@ -543,32 +465,9 @@ def _context(profile: Profile, event: Mapping[str, Any] | None, at: str) -> dict
     return {"customer": profile, "event": event or {}, "now": at}
 
 
-_CLOCK_OPERATORS = frozenset({"days_since", "days_until", "years_since", "is_anniversary"})
 # Compiled audience -> whether its rule never reads `now` (then a date or idle
 # audience is asked without computing the occurrence's clock).
 _clock_free: dict[Any, bool] = {}
-
-
-def _reads_clock(rule: Any) -> bool:
-    """Whether a rule may read ``now``: a date operator, a path to ``now`` or to the
-    whole context, or a path computed when the rule runs. Conservative (a path
-    inside ``map`` and the like, which reads the item, counts as the context's)."""
-    for op, raw in _operations(rule):
-        if op in _CLOCK_OPERATORS:
-            return True
-        if op == "var":
-            spec = (raw[0] if raw else None) if isinstance(raw, list) else raw
-            if spec is None or spec == "" or isinstance(spec, (dict, list)) or (
-                    isinstance(spec, str) and spec.split(".", 1)[0] == "now"):
-                return True
-        elif op in ("val", "exists"):
-            parts = list(raw) if isinstance(raw, list) else [raw]
-            if op == "val" and parts and isinstance(parts[0], list):
-                parts.pop(0)  # a scope jump: read as if from the context
-            if not parts or parts[0] is None or parts[0] == "now" or any(
-                    isinstance(p, (dict, list)) for p in parts):
-                return True
-    return False
 
 
 def _occurrence_now(campaign: CompiledCampaign, ref: str, start: str, tz: ZoneInfo) -> str:
@@ -616,7 +515,7 @@ def _audience_holds(campaign: CompiledCampaign, ref: str, start: str, profile: P
     clock_free = _clock_free.get(audience)
     if clock_free is None:
         rule = campaign.definition.get("audience", _MISSING)
-        clock_free = rule is not _MISSING and not _reads_clock(rule)
+        clock_free = rule is not _MISSING and not reads_clock(rule)
         if len(_clock_free) >= _MEMO_MAX:
             _clock_free.clear()
         _clock_free[audience] = clock_free

@@ -14,10 +14,10 @@ from chalicelib.journeys.engine import (
     MAX_STEP_DATA_BYTES,
     CampaignSet,
     PlannedStep,
-    _event_data_reads,
     decide_step,
     process_event,
 )
+from chalicelib.rules.reads import event_data_reads
 
 CUSTOMER = {"id": "c1", "email": "a@example.com", "timezone": "America/New_York",
             "consent": {"email": True}}
@@ -72,7 +72,7 @@ def delivered(data: dict[str, Any] | None, eid: str = "e1") -> dict[str, Any]:
     ({"missing": {"merge": ["event.data.x"]}}, (True, set())),
 ])
 def test_which_keys_of_the_event_data_a_rule_reads(rule: Any, expected: Any) -> None:
-    whole, keys = _event_data_reads({"and": [True, rule]})
+    whole, keys = event_data_reads({"and": [True, rule]})
     assert (whole, set(keys)) == (expected[0], expected[1])
 
 

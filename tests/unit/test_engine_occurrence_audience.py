@@ -21,6 +21,7 @@ from chalicelib.journeys.engine import (
 )
 from chalicelib.journeys.profile import Profile
 from chalicelib.journeys.timing import zone
+from chalicelib.rules.reads import reads_clock
 
 GOLD = {"==": [{"var": "customer.attributes.tier"}, "gold"]}
 ADULT = {">=": [{"years_since": [{"var": "customer.birthday"}]}, 18]}
@@ -80,7 +81,7 @@ def test_a_goal_at_the_enrollments_own_instant_does_not_convert_it() -> None:
 # ------------------------------------------------------------- the occurrence's clock
 
 def test_reads_clock() -> None:
-    reads = engine._reads_clock
+    reads = reads_clock
     assert not reads(GOLD)
     assert not reads({">=": [{"var": "customer.order_count"}, 1]})
     assert not reads(True)
