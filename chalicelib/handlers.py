@@ -73,7 +73,8 @@ def ingest_batch(sqs_event: Iterable[Any]) -> dict[str, Any]:
         due.update(outcome.due)
         logger.info("event processed", extra={
             "event_id": outcome.event_id, "duplicate": outcome.duplicate,
-            "planned": outcome.planned, "cancelled": outcome.cancelled})
+            "planned": outcome.planned, "cancelled": outcome.cancelled,
+            "erased": outcome.erased})
 
     report: BatchReport = process_batch(records(sqs_event), handle, settings.load().events_dlq)
     return _summary(report, due)

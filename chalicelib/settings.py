@@ -35,6 +35,7 @@ class Settings:
     ses_events_dlq: str
     twilio_secret: str
     signing_secret: str
+    suppression_secret: str
     ses_from: str
     ses_configuration_set: str | None
     public_base_url: str
@@ -58,6 +59,7 @@ def load() -> Settings:
         ses_events_dlq=resource_name("ses-events-dlq", st),
         twilio_secret=env.get("TWILIO_SECRET_ID", f"aftercare/{st}/twilio"),
         signing_secret=env.get("SIGNING_SECRET_ID", f"aftercare/{st}/signing"),
+        suppression_secret=env.get("SUPPRESSION_SECRET_ID", f"aftercare/{st}/suppression"),
         ses_from=env.get("SES_FROM_ADDRESS", "care@example.com"),
         ses_configuration_set=env.get("SES_CONFIGURATION_SET") or None,
         public_base_url=env.get("PUBLIC_BASE_URL", "https://example.invalid").rstrip("/"),

@@ -5,7 +5,9 @@ Neither route writes the profile itself: each turns the request into a
 time) and queues it for the ingest function, the one writer of profiles. The
 event id is derived from the request, so a retried webhook is applied once. A STOP
 withdraws SMS consent; only a START (an explicit opt-in newer than the STOP) can
-restore it, as DESIGN.md's consent rules require.
+restore it, as DESIGN.md's consent rules require. Opt-outs from the address itself
+(STOP, an unsubscribe click) also put the address on the suppression list
+(:mod:`chalicelib.store.suppression`), which a START from the phone lifts.
 """
 
 from __future__ import annotations
@@ -109,8 +111,22 @@ def twilio_inbound(request: HttpRequest) -> HttpResponse:
                             f"sms:{keyword}") for cid in customers_with_phone(sender)]
     if bodies:
         apply_consent(bodies)
+    # The number's own list entry, for customer ids that have it now or later.
+    _list_address("sms", sender, granted, f"sms:{keyword}")
     log.info("sms keyword", extra={"keyword": keyword, "customers": len(bodies)})
     return _twiml()
+
+
+def _list_address(channel: str, address: str, granted: bool, source: str) -> None:
+    """An opt-out from the address itself goes on the suppression list; an explicit
+    opt-in from it (START) lifts its entry."""
+    from chalicelib.store import suppression
+
+    at = clock.iso(clock.now())
+    if granted:
+        suppression.lift(channel, address, at)
+    else:
+        suppression.suppress(channel, address, at, source)
 
 
 def reply_keyword(body: str) -> tuple[str, bool]:
@@ -190,7 +206,28 @@ def unsubscribe(request: HttpRequest) -> HttpResponse:
     # in must unsubscribe again, not be dropped as a duplicate event.
     click = int(clock.real_now().timestamp())
     channel = "sms" if message.channel == "sms" else "email"
+    source = f"{channel}:unsubscribe-link"
     apply_consent([consent_event(f"unsubscribe:{message_id}:{click}", message.customer_id,
-                                 channel, False, f"{channel}:unsubscribe-link")])
+                                 channel, False, source)])
+    _suppress_recipient(message, channel, source)
     page = "<!doctype html><title>Unsubscribed</title><p>You are unsubscribed.</p>"
     return HttpResponse(200, page, {"Content-Type": "text/html; charset=utf-8"})
+
+
+def _suppress_recipient(message: Any, channel: str, source: str) -> None:
+    """Put the address the message went to on the suppression list: its recorded key,
+    or (a message sent before keys were recorded) the customer's current address."""
+    from chalicelib.store import suppression
+    from chalicelib.store.models import CustomerModel
+
+    at = clock.iso(clock.now())
+    if message.recipient_key:
+        suppression.suppress_key(message.recipient_key, at, source)
+        return
+    try:
+        customer = CustomerModel.get(message.customer_id)
+    except CustomerModel.DoesNotExist:
+        return
+    address = customer.phone if channel == "sms" else customer.email
+    if address:
+        suppression.suppress(channel, address, at, source)

@@ -1,4 +1,4 @@
-"""Commands that act on a stage: push, import, backfill.
+"""Commands that act on a stage: push, import, backfill, erase.
 
 They use the environment the way the functions do (``AFTERCARE_STAGE``, AWS
 credentials, optional ``AFTERCARE_DYNAMODB_ENDPOINT`` for a local stack).
@@ -83,6 +83,48 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_ids(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """Customer ids from the arguments and ``--file`` (one per line, ``#`` comments),
+    and the problems found reading them."""
+    ids = list(args.customer_ids)
+    problems: list[str] = []
+    if args.file is not None:
+        try:
+            text = args.file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            return ids, [f"{args.file}: cannot read: {exc}"]
+        for n, line in enumerate(text.splitlines(), 1):
+            value = line.split("#", 1)[0].strip()
+            if value and any(c.isspace() for c in value):
+                problems.append(f"{args.file}: line {n}: one customer id per line")
+            elif value:
+                ids.append(value)
+    return ids, problems
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    from chalicelib.pipeline.erasure import erase
+
+    ids, problems = read_ids(args)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print("nothing erased: fix the problems above", file=sys.stderr)
+        return 1
+    if not ids:
+        print("no customer ids given (arguments or --file)", file=sys.stderr)
+        return 1
+    progress = Progress("erase")
+    report = erase(ids, dry_run=args.dry_run, progress=progress)
+    progress.done()
+    verb = "would erase" if args.dry_run else "erased"
+    print(f"{verb} {report.customers} customers ({report.unknown} unknown ids "
+          f"{'would get' if args.dry_run else 'got'} a tombstone too) at {report.erased_at}: "
+          f"{report.schedule_items} schedule items, {report.messages} messages, "
+          f"{report.suppressed} opt-outs kept on the suppression list")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("push", help="validate, store and activate campaigns, then backfill")
     p.add_argument("paths", nargs="*", type=Path, default=[Path("campaigns")])
@@ -102,3 +144,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--checkpoint", type=Path, default=Path(".aftercare-backfill.json"))
     b.add_argument("--limit", type=int, help="stop after this many customers (resume later)")
     b.set_defaults(func=cmd_backfill)
+
+    e = sub.add_parser("erase", help="delete customers' data (keeps opt-outs as hashes)")
+    e.add_argument("customer_ids", nargs="*", metavar="CUSTOMER_ID")
+    e.add_argument("--file", type=Path, help="customer ids, one per line")
+    e.add_argument("--dry-run", action="store_true", help="count what would be erased")
+    e.set_defaults(func=cmd_erase)

@@ -38,6 +38,7 @@ TWILIO_ACCOUNT_SID = "AC" + "1" * 32
 TWILIO_AUTH_TOKEN = "local-twilio-auth-token"
 MESSAGING_SERVICE_SID = "MG" + "2" * 32
 LINK_KEY = "local-link-signing-key"
+SUPPRESSION_KEY = "local-suppression-hash-key"
 QUEUES = ("events", "events-dlq", "sends", "sends-dlq", "ses-events", "ses-events-dlq")
 
 
@@ -176,6 +177,8 @@ class LocalStack:
             "messaging_service_sid": MESSAGING_SERVICE_SID}))
         sm.create_secret(Name=conf.signing_secret, SecretString=json.dumps({
             "link_key": LINK_KEY, "events_hmac_key": "local-events-hmac-key"}))
+        sm.create_secret(Name=conf.suppression_secret,
+                         SecretString=json.dumps({"key": SUPPRESSION_KEY}))
 
     def _start_twilio(self) -> None:
         from chalicelib.local.twilio_server import LocalTwilioServer

@@ -117,7 +117,8 @@ def run_backfill(checkpoint: FileCheckpoint, campaigns: CampaignSet | None = Non
         if limit is not None and report.customers >= limit:
             checkpoint.save(state)
             return report
-        planned, dropped = _plan_one(customer, targets, tz)
+        planned, dropped = (0, 0) if customer.erased_at is not None else \
+            _plan_one(customer, targets, tz)
         report.customers += 1
         report.planned += planned
         report.already_planned += dropped

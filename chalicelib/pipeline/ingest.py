@@ -53,6 +53,7 @@ class IngestOutcome:
     cancelled: int
     skipped_existing: int
     due: tuple[str, ...] = ()
+    erased: bool = False  # dropped: it happened before its customer was erased
 
 
 def decode(body: str | bytes | dict[str, Any]) -> dict[str, Any]:
@@ -191,6 +192,7 @@ def result_transaction(result: EventResult, current: CustomerModel | None,
     customer.profile = result.profile
     customer.phone = result.profile.get("phone")
     customer.email = result.profile.get("email")
+    customer.erased_at = None  # a tombstone replaced by a profile started after it
     required: list[Op] = []
     if event is not None:
         marker = EventModel(event["id"], type=event["type"],
@@ -221,10 +223,39 @@ def result_transaction(result: EventResult, current: CustomerModel | None,
 
 
 def load_customer(customer_id: str) -> CustomerModel | None:
+    """The customer's item, a tombstone if erased (``erased_at``), or None."""
     try:
         return CustomerModel.get(customer_id, consistent_read=True)
     except CustomerModel.DoesNotExist:
         return None
+
+
+def live_profile(current: CustomerModel | None) -> dict[str, Any] | None:
+    """A copy of the profile the decision core works on; None when there is none (an
+    unknown or erased customer)."""
+    if current is None or current.erased_at is not None:
+        return None
+    return dict(current.profile)
+
+
+def _erased_before(event: dict[str, Any], current: CustomerModel | None) -> bool:
+    """Whether the event happened before its customer was erased: such an event (late,
+    or replayed from a dead-letter queue) must not bring the erased data back. An
+    event after the erasure starts a new profile."""
+    return current is not None and current.erased_at is not None \
+        and event["_at"] <= clock.parse_iso(current.erased_at)
+
+
+def _mark_processed(event: dict[str, Any]) -> bool:
+    """Record the event id alone; False when it was processed before."""
+    marker = EventModel(event["id"], type=event["type"],
+                        expires_at=clock.now() + EVENT_MARKER_TTL)
+    try:
+        commit(Transaction(required=[
+            lambda tw: tw.save(marker, condition=EventModel.event_id.does_not_exist())]))
+    except RequiredConditionFailed:
+        return False
+    return True
 
 
 def ingest_event(event: dict[str, Any], live: LiveCache) -> IngestOutcome:
@@ -234,8 +265,10 @@ def ingest_event(event: dict[str, Any], live: LiveCache) -> IngestOutcome:
     customer_id = event["customer"]["id"]
     for _ in range(MAX_VERSION_RETRIES):
         current = load_customer(customer_id)
-        profile = dict(current.profile) if current is not None else None
-        result = process_event(event, profile, campaigns, conf.default_timezone)
+        if _erased_before(event, current):
+            fresh = _mark_processed(event)
+            return IngestOutcome(event["id"], not fresh, 0, 0, 0, erased=True)
+        result = process_event(event, live_profile(current), campaigns, conf.default_timezone)
         tx = result_transaction(result, current, event)
         if len(tx) > MAX_ITEMS:  # validation refuses campaigns that could need this
             raise PermanentError(

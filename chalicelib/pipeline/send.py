@@ -1,6 +1,8 @@
 """The sender: decide again at send time, then send at most once.
 
-Per send: one GetItem (the profile), one transaction that writes the message as
+Per send: one GetItem (the profile), one GetItem (the recipient's address on the
+suppression list, :mod:`chalicelib.store.suppression`, for a step about to be
+sent), one transaction that writes the message as
 ``sending`` (conditional on its deterministic id) and takes the step off the due
 index, the provider call, and one transaction that records the outcome and bumps
 stats. Only failures known to happen before the provider accepted are retried.
@@ -34,8 +36,9 @@ from chalicelib.channels.base import EmailMessage, SendResult, SmsMessage
 from chalicelib.journeys.engine import PlannedStep, StepDecision, decide_step
 from chalicelib.journeys.messages import message_tags, render_context
 from chalicelib.pipeline.batch import PermanentError
-from chalicelib.pipeline.ingest import add_planned, load_customer
+from chalicelib.pipeline.ingest import add_planned, live_profile, load_customer
 from chalicelib.pipeline.stats import StatKey, stat_ops
+from chalicelib.store import suppression
 from chalicelib.store.campaigns import LiveCache, LiveCampaigns
 from chalicelib.store.models import MessageModel, ScheduleModel
 from chalicelib.store.tx import Op, RequiredConditionFailed, Transaction, commit
@@ -378,8 +381,7 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
         raise PermanentError(f"malformed send request: {exc}", "invalid_send") from None
     conf = settings.load()
     now = clock.now()
-    current = load_customer(step.customer_id)
-    profile = dict(current.profile) if current is not None else None
+    profile = live_profile(load_customer(step.customer_id))
     campaigns = live.get()  # once: the decision and the render see the same version
     campaign = campaigns.campaigns.get(step.campaign_id)
     decision = decide_step(step, profile, campaign, now, conf.default_timezone)
@@ -394,7 +396,15 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
         if decision.outcome != "send":
             _record_no_send(step, token, decision)
             return SendOutcome(step.id, decision.outcome, decision.reason, due=follow_due)
-        assert profile is not None
+        assert profile is not None and decision.channel is not None
+        recipient_key = suppression.address_key(decision.channel, str(decision.to))
+        listed = suppression.blocks(suppression.lookup(recipient_key),
+                                    (profile.get("consent") or {}).get(decision.channel))
+        if listed is not None:  # an opt-out of the address, perhaps under another id
+            blocked = StepDecision("suppressed", listed, channel=decision.channel,
+                                   template=decision.template, follow_ups=decision.follow_ups)
+            _record_no_send(step, token, blocked)
+            return SendOutcome(step.id, "suppressed", listed, due=follow_due)
         try:
             rendered = _render(step, profile, decision, campaigns, channels)
         except PermanentError as exc:  # a template that cannot render for this customer
@@ -407,6 +417,7 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
         channels.sms() if decision.channel == "sms" else channels.email()
         compiled = campaign.step(step.step_id) if campaign is not None else None
         message = _message(step, decision, "sending", compiled.survey if compiled else None)
+        message.recipient_key = recipient_key
         if attempt > 1:  # a retry: keep the earlier attempts' history (one extra read)
             message.history = [*_message_state(step.id)[0], *(message.history or [])]
         claim = Transaction(required=[
@@ -420,7 +431,7 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
     result = _deliver(step, decision, rendered, channels)
     record_outcome(step, token, result, attempt, list(message.history or []))
     if decision.channel == "sms" and result.error_code == UNSUBSCRIBED_CODE:
-        _record_carrier_opt_out(step)
+        _record_carrier_opt_out(step, recipient_key)
     if result.outcome == "retryable" and attempt < MAX_SEND_ATTEMPTS:
         follow_due += (clock.iso(clock.now() + RETRY_BACKOFF * attempt),)
     return SendOutcome(step.id, result.outcome, result.error_code or "", result.provider_id,
@@ -430,17 +441,19 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
 UNSUBSCRIBED_CODE = "21610"  # Twilio: the recipient has replied STOP to this sender
 
 
-def _record_carrier_opt_out(step: PlannedStep) -> None:
+def _record_carrier_opt_out(step: PlannedStep, recipient_key: str) -> None:
     """Twilio refused the SMS because the recipient opted out (21610): record it as an
     SMS opt-out, as an inbound STOP would be, so the customer's later steps are
     suppressed at decision time instead of each failing at Twilio. The STOP reached
     Twilio but not us (sent before Aftercare had the number, or its webhook was
     lost); a later START lifts it, as it lifts Twilio's block. The event id is the
-    step's, so a redelivered send changes nothing more."""
+    step's, so a redelivered send changes nothing more. The number goes on the
+    suppression list too: the STOP was the phone's, whatever customer id it has."""
     from chalicelib.api.consent import apply_consent, consent_event
 
     apply_consent([consent_event(f"twilio-21610:{step.id}", step.customer_id, "sms", False,
                                  "sms:twilio-21610")])
+    suppression.suppress_key(recipient_key, _now_iso(), "sms:twilio-21610")
 
 
 STUCK_REASON = "no provider answer recorded: the worker stopped mid-send"

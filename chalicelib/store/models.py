@@ -63,7 +63,11 @@ class EmailIndex(GlobalSecondaryIndex["CustomerModel"]):
 
 
 class CustomerModel(Model):
-    """A customer profile; ``profile`` holds the dict the decision core works on."""
+    """A customer profile; ``profile`` holds the dict the decision core works on.
+
+    An erased customer's item is a tombstone: ``erased_at`` set, an empty profile,
+    no contact (see :mod:`chalicelib.pipeline.erasure`).
+    """
 
     class Meta(_Meta):
         table_name = resource_name("customers")
@@ -72,6 +76,7 @@ class CustomerModel(Model):
     phone = UnicodeAttribute(null=True)
     email = UnicodeAttribute(null=True)
     profile = CompactJSONAttribute()
+    erased_at = UnicodeAttribute(null=True)
     version = VersionAttribute()
     by_phone = PhoneIndex()
     by_email = EmailIndex()
@@ -185,6 +190,10 @@ class MessageModel(Model):
     survey_score = NumberAttribute(null=True)
     survey_at = UnicodeAttribute(null=True)
     survey_customer = UnicodeAttribute(null=True)  # set on survey SMS only
+    # The suppression-list key of the address it was sent to (a keyed hash, not the
+    # address): an unsubscribe or complaint suppresses that address, even if the
+    # customer's contact has changed since.
+    recipient_key = UnicodeAttribute(null=True)
     by_provider = ProviderIndex()
     surveys = SurveyIndex()
 
@@ -235,6 +244,20 @@ class EventModel(Model):
     expires_at = TTLAttribute()
 
 
+class SuppressionModel(Model):
+    """An address that opted out, by its keyed hash (see
+    :mod:`chalicelib.store.suppression`): never the address itself."""
+
+    class Meta(_Meta):
+        table_name = resource_name("suppression")
+
+    address_key = UnicodeAttribute(hash_key=True)  # "sms:<hex>" or "email:<hex>"
+    channel = UnicodeAttribute()
+    at = UnicodeAttribute()
+    source = UnicodeAttribute()
+
+
 ALL_MODELS: tuple[type[Model], ...] = (
     CustomerModel, CampaignModel, ScheduleModel, MessageModel, StatsModel, EventModel,
+    SuppressionModel,
 )

@@ -16,10 +16,11 @@ carries the tag ``message`` = its message id, which SES copies into every event
                             ``bounce:<subtype>``
 ``Bounce``, other types     kept in the history only (``bounced``): SES retried
 ``Reject``                  status ``failed`` (code ``reject``)
-``Complaint``               kept in the history (``complained``) and email consent
-                            withdrawn (``source: email:complaint``): a spam report is
-                            an opt-out, and mail after one harms the sender's
-                            reputation
+``Complaint``               kept in the history (``complained``), email consent
+                            withdrawn (``source: email:complaint``) and the
+                            complaining addresses put on the suppression list: a
+                            spam report is an opt-out, and mail after one harms the
+                            sender's reputation
 anything else               ignored (``Send``, ``Open``, ``Click``, ``DeliveryDelay``)
 ==========================  ==========================================================
 
@@ -113,8 +114,10 @@ def record_ses_event(message: str) -> str:
                                                                 "status": report.status})
         return "unknown"
     recorded = record_report(report, message_id)
-    if report.status == "complained" and recorded.customer_id is not None:
-        _withdraw_email_consent(recorded.customer_id, report.provider_id)
+    if report.status == "complained":
+        _suppress_complainers(event)
+        if recorded.customer_id is not None:
+            _withdraw_email_consent(recorded.customer_id, report.provider_id)
     log.info("SES event", extra={"message_id": message_id, "status": report.status,
                                  "result": recorded.result})
     return recorded.result
@@ -127,3 +130,35 @@ def _withdraw_email_consent(customer_id: str, provider_id: str) -> None:
 
     apply_consent([consent_event(f"ses-complaint:{provider_id}", customer_id, "email", False,
                                  "email:complaint")])
+
+
+def complained_addresses(event: dict[str, Any]) -> list[str]:
+    """The addresses a complaint names (``complaint.complainedRecipients``)."""
+    recipients = (event.get("complaint") or {}).get("complainedRecipients")
+    if not isinstance(recipients, list):
+        return []
+    return [str(r["emailAddress"]) for r in recipients
+            if isinstance(r, dict) and isinstance(r.get("emailAddress"), str)
+            and r["emailAddress"].strip()]
+
+
+def _suppress_complainers(event: dict[str, Any]) -> None:
+    """Put each complaining mailbox on the suppression list: the complaint is the
+    address's, whichever customer id it is known by now or later."""
+    from chalicelib import clock
+    from chalicelib.store import suppression
+
+    complaint = event.get("complaint") or {}
+    at = str(complaint.get("timestamp") or "") or clock.iso(clock.now())
+    for address in complained_addresses(event):
+        suppression.suppress("email", address, _iso_z(at), "email:complaint")
+
+
+def _iso_z(value: str) -> str:
+    """SES's timestamp (``2026-03-01T14:02:00.123Z``) in the stored format."""
+    from chalicelib import clock
+
+    try:
+        return clock.iso(clock.parse_iso(value.replace("Z", "+00:00")))
+    except ValueError:
+        return clock.iso(clock.now())

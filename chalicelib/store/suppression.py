@@ -1,0 +1,133 @@
+"""The suppression list: addresses that opted out, kept as keyed hashes.
+
+Consent is recorded per customer (a profile's ``consent``), but some opt-outs are
+about an address, not a customer id: an SMS STOP (or Twilio's 21610, its echo)
+is the phone number's, an unsubscribe click or an SES complaint the mailbox's.
+The same phone under another customer id, or a customer created again after an
+erasure, must not be messaged. Each such opt-out is therefore also written here,
+keyed by ``HMAC-SHA256(key, channel ":" normalised address)``: no address in
+clear, so an erasure keeps the entry and an erased STOP stays honoured
+(DESIGN.md). The key is ``key`` in the stage's suppression secret; a keyed hash,
+not a plain one, because phone numbers are few enough to hash them all.
+
+The sender checks the list at send time, for a step about to be sent (one
+GetItem); :func:`blocks` decides, purely. An entry is lifted by a START from the
+phone (:func:`lift`); a customer's own explicit opt-in newer than the entry (an
+opt-in at checkout after the STOP, say) lets that customer's messages through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+from pynamodb.exceptions import DeleteError, PutError
+
+from chalicelib.store.models import SuppressionModel
+
+CHANNELS = ("sms", "email")
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One suppressed address: when it opted out, and how (``sms:STOP``...)."""
+
+    address_key: str
+    channel: str
+    at: str
+    source: str
+
+
+def key() -> bytes:
+    """The hashing key, from the stage's suppression secret (cached).
+
+    Raises ``ValueError`` when the secret holds no key (nothing may be sent before
+    the list can be checked).
+    """
+    from chalicelib import aws, settings
+
+    secret = aws.secret_json(settings.load().suppression_secret)
+    value = str(secret.get("key") or "")
+    if len(value) < 16:
+        raise ValueError("the suppression secret needs a 'key' of at least 16 characters")
+    return value.encode()
+
+
+def normalise(channel: str, address: str) -> str:
+    """The form an address is hashed in: E.164 phones as they are (the envelope and
+    Twilio both give E.164), emails trimmed and case-folded whole (mailboxes that
+    differ only in the case of their local part are one, for an opt-out)."""
+    if channel == "email":
+        return address.strip().casefold()
+    if channel == "sms":
+        return address.strip()
+    raise ValueError(f"unknown channel {channel!r}")
+
+
+def address_key(channel: str, address: str, secret: bytes | None = None) -> str:
+    """The list's key for an address: ``channel:hex(HMAC-SHA256)``."""
+    text = f"{channel}:{normalise(channel, address)}".encode()
+    digest = hmac.new(secret if secret is not None else key(), text, hashlib.sha256)
+    return f"{channel}:{digest.hexdigest()}"
+
+
+def blocks(entry: Entry | None, consent: dict[str, Any] | None) -> str | None:
+    """Why a message to an address with ``entry`` must not go (None: it may).
+
+    ``consent`` is the recipient customer's consent record for the channel: an
+    explicit opt-in newer than the entry outranks it, as it outranks a recorded
+    opt-out (:func:`~chalicelib.journeys.profile.merge_consent`).
+    """
+    if entry is None:
+        return None
+    if consent is not None and consent.get("granted") and consent.get("explicit") \
+            and str(consent.get("at", "")) > entry.at:
+        return None
+    return f"address on the suppression list ({entry.source}, {entry.at[:10]})"
+
+
+def lookup(address_key_: str) -> Entry | None:
+    """The entry for a key, if the address is suppressed (one GetItem)."""
+    try:
+        item = SuppressionModel.get(address_key_, consistent_read=True)
+    except SuppressionModel.DoesNotExist:
+        return None
+    return Entry(item.address_key, item.channel, item.at, item.source)
+
+
+def suppress_key(address_key_: str, at: str, source: str) -> bool:
+    """Record an opt-out of the address with this key; False when a newer one is on
+    the list already (the list keeps each address's latest opt-out)."""
+    channel = address_key_.split(":", 1)[0]
+    if channel not in CHANNELS:
+        raise ValueError(f"not a suppression key: {address_key_!r}")
+    item = SuppressionModel(address_key_, channel=channel, at=at, source=source)
+    try:
+        item.save(condition=SuppressionModel.address_key.does_not_exist()
+                  | (SuppressionModel.at <= at))
+    except PutError as exc:
+        if exc.cause_response_code == _CONDITION_FAILED:
+            return False
+        raise
+    return True
+
+
+def suppress(channel: str, address: str, at: str, source: str) -> bool:
+    """Record an opt-out of ``address`` on ``channel`` (see :func:`suppress_key`)."""
+    return suppress_key(address_key(channel, address), at, source)
+
+
+def lift(channel: str, address: str, at: str) -> bool:
+    """An explicit opt-in from the address itself (an SMS START) at ``at``: remove
+    its entry unless the entry is newer. Returns whether one was removed."""
+    item = SuppressionModel(address_key(channel, address))
+    try:
+        item.delete(condition=SuppressionModel.at <= at)
+    except DeleteError as exc:
+        if exc.cause_response_code == _CONDITION_FAILED:
+            return False  # no entry, or one newer than this opt-in
+        raise
+    return True
