@@ -100,13 +100,23 @@ def twilio_inbound(request: HttpRequest) -> HttpResponse:
     if not sender or not sid:
         raise BadRequestError("From and MessageSid are required")
     keyword, alone = reply_keyword(form.first("Body") or "")
-    if keyword in HELP:
-        return _twiml(HELP_TEXT)
-    if keyword.isascii() and keyword.isdigit() and len(keyword) <= _MAX_SCORE_DIGITS:
-        return _twiml(survey_reply(sender, int(keyword)))
-    if keyword not in OPT_OUT and not (keyword in OPT_IN and alone):
+    # With Advanced Opt-Out, Twilio names the keyword's kind itself, custom and
+    # other-language keywords included ("ARRET"), and has already replied.
+    kind = (form.first("OptOutType") or "").upper()
+    if kind == "HELP":
         return _twiml()
-    granted = keyword in OPT_IN
+    if kind in ("STOP", "START"):
+        granted = kind == "START"
+        keyword = keyword if keyword.isascii() and keyword.isalnum() \
+            and len(keyword) <= 20 else kind
+    elif keyword in HELP:
+        return _twiml(HELP_TEXT)
+    elif keyword.isascii() and keyword.isdigit() and len(keyword) <= _MAX_SCORE_DIGITS:
+        return _twiml(survey_reply(sender, int(keyword)))
+    elif keyword in OPT_OUT or (keyword in OPT_IN and alone):
+        granted = keyword in OPT_IN
+    else:
+        return _twiml()
     bodies = [consent_event(f"sms-{keyword.lower()}:{sid}:{cid}", cid, "sms", granted,
                             f"sms:{keyword}") for cid in customers_with_phone(sender)]
     if bodies:

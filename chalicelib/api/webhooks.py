@@ -25,6 +25,7 @@ from chalicelib.api.errors import (
     BadRequestError,
     ForbiddenError,
     PayloadTooLargeError,
+    ServiceUnavailableError,
     UnsupportedMediaTypeError,
 )
 from chalicelib.api.http import HttpRequest, HttpResponse
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Twilio-Signature"
 MEDIA_TYPE = "application/x-www-form-urlencoded"
 MAX_BODY_BYTES = 64 * 1024
+MIN_TOKEN_CHARS = 16  # Twilio's auth tokens are 32 hex digits; "" is the unset secret
 
 
 class FormParams(dict[str, list[str]]):
@@ -76,7 +78,11 @@ def verify_twilio(request: HttpRequest, form: FormParams, path: str) -> None:
     signature = request.header(SIGNATURE_HEADER)
     if not signature:
         raise ForbiddenError(f"missing {SIGNATURE_HEADER} header")
-    token = str(aws.secret_json(settings.load().twilio_secret)["auth_token"])
+    token = str(aws.secret_json(settings.load().twilio_secret).get("auth_token") or "")
+    if len(token) < MIN_TOKEN_CHARS:
+        # As infra creates the secret, before ops set it: anyone could sign with "".
+        raise ServiceUnavailableError(
+            "Twilio webhooks are not configured: set auth_token in the Twilio secret")
     url = signed_url(path, request.query)
     if not RequestValidator(token).validate(url, form, signature):
         raise ForbiddenError(f"{SIGNATURE_HEADER} does not match this request")

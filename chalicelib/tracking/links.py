@@ -13,12 +13,24 @@ import hmac
 import json
 from typing import Any
 
+MIN_KEY_CHARS = 16
+
 
 def link_key() -> bytes:
-    """The key links are signed with, from the stage's signing secret (cached)."""
-    from chalicelib import aws, settings
+    """The key links are signed with, from the stage's signing secret (cached).
 
-    return str(aws.secret_json(settings.load().signing_secret)["link_key"]).encode()
+    A key shorter than ``MIN_KEY_CHARS`` (unset, or emptied by mistake) is refused
+    with a 503: with it anyone could mint survey and unsubscribe links.
+    """
+    from chalicelib import aws, settings
+    from chalicelib.api.errors import ServiceUnavailableError
+
+    key = str(aws.secret_json(settings.load().signing_secret).get("link_key") or "")
+    if len(key) < MIN_KEY_CHARS:
+        raise ServiceUnavailableError(
+            f"signed links are not configured: the signing secret's link_key needs at "
+            f"least {MIN_KEY_CHARS} characters")
+    return key.encode()
 
 
 class BadToken(ValueError):

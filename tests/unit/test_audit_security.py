@@ -1,7 +1,7 @@
 """Security and production-readiness audit: each test pins one defect.
 
-Every test is a strict xfail: it fails today because of the defect it names and
-passes once that defect is fixed (then drop its marker).
+Each test failed on the defect it names when the audit wrote it (as a strict
+xfail); the defects are fixed and the tests hold the fixes.
 """
 
 from __future__ import annotations
@@ -122,10 +122,6 @@ def known(slice_stack: LocalStack) -> LocalStack:
 # ------------------------------------------------- IAM: logs of every function
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "policy-<stage>.json grants logs only on /aws/lambda/aftercare-<stage>-*; "
-    "chalice deploy names the API function aftercare-<stage> (no suffix), so the "
-    "internet-facing function cannot create its log group or write a line"))
 @pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_every_deployed_function_may_write_its_logs(stage: str) -> None:
     policy = json.loads((ROOT / ".chalice" / f"policy-{stage}.json").read_text())
@@ -146,10 +142,6 @@ def test_every_deployed_function_may_write_its_logs(stage: str) -> None:
 # ------------------------------------- Twilio webhooks: an unset auth token
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "infra creates the Twilio secret with auth_token '' and verify_twilio signs with "
-    "whatever it holds: until ops set it, anyone can sign a webhook with the empty "
-    "key (a forged START lifts a STOP; forged statuses and survey answers)"))
 def test_twilio_webhooks_refuse_signatures_made_with_an_unset_auth_token(
         known: LocalStack) -> None:
     from chalicelib.local.stack import TWILIO_AUTH_TOKEN
@@ -171,10 +163,6 @@ def test_twilio_webhooks_refuse_signatures_made_with_an_unset_auth_token(
 # ------------------------------------------ signed links: an empty link key
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "link_key() takes the signing secret's link_key whatever its length (hmac_key() "
-    "refuses one under 16 characters): with an empty key anyone can mint survey and "
-    "unsubscribe tokens for any message id"))
 def test_links_are_refused_when_the_link_key_is_empty(stack: LocalStack) -> None:
     from chalicelib.tracking.links import sign
 
@@ -187,19 +175,12 @@ def test_links_are_refused_when_the_link_key_is_empty(stack: LocalStack) -> None
 # ---------------------------------------------------------------- alarms
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "no alarm watches the tick function: a tick failing every minute (secret, IAM, "
-    "bug) stops every send while the sends queue stays empty, so the backlog and "
-    "DLQ alarms never fire"))
 def test_a_failing_scheduler_raises_an_alarm() -> None:
     alarms = [r["Properties"] for r in _template()["Resources"].values()
               if r["Type"] == "AWS::CloudWatch::Alarm"]
     assert any(_alarm_watches(a, "AWS/Lambda", "aftercare-${Stage}-tick") for a in alarms)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "no alarm watches the API function or API Gateway 5xx: Twilio does not retry "
-    "inbound webhooks, so a STOP answered 500 is lost without anyone being told"))
 def test_a_failing_api_raises_an_alarm() -> None:
     alarms = [r["Properties"] for r in _template()["Resources"].values()
               if r["Type"] == "AWS::CloudWatch::Alarm"]

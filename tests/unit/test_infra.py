@@ -65,9 +65,17 @@ def test_policies_are_least_privilege(stage: str) -> None:
         resources = statement["Resource"]
         resources = resources if isinstance(resources, list) else [resources]
         assert all(r != "*" for r in resources)
-        if statement["Sid"] in ("Tables", "Queues", "Secrets", "Logs"):
+        if statement["Sid"] == "SuppressionLift":  # a START deletes its number's entry
+            assert (actions, resources) == (
+                ["dynamodb:DeleteItem"],
+                [f"arn:aws:dynamodb:*:*:table/aftercare-{stage}-suppression"])
+        if statement["Sid"] in ("Tables", "Queues", "Secrets"):
             assert all(f"aftercare-{stage}-" in r or f"aftercare/{stage}/" in r
                        for r in resources), statement
+        if statement["Sid"] == "Logs":  # the API function is aftercare-<stage>, no suffix
+            assert all(r.split("/aws/lambda/", 1)[1] in (
+                f"aftercare-{stage}", f"aftercare-{stage}:*", f"aftercare-{stage}-*")
+                for r in resources), statement
 
 
 def test_a_stuck_send_is_only_swept_after_any_sender_could_have_finished() -> None:
