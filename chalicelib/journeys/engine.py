@@ -169,8 +169,8 @@ class EventResult:
     profile: Profile
     planned: list[PlannedStep] = field(default_factory=list)
     # Pending steps planned again with the same keys (and no row): the yearly
-    # occurrences of a customer whose timezone changed, in the new zone. Only the
-    # steps still pending change; the others are left as they are.
+    # occurrences and the idle spell of a customer whose timezone changed, in the new
+    # zone. Only the steps still pending change; the others are left as they are.
     moved: list[PlannedStep] = field(default_factory=list)
     cancelled: list[Cancellation] = field(default_factory=list)
     conversions: list[Conversion] = field(default_factory=list)
@@ -797,6 +797,11 @@ def process_event(event: Mapping[str, Any], profile: Profile | None, campaigns: 
             _move_dated(result, before, at, campaigns, default_tz)
     if campaigns.idle:
         _enroll_idle(result, before, stamp, campaigns, default_tz)
+        # A spell planned before this event is in ``before``'s records (a customer's
+        # first event, which sets their timezone, has none to move).
+        if result.profile.get("timezone") != before.get("timezone") \
+                and before.get("enrollments"):
+            _move_idle(result, before, at, campaigns, default_tz)
     if result.cancelled:
         _one_operation_per_step(result)
     return result
@@ -846,7 +851,7 @@ def _move_dated(result: EventResult, before: Profile, at: datetime, campaigns: C
         if day is None or campaigns.live_through(c, e["ref"], day) is None:
             continue  # not this date's occurrence: _enroll_dated re-planned it, or not
         ref, start = e["ref"], e["at"]
-        moved = _moved_steps(c, profile, ref, start, old_tz, new_tz, at, default_tz)
+        moved = _moved_date_steps(c, profile, ref, start, old_tz, new_tz, at, default_tz)
         if moved:
             if changed is enrollments:
                 changed = dict(enrollments)
@@ -855,19 +860,20 @@ def _move_dated(result: EventResult, before: Profile, at: datetime, campaigns: C
         if last_due <= at:  # the next occurrence was planned when that step was decided
             found = campaigns.next_occurrence(c, ref, start, day, old_tz)
             if found is not None:
-                moved += _moved_steps(c, profile, found[0], found[1], old_tz, new_tz, at,
-                                      default_tz)
+                moved += _moved_date_steps(c, profile, found[0], found[1], old_tz, new_tz,
+                                           at, default_tz)
         result.moved.extend(moved)
     if changed is not enrollments:
         profile["enrollments"] = changed
 
 
-def _moved_steps(c: CompiledCampaign, profile: Profile, ref: str, start: str,
-                 old_tz: ZoneInfo, new_tz: ZoneInfo, at: datetime,
-                 default_tz: str) -> list[PlannedStep]:
+def _moved_date_steps(c: CompiledCampaign, profile: Profile, ref: str, start: str,
+                      old_tz: ZoneInfo, new_tz: ZoneInfo, at: datetime,
+                      default_tz: str) -> list[PlannedStep]:
     """The steps of the date campaign's occurrence ``ref`` (planned from ``start`` in
-    ``old_tz``) not due by ``at``, planned from the occurrence's start in ``new_tz``;
-    those whose time does not change are left out."""
+    ``old_tz``) not due by ``at``, planned from the occurrence's start in ``new_tz``
+    (local midnight of the date there); those whose time does not change are left
+    out."""
     d = parse_date(ref.split(":", 2)[1])
     if d is None:
         return []
@@ -876,13 +882,63 @@ def _moved_steps(c: CompiledCampaign, profile: Profile, ref: str, start: str,
                           new_tz)
     except (ValueError, OverflowError):
         return []  # a ref this release did not write, or beyond the calendar
+    return _moved_steps(c, profile, ref, start, base, old_tz, at, default_tz, f"date:{ref}")
+
+
+def _move_idle(result: EventResult, before: Profile, at: datetime, campaigns: CampaignSet,
+               default_tz: str) -> None:
+    """A customer whose timezone changed has the pending steps of their idle spell
+    planned again in the new zone, from the same start (the instant they went idle,
+    as the enrollment record holds it): a ``10:30`` step goes out at 10:30 there.
+
+    Only the recorded spell of the current last order can have pending steps: one
+    this event planned (a new order) is planned in the new zone already, an exited
+    one was cancelled, and one of another order was cancelled when its order was
+    superseded. The steps are rebuilt from the record and the step definitions as
+    :func:`_enroll_idle` planned them (an idle step keeps no event, order or data)."""
+    profile = result.profile
+    enrollments = profile.get("enrollments")
+    if not enrollments:
+        return
+    old_tz = zone(before.get("timezone"), default_tz)
+    new_tz = zone(profile.get("timezone"), default_tz)
+    if old_tz == new_tz:
+        return
+    spell = f"idle:{profile.get('last_order_at')}"
+    planned = {s.campaign_id for s in result.planned}
+    for c in campaigns.idle:
+        e = enrollments.get(c.id)
+        if e is None or e["ref"] != spell or e.get("exited") or c.id in planned:
+            continue
+        start = e["at"]
+        result.moved.extend(_moved_steps(c, profile, spell, start, parse_iso(start), old_tz,
+                                         at, default_tz, spell))
+
+
+def _moved_steps(c: CompiledCampaign, profile: Profile, ref: str, start: str,
+                 base: datetime, old_tz: ZoneInfo, at: datetime, default_tz: str,
+                 event_id: str) -> list[PlannedStep]:
+    """The steps of the enrollment ``ref`` (planned from ``start`` in ``old_tz``) not
+    due by ``at``, planned again from ``base`` in the profile's zone now; those whose
+    plan does not change are left out.
+
+    Every step is planned again, whatever it is timed by: an ``at`` time, weekdays and
+    whole days of delay count on the new zone's calendar. A delay in hours and minutes
+    is elapsed time, the same instant in any zone; only the quiet hours it may have
+    been moved out of are the new zone's, so it moves only when its instant is in
+    quiet hours in one zone and not in the other.
+
+    A step whose new time has passed already (10:30 in the new zone was earlier today)
+    is due at the move, ``at``: it was not late, so ``expire_after`` counts from then."""
     old_base = parse_iso(start).astimezone(old_tz)
     steps = plan_enrollment(c, profile["id"], ref, base, profile.get("timezone"), default_tz,
-                            f"date:{ref}", None)
+                            event_id, None)
     moved = []
     for step, compiled in zip(steps, c.steps, strict=True):
         old_due = plan_from_local(old_base, compiled, old_tz)
         if old_due > at and (step.due_at != old_due or step.enrolled_at != start):
+            if step.due_at < at:
+                step.due_at = at
             moved.append(step)
     return moved
 
