@@ -255,6 +255,7 @@ class SuppressionModel(Model):
     channel = UnicodeAttribute()
     at = UnicodeAttribute()
     source = UnicodeAttribute()
+    lifted_at = UnicodeAttribute(null=True)  # a START from the address, after ``at``
 
 
 ALL_MODELS: tuple[type[Model], ...] = (

@@ -12,7 +12,7 @@ not a plain one, because phone numbers are few enough to hash them all.
 
 The sender checks the list at send time, for a step about to be sent (one
 GetItem); :func:`blocks` decides, purely. An entry is lifted by a START from the
-phone (:func:`lift`); a customer's own explicit opt-in newer than the entry (an
+phone (:func:`lift`: marked, not deleted); a customer's own explicit opt-in newer than the entry (an
 opt-in at checkout after the STOP, say) lets that customer's messages through.
 """
 
@@ -23,7 +23,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from pynamodb.exceptions import DeleteError, PutError
+from pynamodb.exceptions import PutError, UpdateError
 
 from chalicelib.store.models import SuppressionModel
 
@@ -90,24 +90,28 @@ def blocks(entry: Entry | None, consent: dict[str, Any] | None) -> str | None:
 
 
 def lookup(address_key_: str) -> Entry | None:
-    """The entry for a key, if the address is suppressed (one GetItem)."""
+    """The entry for a key, if the address is suppressed (one GetItem); None when it
+    has none, or its opt-out was lifted."""
     try:
         item = SuppressionModel.get(address_key_, consistent_read=True)
     except SuppressionModel.DoesNotExist:
+        return None
+    if item.lifted_at is not None:
         return None
     return Entry(item.address_key, item.channel, item.at, item.source)
 
 
 def suppress_key(address_key_: str, at: str, source: str) -> bool:
-    """Record an opt-out of the address with this key; False when a newer one is on
-    the list already (the list keeps each address's latest opt-out)."""
+    """Record an opt-out of the address with this key; False when a newer opt-out or
+    a newer lift is on the list already (the list keeps each address's latest word)."""
     channel = address_key_.split(":", 1)[0]
     if channel not in CHANNELS:
         raise ValueError(f"not a suppression key: {address_key_!r}")
     item = SuppressionModel(address_key_, channel=channel, at=at, source=source)
     try:
-        item.save(condition=SuppressionModel.address_key.does_not_exist()
-                  | (SuppressionModel.at <= at))
+        item.save(condition=SuppressionModel.address_key.does_not_exist() | (
+            (SuppressionModel.at <= at) & (SuppressionModel.lifted_at.does_not_exist()
+                                           | (SuppressionModel.lifted_at <= at))))
     except PutError as exc:
         if exc.cause_response_code == _CONDITION_FAILED:
             return False
@@ -121,12 +125,14 @@ def suppress(channel: str, address: str, at: str, source: str) -> bool:
 
 
 def lift(channel: str, address: str, at: str) -> bool:
-    """An explicit opt-in from the address itself (an SMS START) at ``at``: remove
-    its entry unless the entry is newer. Returns whether one was removed."""
+    """An explicit opt-in from the address itself (an SMS START) at ``at``: the entry
+    is marked lifted (kept, as a record, and so the functions never delete), unless it
+    is newer. A later opt-out replaces it whole. Returns whether one was lifted."""
     item = SuppressionModel(address_key(channel, address))
     try:
-        item.delete(condition=SuppressionModel.at <= at)
-    except DeleteError as exc:
+        item.update(actions=[SuppressionModel.lifted_at.set(at)],
+                    condition=SuppressionModel.at <= at)  # false for a missing item too
+    except UpdateError as exc:
         if exc.cause_response_code == _CONDITION_FAILED:
             return False  # no entry, or one newer than this opt-in
         raise

@@ -101,7 +101,8 @@ def test_a_start_from_the_number_lifts_it(known: LocalStack) -> None:
     _text(known, "STOP", "SM" + "1" * 32)
     clock.set_now(datetime(2026, 3, 1, 16, 0, tzinfo=UTC))
     _text(known, "START", "SM" + "2" * 32)
-    assert _entries() == []
+    (entry,) = _entries()
+    assert (entry.at, entry.lifted_at) == ("2026-03-01T15:00:00Z", "2026-03-01T16:00:00Z")
     clock.set_now(datetime(2026, 3, 4, 14, 3, tzinfo=UTC))
     known.ingest([_delivery("c-77", 4)])
     known.run_due(datetime(2026, 3, 6, 15, 0, tzinfo=UTC))
@@ -257,3 +258,18 @@ def test_erase_refuses_a_bad_id_file(tmp_path: Any, capsys: pytest.CaptureFixtur
     assert f"{ids}: line 2: one customer id per line" in err
     assert CustomerModel.get("c-42").erased_at is None
     assert _erase() == 1
+
+
+def test_the_list_keeps_each_address_s_latest_word_in_any_order_of_arrival(
+        known: LocalStack) -> None:
+    key = suppression.address_key("sms", PHONE)
+    assert suppression.suppress_key(key, "2026-03-01T10:00:00Z", "sms:STOP")
+    assert suppression.lift("sms", PHONE, "2026-03-01T12:00:00Z")
+    # A STOP from before the START, arriving late, does not undo it; a newer one does.
+    assert not suppression.suppress_key(key, "2026-03-01T11:00:00Z", "sms:twilio-21610")
+    assert suppression.lookup(key) is None
+    assert not suppression.lift("sms", PHONE, "2026-03-01T09:00:00Z")
+    assert suppression.suppress_key(key, "2026-03-01T13:00:00Z", "sms:STOP")
+    entry = suppression.lookup(key)
+    assert entry is not None and entry.at == "2026-03-01T13:00:00Z"
+    assert not suppression.lift("email", EMAIL, "2026-03-01T14:00:00Z")  # no entry

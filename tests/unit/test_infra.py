@@ -65,10 +65,6 @@ def test_policies_are_least_privilege(stage: str) -> None:
         resources = statement["Resource"]
         resources = resources if isinstance(resources, list) else [resources]
         assert all(r != "*" for r in resources)
-        if statement["Sid"] == "SuppressionLift":  # a START deletes its number's entry
-            assert (actions, resources) == (
-                ["dynamodb:DeleteItem"],
-                [f"arn:aws:dynamodb:*:*:table/aftercare-{stage}-suppression"])
         if statement["Sid"] in ("Tables", "Queues", "Secrets"):
             assert all(f"aftercare-{stage}-" in r or f"aftercare/{stage}/" in r
                        for r in resources), statement
