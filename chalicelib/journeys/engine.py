@@ -833,12 +833,10 @@ def _move_dated(result: EventResult, before: Profile, at: datetime, campaigns: C
     again by _enroll_dated."""
     profile = result.profile
     enrollments = profile.get("enrollments")
-    if not enrollments:
+    zones = _zone_move(before, profile, default_tz)
+    if not enrollments or zones is None:
         return
-    old_tz = zone(before.get("timezone"), default_tz)
-    new_tz = zone(profile.get("timezone"), default_tz)
-    if old_tz == new_tz:
-        return
+    old_tz, new_tz = zones
     # A campaign _enroll_dated planned for in this event is planned in the new zone,
     # and has no later occurrence planned yet.
     planned = {s.campaign_id for s in result.planned}
@@ -885,6 +883,14 @@ def _moved_date_steps(c: CompiledCampaign, profile: Profile, ref: str, start: st
     return _moved_steps(c, profile, ref, start, base, old_tz, at, default_tz, f"date:{ref}")
 
 
+def _zone_move(before: Profile, profile: Profile,
+               default_tz: str) -> tuple[ZoneInfo, ZoneInfo] | None:
+    """(old zone, new zone) when an event changed the customer's resolved zone."""
+    old_tz = zone(before.get("timezone"), default_tz)
+    new_tz = zone(profile.get("timezone"), default_tz)
+    return None if old_tz == new_tz else (old_tz, new_tz)
+
+
 def _move_idle(result: EventResult, before: Profile, at: datetime, campaigns: CampaignSet,
                default_tz: str) -> None:
     """A customer whose timezone changed has the pending steps of their idle spell
@@ -898,12 +904,10 @@ def _move_idle(result: EventResult, before: Profile, at: datetime, campaigns: Ca
     :func:`_enroll_idle` planned them (an idle step keeps no event, order or data)."""
     profile = result.profile
     enrollments = profile.get("enrollments")
-    if not enrollments:
+    zones = _zone_move(before, profile, default_tz)
+    if not enrollments or zones is None:
         return
-    old_tz = zone(before.get("timezone"), default_tz)
-    new_tz = zone(profile.get("timezone"), default_tz)
-    if old_tz == new_tz:
-        return
+    old_tz = zones[0]
     spell = f"idle:{profile.get('last_order_at')}"
     planned = {s.campaign_id for s in result.planned}
     for c in campaigns.idle:

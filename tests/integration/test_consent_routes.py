@@ -128,9 +128,10 @@ def test_a_survey_link_cannot_unsubscribe(known: LocalStack) -> None:
     assert reply.status_code == 404
 
 
-def _text(stack: LocalStack, body: str, sid: str) -> bytes:
+def _text(stack: LocalStack, body: str, sid: str, **extra: str) -> bytes:
+    """An inbound SMS, signed; ``extra`` form fields (Advanced Opt-Out's ``OptOutType``)."""
     params = {"MessageSid": sid, "From": PHONE, "To": "+15005550006", "Body": body,
-              "AccountSid": stack.twilio.account_sid}
+              "AccountSid": stack.twilio.account_sid, **extra}
     headers = {"Content-Type": "application/x-www-form-urlencoded",
                "X-Twilio-Signature": stack.twilio.sign(INBOUND, params)}
     reply = stack.client.http.post("/webhooks/twilio/inbound", headers=headers,
@@ -186,29 +187,16 @@ def test_stop_is_applied_even_when_the_events_queue_refuses_it(known: LocalStack
     assert _consent("sms")["granted"] is False  # applied inline, nothing queued
 
 
-def _text_typed(stack: LocalStack, body: str, sid: str, opt_out_type: str) -> bytes:
-    """An inbound SMS as a Messaging Service with Advanced Opt-Out posts it."""
-    params = {"MessageSid": sid, "From": PHONE, "To": "+15005550006", "Body": body,
-              "AccountSid": stack.twilio.account_sid, "OptOutType": opt_out_type}
-    headers = {"Content-Type": "application/x-www-form-urlencoded",
-               "X-Twilio-Signature": stack.twilio.sign(INBOUND, params)}
-    reply = stack.client.http.post("/webhooks/twilio/inbound", headers=headers,
-                                   body=urlencode(params))
-    assert reply.status_code == 200
-    body_bytes: bytes = reply.body
-    return body_bytes
-
-
 def test_advanced_opt_out_keywords_are_honoured_in_any_language(known: LocalStack) -> None:
     # A custom opt-out keyword ("ARRET", configured in Twilio's Advanced Opt-Out) is
     # no keyword of ours: Twilio's OptOutType says what it is.
     clock.set_now(datetime(2026, 3, 2, 12, 0, tzinfo=UTC))
-    assert b"<Message>" not in _text_typed(known, "Arrêt", "SM" + "c" * 32, "STOP")
+    assert b"<Message>" not in _text(known, "Arrêt", "SM" + "c" * 32, OptOutType="STOP")
     known.pump("events", "ingest")
     assert (_consent("sms")["granted"], _consent("sms")["source"]) == (False, "sms:STOP")
     clock.set_now(datetime(2026, 3, 2, 13, 0, tzinfo=UTC))
-    _text_typed(known, "OUI", "SM" + "d" * 32, "START")
+    _text(known, "OUI", "SM" + "d" * 32, OptOutType="START")
     known.pump("events", "ingest")
     assert (_consent("sms")["granted"], _consent("sms")["source"]) == (True, "sms:OUI")
     # Twilio has answered HELP itself: no second reply.
-    assert b"<Message>" not in _text_typed(known, "AIDE", "SM" + "e" * 32, "HELP")
+    assert b"<Message>" not in _text(known, "AIDE", "SM" + "e" * 32, OptOutType="HELP")
