@@ -102,6 +102,18 @@ def read_ids(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     return ids, problems
 
 
+def _segments(text: str) -> int:
+    from chalicelib.pipeline.erasure import MAX_SEGMENTS
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_SEGMENTS:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_SEGMENTS}")
+    return value
+
+
 def cmd_erase(args: argparse.Namespace) -> int:
     from chalicelib.pipeline.erasure import erase
 
@@ -115,7 +127,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
         print("no customer ids given (arguments or --file)", file=sys.stderr)
         return 1
     progress = Progress("erase")
-    report = erase(ids, dry_run=args.dry_run, progress=progress)
+    report = erase(ids, dry_run=args.dry_run, segments=args.segments, progress=progress)
     progress.done()
     verb = "would erase" if args.dry_run else "erased"
     print(f"{verb} {report.customers} customers ({report.unknown} unknown ids "
@@ -149,4 +161,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("customer_ids", nargs="*", metavar="CUSTOMER_ID")
     e.add_argument("--file", type=Path, help="customer ids, one per line")
     e.add_argument("--dry-run", action="store_true", help="count what would be erased")
+    e.add_argument("--segments", type=_segments, default=4,
+                   help="parallel scan segments per table (1-64, default 4)")
     e.set_defaults(func=cmd_erase)

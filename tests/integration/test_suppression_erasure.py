@@ -273,3 +273,27 @@ def test_the_list_keeps_each_address_s_latest_word_in_any_order_of_arrival(
     entry = suppression.lookup(key)
     assert entry is not None and entry.at == "2026-03-01T13:00:00Z"
     assert not suppression.lift("email", EMAIL, "2026-03-01T14:00:00Z")  # no entry
+
+
+def test_erase_finds_items_in_every_scan_segment(stack: LocalStack) -> None:
+    # Items spread over the table's segments: each parallel segment is scanned,
+    # and only the erased customers' items (in step JSON or attribute) go.
+    clock.set_now(datetime(2026, 3, 5, 12, 0, tzinfo=UTC))
+    for n in range(60):
+        cid = f"c-{n % 6}"
+        step = {"id": f"s-{n}", "customer_id": cid}
+        ScheduleModel(f"s-{n}", due_at=0, status="done", step=step,
+                      updated_at="2026-03-01T00:00:00Z").save()
+        MessageModel(f"m-{n}", status="sent", outcome="send", customer_id=cid,
+                     campaign_id="x", step_id="y", due_at="2026-03-01T00:00:00Z",
+                     decided_at="2026-03-01T00:00:00Z").save()
+    from chalicelib.pipeline.erasure import erase
+
+    report = erase(["c-1", "c-4"], segments=7)
+    assert (report.schedule_items, report.messages, report.unknown) == (20, 20, 2)
+    left = {i.step["customer_id"] for i in ScheduleModel.scan()}
+    assert left == {"c-0", "c-2", "c-3", "c-5"}
+    assert {m.customer_id for m in MessageModel.scan()} == left
+    with pytest.raises(SystemExit) as refused:  # argparse's usage error
+        _erase("c-0", "--segments", "0")
+    assert refused.value.code == 2
