@@ -117,12 +117,13 @@ def twilio_inbound(request: HttpRequest) -> HttpResponse:
         granted = keyword in OPT_IN
     else:
         return _twiml()
+    # The number's own list entry first (customer ids that have it now or later): if
+    # queueing the consent changes fails after it, the opt-out still holds.
+    _list_address("sms", sender, granted, f"sms:{keyword}")
     bodies = [consent_event(f"sms-{keyword.lower()}:{sid}:{cid}", cid, "sms", granted,
                             f"sms:{keyword}") for cid in customers_with_phone(sender)]
     if bodies:
         apply_consent(bodies)
-    # The number's own list entry, for customer ids that have it now or later.
-    _list_address("sms", sender, granted, f"sms:{keyword}")
     log.info("sms keyword", extra={"keyword": keyword, "customers": len(bodies)})
     return _twiml()
 
@@ -208,10 +209,19 @@ def unsubscribe(request: HttpRequest) -> HttpResponse:
 
     payload = verified_link(request, "unsubscribe")
     message_id = payload["m"]
+    page = "<!doctype html><title>Unsubscribed</title><p>You are unsubscribed.</p>"
     try:
         message = MessageModel.get(message_id)
     except MessageModel.DoesNotExist:
-        raise NotFoundError("this link is not valid") from None
+        recipient = payload.get("r")
+        if not isinstance(recipient, str) or not recipient.startswith("email:"):
+            raise NotFoundError("this link is not valid") from None
+        # The message is gone (its customer was erased): the mailbox's own opt-out
+        # still counts, by the key the signed link names.
+        from chalicelib.store import suppression
+
+        suppression.suppress_key(recipient, clock.iso(clock.now()), "email:unsubscribe-link")
+        return HttpResponse(200, page, {"Content-Type": "text/html; charset=utf-8"})
     # One id per click (not per link): clicking an old link again after opting back
     # in must unsubscribe again, not be dropped as a duplicate event.
     click = int(clock.real_now().timestamp())
@@ -220,7 +230,6 @@ def unsubscribe(request: HttpRequest) -> HttpResponse:
     apply_consent([consent_event(f"unsubscribe:{message_id}:{click}", message.customer_id,
                                  channel, False, source)])
     _suppress_recipient(message, channel, source)
-    page = "<!doctype html><title>Unsubscribed</title><p>You are unsubscribed.</p>"
     return HttpResponse(200, page, {"Content-Type": "text/html; charset=utf-8"})
 
 

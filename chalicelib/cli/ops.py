@@ -83,20 +83,39 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_ID_BYTES = 2048  # DynamoDB's limit for a partition key
+
+
+def id_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a customer id (None: it can)."""
+    if any(c.isspace() or not c.isprintable() for c in value):
+        return "one customer id per line, without spaces or control characters"
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+        return f"a customer id has at most {MAX_ID_BYTES} bytes"
+    return None
+
+
 def read_ids(args: argparse.Namespace) -> tuple[list[str], list[str]]:
-    """Customer ids from the arguments and ``--file`` (one per line, ``#`` comments),
-    and the problems found reading them."""
-    ids = list(args.customer_ids)
+    """Customer ids from the arguments and ``--file`` (one per line, ``#`` comments,
+    UTF-8 with or without a byte-order mark), and the problems found reading them."""
+    ids: list[str] = []
     problems: list[str] = []
+    for value in args.customer_ids:
+        why = id_problem(value) if value else "an empty customer id"
+        if why:
+            problems.append(f"argument {value[:40]!r}: {why}")
+        else:
+            ids.append(value)
     if args.file is not None:
         try:
-            text = args.file.read_text(encoding="utf-8")
+            text = args.file.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
-            return ids, [f"{args.file}: cannot read: {exc}"]
+            return ids, [*problems, f"{args.file}: cannot read: {exc}"]
         for n, line in enumerate(text.splitlines(), 1):
             value = line.split("#", 1)[0].strip()
-            if value and any(c.isspace() for c in value):
-                problems.append(f"{args.file}: line {n}: one customer id per line")
+            why = id_problem(value) if value else None
+            if why:
+                problems.append(f"{args.file}: line {n}: {why}")
             elif value:
                 ids.append(value)
     return ids, problems
@@ -126,14 +145,28 @@ def cmd_erase(args: argparse.Namespace) -> int:
     if not ids:
         print("no customer ids given (arguments or --file)", file=sys.stderr)
         return 1
+    from botocore.exceptions import BotoCoreError, ClientError
+    from pynamodb.exceptions import PynamoDBException
+
     progress = Progress("erase")
-    report = erase(ids, dry_run=args.dry_run, segments=args.segments, progress=progress)
+    try:
+        report = erase(ids, dry_run=args.dry_run, segments=args.segments, progress=progress)
+    except (PynamoDBException, BotoCoreError, ClientError, ValueError, RuntimeError) as exc:
+        progress.done()
+        print(f"erase stopped: {exc}; run it again with the same ids once fixed (it is "
+              f"idempotent)", file=sys.stderr)
+        return 1
     progress.done()
     verb = "would erase" if args.dry_run else "erased"
     print(f"{verb} {report.customers} customers ({report.unknown} unknown ids "
           f"{'would get' if args.dry_run else 'got'} a tombstone too) at {report.erased_at}: "
           f"{report.schedule_items} schedule items, {report.messages} messages, "
           f"{report.suppressed} opt-outs kept on the suppression list")
+    if report.unknown:
+        print(f"{report.unknown} ids had no profile: check them", file=sys.stderr)
+    if report.returned:
+        print(f"{report.returned} customers came back (an event after the erasure) during "
+              f"the run: their newer items are kept", file=sys.stderr)
     return 0
 
 

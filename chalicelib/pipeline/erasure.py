@@ -10,16 +10,18 @@ For each customer id:
    replayed from a dead-letter queue, must not bring the data back); an event
    after it starts a new profile. The sender finds no profile and cancels.
 3. The customer's schedule items (pending or decided: a step holds its order
-   and, for conditions that read it, event data) and messages are deleted.
+   and, for conditions that read it, event data) and messages are deleted: all of
+   them while the customer is still a tombstone when the scans end; for a customer
+   who came back meanwhile (an event after the erasure started a new profile),
+   those last written before the erasure.
 
 Stats are counts per campaign and day, with no customer in them: they stay.
 
 Schedule items and messages have no index by customer (an index would cost every
 ingest and send a write), so step 3 scans the two tables once for all the ids
 given, in parallel segments (``segments``, 4 by default): erase in batches (say
-daily), not one id per run. Items planned or
-messages decided after the erasure started are kept: they belong to a profile
-started after it. The run is idempotent; run it again after an interruption.
+daily), not one id per run. The run is idempotent; run it again after an
+interruption.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class ErasureReport:
     suppressed: int = 0  # opt-outs put on the suppression list
     schedule_items: int = 0
     messages: int = 0
+    returned: int = 0  # came back (an event after the erasure) before the run ended
     erased_at: str = ""
     ids: list[str] = field(default_factory=list)
 
@@ -68,8 +71,20 @@ def erase(customer_ids: Iterable[str], *, dry_run: bool = False, segments: int =
         if progress is not None:
             progress(n)
     wanted = set(ids)
-    report.schedule_items = _delete_schedule(wanted, report.erased_at, dry_run, segments)
-    report.messages = _delete_messages(wanted, report.erased_at, dry_run, segments)
+    schedule, messages = _found(wanted, segments)
+    # Read after the scans: a customer still a tombstone then had no new profile while
+    # the scans read, so every item they found is the erased profile's, whenever it
+    # was last touched (the sender cancelling a queued step meanwhile, say). For one
+    # that came back, items touched after the erasure started are the new profile's.
+    back = set() if dry_run else _returned(wanted)
+    when = report.erased_at
+    doomed_steps = [i for cid, i in schedule if cid not in back or (i.updated_at or "") <= when]
+    doomed_messages = [m for cid, m in messages if cid not in back or m.decided_at <= when]
+    report.returned = len(back)
+    report.schedule_items, report.messages = len(doomed_steps), len(doomed_messages)
+    if not dry_run:
+        _delete(ScheduleModel, doomed_steps)
+        _delete(MessageModel, doomed_messages)
     return report
 
 
@@ -123,36 +138,45 @@ def _step_of(item: ScheduleModel) -> dict[str, Any]:
     return step if isinstance(step, dict) else json.loads(step or "{}")
 
 
-def _delete_schedule(ids: set[str], before: str, dry_run: bool, segments: int) -> int:
-    def doomed(item: ScheduleModel) -> bool:
-        return _step_of(item).get("customer_id") in ids and (item.updated_at or "") <= before
-
-    return _delete_matching(ScheduleModel, ["schedule_id", "step", "updated_at"], doomed,
-                            dry_run, segments)
-
-
-def _delete_messages(ids: set[str], before: str, dry_run: bool, segments: int) -> int:
-    def doomed(message: MessageModel) -> bool:
-        return message.customer_id in ids and message.decided_at <= before
-
-    return _delete_matching(MessageModel, ["message_id", "customer_id", "decided_at"], doomed,
-                            dry_run, segments)
+def _found(ids: set[str], segments: int) -> tuple[list[Any], list[Any]]:
+    """The customers' schedule items and messages, (customer id, item) each, from one
+    parallel scan of each table."""
+    schedule = _scan(ScheduleModel, ["schedule_id", "step", "updated_at"],
+                     lambda item: _step_of(item).get("customer_id"), ids, segments)
+    messages = _scan(MessageModel, ["message_id", "customer_id", "decided_at"],
+                     lambda message: message.customer_id, ids, segments)
+    return schedule, messages
 
 
-def _delete_matching(model: Any, attributes: list[str], doomed: Callable[[Any], bool],
-                     dry_run: bool, segments: int) -> int:
-    """Delete the items of ``model`` that ``doomed`` picks, scanning the table in
-    ``segments`` parallel segments (DynamoDB's parallel scan); returns how many."""
-    def segment(n: int) -> int:
-        found = [item for item in model.scan(segment=n, total_segments=segments,
-                                             page_size=PAGE_SIZE,
-                                             attributes_to_get=attributes)
-                 if doomed(item)]
-        if not dry_run:
-            with model.batch_write() as batch:
-                for item in found:
-                    batch.delete(item)
-        return len(found)
+def _scan(model: Any, attributes: list[str], owner: Callable[[Any], Any], ids: set[str],
+          segments: int) -> list[tuple[str, Any]]:
+    """(customer id, item) of the items of ``model`` whose ``owner`` is in ``ids``,
+    scanning the table in ``segments`` parallel segments (DynamoDB's parallel scan)."""
+    def segment(n: int) -> list[tuple[str, Any]]:
+        found = []
+        for item in model.scan(segment=n, total_segments=segments, page_size=PAGE_SIZE,
+                               attributes_to_get=attributes):
+            customer_id = owner(item)
+            if customer_id in ids:
+                found.append((customer_id, item))
+        return found
 
     with ThreadPoolExecutor(max_workers=segments) as pool:
-        return sum(pool.map(segment, range(segments)))
+        return [pair for part in pool.map(segment, range(segments)) for pair in part]
+
+
+def _returned(ids: set[str]) -> set[str]:
+    """The customers whose tombstone an event after the erasure has replaced already
+    (a new profile)."""
+    back: set[str] = set()
+    for customer_id in ids:
+        current = load_customer(customer_id)
+        if current is not None and current.erased_at is None:
+            back.add(customer_id)
+    return back
+
+
+def _delete(model: Any, items: list[Any]) -> None:
+    with model.batch_write() as batch:
+        for item in items:
+            batch.delete(item)

@@ -27,7 +27,14 @@ from pynamodb.transactions import TransactWrite
 from chalicelib import clock, settings
 from chalicelib.events import EventError, parse_event
 from chalicelib.events.envelope import MAX_EVENT_BYTES
-from chalicelib.journeys.engine import Cancellation, EventResult, PlannedStep, process_event
+from chalicelib.journeys.engine import (
+    CONTACT_FIELD,
+    Cancellation,
+    EventResult,
+    PlannedStep,
+    process_event,
+)
+from chalicelib.journeys.profile import merge_consent
 from chalicelib.pipeline.batch import PermanentError
 from chalicelib.pipeline.stats import StatKey, stat_ops
 from chalicelib.store.campaigns import LiveCache
@@ -246,6 +253,23 @@ def _erased_before(event: dict[str, Any], current: CustomerModel | None) -> bool
         and event["_at"] <= clock.parse_iso(current.erased_at)
 
 
+def _list_opt_outs(event: dict[str, Any]) -> None:
+    """An event dropped for an erased customer may still carry an opt-out: it goes on
+    the suppression list, as the erasure would have put it had it arrived before."""
+    from chalicelib.store import suppression
+
+    customer = event["customer"]
+    consent = customer.get("consent")
+    if not consent:
+        return
+    stamp = clock.iso(event["_at"])
+    for channel, contact in CONTACT_FIELD.items():
+        record = merge_consent(None, consent.get(channel), stamp)
+        if record is not None and not record["granted"] and customer.get(contact):
+            suppression.suppress(channel, str(customer[contact]), record["at"],
+                                 record["source"])
+
+
 def _mark_processed(event: dict[str, Any]) -> bool:
     """Record the event id alone; False when it was processed before."""
     marker = EventModel(event["id"], type=event["type"],
@@ -266,6 +290,7 @@ def ingest_event(event: dict[str, Any], live: LiveCache) -> IngestOutcome:
     for _ in range(MAX_VERSION_RETRIES):
         current = load_customer(customer_id)
         if _erased_before(event, current):
+            _list_opt_outs(event)  # first: if it fails, the event is retried
             fresh = _mark_processed(event)
             return IngestOutcome(event["id"], not fresh, 0, 0, 0, erased=True)
         result = process_event(event, live_profile(current), campaigns, conf.default_timezone)

@@ -240,7 +240,7 @@ class _Rendered:
 
 
 def _render(step: PlannedStep, profile: dict[str, Any], decision: StepDecision,
-            campaigns: LiveCampaigns, channels: Channels) -> _Rendered:
+            campaigns: LiveCampaigns, channels: Channels, recipient_key: str) -> _Rendered:
     from chalicelib.render import TemplateError
 
     campaign = campaigns.campaigns.get(step.campaign_id)
@@ -250,9 +250,15 @@ def _render(step: PlannedStep, profile: dict[str, Any], decision: StepDecision,
     exp = int((clock.now() + LINK_TTL).timestamp())
     base = settings.load().public_base_url
 
+    # An email's unsubscribe link also names the recipient's suppression key (a keyed
+    # hash): a click after the message is gone (an erasure) still suppresses the
+    # mailbox. Not in SMS, where every character of a link counts.
+    extra = {"r": recipient_key} if decision.channel == "email" else {}
+
     def make_link(kind: str, payload: dict[str, Any]) -> str:
         # "t" keeps each link to its own route: a survey link cannot unsubscribe.
-        return f"{base}/l/{kind}/{links.sign({**payload, 't': kind, 'exp': exp}, key)}"
+        more = extra if kind == "unsubscribe" else {}
+        return f"{base}/l/{kind}/{links.sign({**payload, **more, 't': kind, 'exp': exp}, key)}"
 
     context = render_context(step, profile, campaign, make_link,
                              settings.load().default_timezone)
@@ -406,7 +412,7 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
             _record_no_send(step, token, blocked)
             return SendOutcome(step.id, "suppressed", listed, due=follow_due)
         try:
-            rendered = _render(step, profile, decision, campaigns, channels)
+            rendered = _render(step, profile, decision, campaigns, channels, recipient_key)
         except PermanentError as exc:  # a template that cannot render for this customer
             failed = StepDecision("failed", exc.reason, channel=decision.channel,
                                   template=decision.template, follow_ups=decision.follow_ups)

@@ -1,5 +1,6 @@
 """Review of the suppression list and erasure (a59c8e7, cd7c3c6, ef819e0): each test
-proves one defect and is a strict xfail until it is fixed."""
+failed on the defect it names when the review wrote it (as a strict xfail); the
+defects are fixed and the tests hold the fixes."""
 
 from __future__ import annotations
 
@@ -55,22 +56,17 @@ def _messages(customer_id: str) -> list[MessageModel]:
 # -- erasure leaves data behind ---------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "erasure keeps schedule items and messages whose updated_at/decided_at is after the "
-    "run's start, so the erased customer's items the tick/sender touch while the run "
-    "scans (claimed, then cancelled 'customer unknown') survive with their order "
-    "snapshot; they belong to the erased profile, not to a new one"))
 def test_erasure_deletes_items_the_sender_touched_while_it_ran(
         known: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
-    scan_schedule = erasure._delete_schedule
+    scan_tables = erasure._found
 
-    def slow_scan(*args: Any, **kwargs: Any) -> int:
+    def slow_scan(*args: Any, **kwargs: Any) -> Any:
         # A scan of a production-size table takes minutes: meanwhile the tick claims
         # c-42's due check-in and the sender cancels it (no profile: a tombstone).
         known.run_due(datetime(2026, 3, 3, 15, 0, tzinfo=UTC))
-        return scan_schedule(*args, **kwargs)
+        return scan_tables(*args, **kwargs)
 
-    monkeypatch.setattr(erasure, "_delete_schedule", slow_scan)
+    monkeypatch.setattr(erasure, "_found", slow_scan)
     clock.set_now(datetime(2026, 3, 3, 14, 58, tzinfo=UTC))
     assert main(["erase", "c-42"]) == 0
     assert CustomerModel.get("c-42").erased_at == "2026-03-03T14:58:00Z"
@@ -83,10 +79,6 @@ def test_erasure_deletes_items_the_sender_touched_while_it_ran(
 # -- CLI input --------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "read_ids reads --file as 'utf-8', not 'utf-8-sig': a BOM (Windows Notepad, Excel "
-    "'CSV UTF-8') becomes part of the first id, which is tombstoned as an unknown id "
-    "while the real customer is left intact, and the command exits 0"))
 def test_erase_id_file_with_a_byte_order_mark_erases_the_first_customer(
         known: LocalStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ids = tmp_path / "ids.txt"
@@ -97,10 +89,6 @@ def test_erase_id_file_with_a_byte_order_mark_erases_the_first_customer(
     assert CustomerModel.get("c-42").phone is None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cmd_erase does not validate ids: one DynamoDB refuses as a key (over 2048 bytes) "
-    "raises a botocore/PynamoDB error out of main(), a traceback instead of one line "
-    "and exit code 1"))
 def test_erase_refuses_an_id_dynamodb_cannot_hold_without_a_traceback(
         known: LocalStack, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["erase", "c-42", "x" * 3000]) == 1
@@ -111,11 +99,6 @@ def test_erase_refuses_an_id_dynamodb_cannot_hold_without_a_traceback(
 # -- ingest after erasure ---------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ingest drops an event from before the erasure whole (_erased_before), opt-outs "
-    "included: an email opt-out that arrives late (or is replayed from the DLQ) never "
-    "reaches the suppression list, which erasure would have put it on had it arrived "
-    "in time; the customer, back after the erasure with a plain consent: true, is mailed"))
 def test_a_late_opt_out_of_an_erased_customer_is_still_honoured(known: LocalStack) -> None:
     clock.set_now(datetime(2026, 3, 5, 12, 0, tzinfo=UTC))
     assert main(["erase", "c-42"]) == 0
@@ -135,11 +118,6 @@ def test_a_late_opt_out_of_an_erased_customer_is_still_honoured(known: LocalStac
     assert [m.outcome for m in _messages("c-42") if m.channel == "email"] == ["suppressed"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "an unsubscribe click on an email sent before the erasure answers 404 'this link is "
-    "not valid' and records nothing: the link's token names only the message, which "
-    "erasure deleted with its recipient_key, so the mailbox's own opt-out is lost (and "
-    "RFC 8058 one-click POSTs get an error)"))
 def test_an_unsubscribe_click_after_the_erasure_still_suppresses_the_mailbox(
         known: LocalStack) -> None:
     known.run_due(datetime(2026, 3, 8, 13, 30, tzinfo=UTC))
