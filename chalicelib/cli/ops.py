@@ -1,4 +1,4 @@
-"""Commands that act on a stage: push, import, backfill, erase.
+"""Commands that act on a stage: push, import, backfill, erase, suppression-backfill.
 
 They use the environment the way the functions do (``AFTERCARE_STAGE``, AWS
 credentials, optional ``AFTERCARE_DYNAMODB_ENDPOINT`` for a local stack).
@@ -122,7 +122,7 @@ def read_ids(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 
 
 def _segments(text: str) -> int:
-    from chalicelib.pipeline.erasure import MAX_SEGMENTS
+    from chalicelib.store.scan import MAX_SEGMENTS
 
     try:
         value = int(text)
@@ -170,6 +170,26 @@ def cmd_erase(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_suppression_backfill(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+    from pynamodb.exceptions import PynamoDBException
+
+    from chalicelib.pipeline.suppression_backfill import backfill_suppression
+
+    try:
+        report = backfill_suppression(segments=args.segments, dry_run=args.dry_run)
+    except (PynamoDBException, BotoCoreError, ClientError, ValueError) as exc:
+        print(f"suppression-backfill stopped: {exc}; run it again once fixed (it is "
+              f"idempotent)", file=sys.stderr)
+        return 1
+    if args.dry_run:
+        print(f"{report.opt_outs} opt-outs made from an address would be listed")
+    else:
+        print(f"{report.opt_outs} opt-outs made from an address: {report.listed} listed, "
+              f"{report.opt_outs - report.listed} had a newer word on the list already")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("push", help="validate, store and activate campaigns, then backfill")
     p.add_argument("paths", nargs="*", type=Path, default=[Path("campaigns")])
@@ -197,3 +217,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--segments", type=_segments, default=4,
                    help="parallel scan segments per table (1-64, default 4)")
     e.set_defaults(func=cmd_erase)
+
+    sb = sub.add_parser("suppression-backfill",
+                        help="list opt-outs recorded before the suppression list (once)")
+    sb.add_argument("--dry-run", action="store_true", help="count what would be listed")
+    sb.add_argument("--segments", type=_segments, default=4,
+                    help="parallel scan segments (1-64, default 4)")
+    sb.set_defaults(func=cmd_suppression_backfill)

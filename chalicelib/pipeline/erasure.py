@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,11 +38,9 @@ from chalicelib.journeys.engine import CONTACT_FIELD
 from chalicelib.pipeline.ingest import load_customer
 from chalicelib.store import suppression
 from chalicelib.store.models import CustomerModel, MessageModel, ScheduleModel
+from chalicelib.store.scan import MAX_SEGMENTS, SEGMENTS, parallel_scan
 
 MAX_RETRIES = 4
-PAGE_SIZE = 500
-SEGMENTS = 4  # parallel scan segments per table (threads: the work is waiting on I/O)
-MAX_SEGMENTS = 64
 
 
 @dataclass(slots=True)
@@ -141,28 +138,18 @@ def _step_of(item: ScheduleModel) -> dict[str, Any]:
 def _found(ids: set[str], segments: int) -> tuple[list[Any], list[Any]]:
     """The customers' schedule items and messages, (customer id, item) each, from one
     parallel scan of each table."""
-    schedule = _scan(ScheduleModel, ["schedule_id", "step", "updated_at"],
-                     lambda item: _step_of(item).get("customer_id"), ids, segments)
-    messages = _scan(MessageModel, ["message_id", "customer_id", "decided_at"],
-                     lambda message: message.customer_id, ids, segments)
+    def step_owner(item: ScheduleModel) -> tuple[str, ScheduleModel] | None:
+        customer_id = _step_of(item).get("customer_id")
+        return (customer_id, item) if customer_id in ids else None
+
+    def message_owner(message: MessageModel) -> tuple[str, MessageModel] | None:
+        return (message.customer_id, message) if message.customer_id in ids else None
+
+    schedule = parallel_scan(ScheduleModel, ["schedule_id", "step", "updated_at"],
+                             step_owner, segments)
+    messages = parallel_scan(MessageModel, ["message_id", "customer_id", "decided_at"],
+                             message_owner, segments)
     return schedule, messages
-
-
-def _scan(model: Any, attributes: list[str], owner: Callable[[Any], Any], ids: set[str],
-          segments: int) -> list[tuple[str, Any]]:
-    """(customer id, item) of the items of ``model`` whose ``owner`` is in ``ids``,
-    scanning the table in ``segments`` parallel segments (DynamoDB's parallel scan)."""
-    def segment(n: int) -> list[tuple[str, Any]]:
-        found = []
-        for item in model.scan(segment=n, total_segments=segments, page_size=PAGE_SIZE,
-                               attributes_to_get=attributes):
-            customer_id = owner(item)
-            if customer_id in ids:
-                found.append((customer_id, item))
-        return found
-
-    with ThreadPoolExecutor(max_workers=segments) as pool:
-        return [pair for part in pool.map(segment, range(segments)) for pair in part]
 
 
 def _returned(ids: set[str]) -> set[str]:

@@ -297,3 +297,45 @@ def test_erase_finds_items_in_every_scan_segment(stack: LocalStack) -> None:
     with pytest.raises(SystemExit) as refused:  # argparse's usage error
         _erase("c-0", "--segments", "0")
     assert refused.value.code == 2
+
+
+# -- opt-outs recorded before the list ---------------------------------------------------
+
+
+def _consent_update(customer_id: str, n: int, source: str, **contact: str) -> dict[str, Any]:
+    """A consent record as the consent routes (or a shop) wrote it before the list."""
+    channel = "sms" if "phone" in contact else "email"
+    return {"id": f"evt-consent-{n}", "type": "customer.updated",
+            "occurred_at": "2026-03-01T15:00:00Z",
+            "customer": {"id": customer_id, **contact, "consent": {channel: {
+                "granted": False, "at": "2026-03-01T15:00:00Z", "source": source,
+                "explicit": True}}}}
+
+
+def test_suppression_backfill_lists_the_address_opt_outs_recorded_before_the_list(
+        known: LocalStack, capsys: pytest.CaptureFixture[str]) -> None:
+    clock.set_now(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    known.ingest([
+        _consent_update("c-42", 1, "sms:STOP", phone=PHONE),
+        _consent_update("c-7", 2, "email:unsubscribe-link", email="bo@example.com"),
+        _consent_update("c-8", 3, "preference-centre", email="cy@example.com"),
+        _consent_update("c-9", 4, "email:complaint", email="di@example.com"),
+    ])
+    assert _erase("c-9") == 0  # erased: its erasure listed it already
+    SuppressionModel(suppression.address_key("email", "di@example.com")).delete()
+    capsys.readouterr()
+    assert main(["suppression-backfill", "--dry-run"]) == 0
+    assert "2 opt-outs made from an address would be listed" in capsys.readouterr().out
+    assert _entries() == []
+    assert main(["suppression-backfill", "--segments", "3"]) == 0
+    assert "2 opt-outs made from an address: 2 listed" in capsys.readouterr().out
+    keys = {e.address_key: (e.at, e.source) for e in _entries()}
+    assert keys == {
+        suppression.address_key("sms", PHONE): ("2026-03-01T15:00:00Z", "sms:STOP"),
+        suppression.address_key("email", "bo@example.com"): (
+            "2026-03-01T15:00:00Z", "email:unsubscribe-link")}
+    # A START after the STOP lifted the number: a second run does not undo it.
+    assert suppression.lift("sms", PHONE, "2026-03-02T10:00:00Z")
+    assert main(["suppression-backfill"]) == 0
+    assert "1 listed, 1 had a newer word" in capsys.readouterr().out
+    assert suppression.lookup(suppression.address_key("sms", PHONE)) is None
