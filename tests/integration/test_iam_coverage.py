@@ -1,0 +1,169 @@
+"""The functions' IAM policy grants every AWS call they make.
+
+moto does not enforce IAM, so a permission missing from ``.chalice/policy-*.json``
+would pass every other test and fail in production. Here every AWS request the
+deployed functions make (the routes through ``chalice.test.Client``, ingest, tick,
+send and the SES-events function through their event shapes, and the SQS reads
+their event source mappings make with the same role) is recorded at botocore's
+``_make_api_call``, turned into the IAM action and resource ARN it needs (one per
+item of a transaction), and checked against each stage's policy.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from botocore.client import BaseClient
+
+from chalicelib import aws, clock, settings
+from chalicelib.api.signature import sign_header
+from chalicelib.local.stack import LocalStack
+from chalicelib.store.models import MessageModel
+from tests.conftest import FIXTURES, ROOT, load_event
+
+PHONE = "+14155550123"
+INBOUND = "http://127.0.0.1:8000/webhooks/twilio/inbound"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+SQS_BATCH = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMessage",
+             "ChangeMessageVisibilityBatch": "ChangeMessageVisibility"}
+TRANSACT = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+            "ConditionCheck": "ConditionCheckItem"}
+
+
+def _table(name: str, index: str | None = None) -> str:
+    arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+    return f"{arn}/index/{index}" if index else arn
+
+
+def _needs(service: str, operation: str, params: dict[str, Any]) -> list[tuple[str, str]]:
+    """(IAM action, resource ARN) pairs one request needs."""
+    if service == "dynamodb":
+        if operation == "TransactWriteItems":
+            return [(f"dynamodb:{TRANSACT[kind]}", _table(body["TableName"]))
+                    for item in params["TransactItems"] for kind, body in item.items()]
+        if operation in ("BatchGetItem", "BatchWriteItem"):
+            return [(f"dynamodb:{operation}", _table(name)) for name in params["RequestItems"]]
+        return [(f"dynamodb:{operation}", _table(params["TableName"], params.get("IndexName")))]
+    if service == "sqs":
+        name = params["QueueName"] if "QueueName" in params else \
+            params["QueueUrl"].rstrip("/").rsplit("/", 1)[1]
+        return [(f"sqs:{SQS_BATCH.get(operation, operation)}",
+                 f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")]
+    if service == "secretsmanager":
+        return [(f"secretsmanager:{operation}",
+                 f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{params['SecretId']}-AbCdEf")]
+    if service == "sesv2" and operation == "SendEmail":
+        sender = params["FromEmailAddress"].rsplit("<", 1)[-1].rstrip(">")
+        needs = [("ses:SendEmail", f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/{sender}")]
+        if params.get("ConfigurationSetName"):
+            needs.append(("ses:SendEmail", f"arn:aws:ses:{REGION}:{ACCOUNT}:configuration-set/"
+                                           f"{params['ConfigurationSetName']}"))
+        return needs
+    return [(f"{service}:{operation}", "*")]
+
+
+def _allows(policy: dict[str, Any], action: str, arn: str) -> bool:
+    for statement in policy["Statement"]:
+        actions = statement["Action"]
+        resources = statement["Resource"]
+        actions = actions if isinstance(actions, list) else [actions]
+        resources = resources if isinstance(resources, list) else [resources]
+        if statement["Effect"] == "Allow" and action in actions and any(
+                fnmatchcase(arn, pattern) for pattern in resources):
+            return True
+    return False
+
+
+@pytest.fixture
+def recorded(slice_stack: LocalStack,
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, str, dict[str, Any]]]]:
+    calls: list[tuple[str, str, dict[str, Any]]] = []
+    original = BaseClient._make_api_call
+
+    def record(client: Any, operation: str, params: dict[str, Any]) -> Any:
+        calls.append((client.meta.service_model.service_name, operation, dict(params)))
+        return original(client, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", record)
+    yield calls
+
+
+def _inbound(stack: LocalStack, body: str, sid: str) -> None:
+    params = {"MessageSid": sid, "From": PHONE, "To": "+15005550006", "Body": body,
+              "AccountSid": stack.twilio.account_sid}
+    headers = {**FORM, "X-Twilio-Signature": stack.twilio.sign(INBOUND, params)}
+    reply = stack.client.http.post("/webhooks/twilio/inbound", headers=headers,
+                                   body=urlencode(params))
+    assert reply.status_code == 200
+
+
+def _run_everything(stack: LocalStack, calls: list[Any]) -> None:
+    """Every function's paths, each AWS call recorded; test-side reads are not."""
+    clock.set_now(datetime(2026, 3, 1, 14, 3, tzinfo=UTC))
+    stack.ingest([load_event("order_delivered")])  # ingest (SQS mapping, DynamoDB)
+    body = json.dumps({**load_event("order_delivered"), "id": "evt-api"}).encode()
+    stamp = int(clock.now().timestamp())
+    reply = stack.client.http.post("/events", body=body, headers={
+        "Content-Type": "application/json",
+        "X-Aftercare-Signature": sign_header(b"local-events-hmac-key", stamp, body)})
+    assert reply.status_code == 202  # POST /events (secret, SendMessageBatch)
+    stack.pump("events", "ingest")
+    stack.run_due(datetime(2026, 3, 3, 15, 0, tzinfo=UTC))  # tick, send SMS, status callback
+    stack.run_due(datetime(2026, 3, 8, 13, 30, tzinfo=UTC))  # send email (SES)
+    _inbound(stack, "4", "SM" + "1" * 32)  # a survey answer by SMS
+    _inbound(stack, "STOP", "SM" + "2" * 32)  # opt-out: consent event, suppression list
+    _inbound(stack, "START", "SM" + "3" * 32)  # opt-in: the entry lifted
+    stack.pump("events", "ingest")
+    mark = len(calls)
+    (email_msg,) = [m for m in MessageModel.scan() if m.channel == "email"]
+    emails = stack.sent_emails()
+    del calls[mark:]  # the test's own reads
+    link = re.search(r"http://127\.0\.0\.1:8000(/l/unsubscribe/[\w.-]+)", emails[0]["body"])
+    assert link is not None
+    assert stack.client.http.get(link.group(1)).status_code == 200
+    assert stack.client.http.post(link.group(1), headers=FORM,
+                                  body="List-Unsubscribe=One-Click").status_code == 200
+    text = (FIXTURES / "ses_events" / "complaint.json").read_text()
+    text = text.replace("MESSAGE_ID", str(email_msg.provider_id))
+    text = text.replace("TAGGED_ID", email_msg.message_id)
+    mark = len(calls)
+    aws.client("sqs").send_message(
+        QueueUrl=aws.queue_url(settings.resource_name("ses-events")), MessageBody=text)
+    del calls[mark:]  # SNS delivers it, not our role
+    (summary,) = stack.pump("ses-events", "ses_events")
+    assert summary["processed"] == 1
+    stack.pump("events", "ingest")
+    clock.set_now(datetime(2026, 3, 9, 12, 0, tzinfo=UTC))
+    stack.tick(datetime(2026, 3, 20, 12, 0, tzinfo=UTC))  # the sweep of stuck sends too
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_the_policy_grants_every_call_the_functions_make(
+        recorded: list[tuple[str, str, dict[str, Any]]], slice_stack: LocalStack,
+        stage: str) -> None:
+    del recorded[:]  # setup (tables, queues, secrets, campaigns) is not the functions'
+    _run_everything(slice_stack, recorded)
+    policy = json.loads((ROOT / ".chalice" / f"policy-{stage}.json").read_text())
+    local = settings.load().stage
+    needed = {(action, arn.replace(f"aftercare-{local}-", f"aftercare-{stage}-")
+               .replace(f"aftercare/{local}/", f"aftercare/{stage}/")
+               .replace(f"configuration-set/aftercare-{local}", f"configuration-set/aftercare-"
+                                                               f"{stage}"))
+              for service, operation, params in recorded
+              for action, arn in _needs(service, operation, params)}
+    operations = {action for action, _ in needed}
+    # The scenario reached every kind of call the functions make.
+    assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query",
+            "sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage",
+            "secretsmanager:GetSecretValue", "ses:SendEmail"} <= operations, operations
+    refused = sorted((a, r) for a, r in needed if not _allows(policy, a, r))
+    assert refused == []
