@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -42,6 +42,7 @@ CONTACT_FIELD = {"sms": "phone", "email": "email"}
 _MEMO_MAX = 65_536  # entries of CampaignSet's memo; cleared when full
 _MISSING = object()
 _NO_TIME = timedelta(0)
+_REACH_SLACK = timedelta(days=9)
 _SECOND = timedelta(seconds=1)
 
 
@@ -171,6 +172,8 @@ class EventResult:
     # Pending steps planned again with the same keys (and no row): the yearly
     # occurrences and the idle spell of a customer whose timezone changed, in the new
     # zone. Only the steps still pending change; the others are left as they are.
+    # (Event enrollments move too, but from their stored steps, which the profile
+    # does not hold: see :func:`event_steps_to_move`.)
     moved: list[PlannedStep] = field(default_factory=list)
     cancelled: list[Cancellation] = field(default_factory=list)
     conversions: list[Conversion] = field(default_factory=list)
@@ -219,6 +222,12 @@ class CampaignSet:
         self._next_occurrence: dict[tuple[str, str, str, date, ZoneInfo],
                                     tuple[str, str, str] | None] = {}
         self.idle = tuple(c for c in ordered if c.trigger_kind == "idle")
+        self.evented = tuple(c for c in ordered if c.trigger_kind == "event" and c.steps)
+        # How long after its trigger an event enrollment's steps can still be pending
+        # (not yet due): the longest delay, plus a day for an ``at`` time, six for
+        # weekdays and one for quiet hours and DST (an upper bound, never reached).
+        self.event_reach = {c.id: max(s.after for s in c.steps) + _REACH_SLACK
+                            for c in self.evented}
 
     def get(self, campaign_id: str) -> CompiledCampaign | None:
         return self.by_id.get(campaign_id)
@@ -944,6 +953,87 @@ def _moved_steps(c: CompiledCampaign, profile: Profile, ref: str, start: str,
             if step.due_at < at:
                 step.due_at = at
             moved.append(step)
+    return moved
+
+
+def event_steps_to_move(result: EventResult, before: Profile | None, at: datetime,
+                        campaigns: CampaignSet,
+                        default_tz: str = "America/New_York") -> list[StepKey]:
+    """The keys of the event enrollments' steps that may still be pending when this
+    event changed the customer's zone (empty when it did not: the common path, one
+    comparison): what the caller looks up in its schedule and gives to
+    :func:`move_event_steps`.
+
+    An event step keeps what the profile does not (its order snapshot, the event
+    data its conditions read, the event id), so it is planned again from the step as
+    stored, not rebuilt; and the profile records only the latest enrollment of each
+    campaign, so the keys come from every ref it kept (``refs``, at most
+    ``MAX_REFS_KEPT``) times the campaign's steps. A campaign whose latest trigger
+    (``last_events``, the latest whatever the order events came in) is too long ago
+    for any of its steps to be pending (:attr:`CampaignSet.event_reach`) has none to
+    read. Enrollments this event made are planned in the new zone already, and steps
+    it cancelled or planned are left out (one operation per schedule item)."""
+    if before is None or not campaigns.evented \
+            or result.profile.get("timezone") == before.get("timezone"):
+        return []
+    enrollments = before.get("enrollments")
+    if not enrollments or _zone_move(before, result.profile, default_tz) is None:
+        return []
+    last_events = before.get("last_events") or {}
+    customer_id = result.profile["id"]
+    wanted: list[StepKey] = []
+    for c in campaigns.evented:
+        e = enrollments.get(c.id)
+        if e is None:
+            continue
+        last = last_events.get(c.trigger_event or "")
+        if last is not None and parse_iso(last) + campaigns.event_reach[c.id] <= at:
+            continue  # every step of every enrollment was due before the move
+        for ref in e.get("refs") or (e["ref"],):
+            wanted.extend((customer_id, c.id, ref, s.id) for s in c.steps)
+    if wanted and (result.planned or result.cancelled):
+        taken = {s.key for s in result.planned} | {x.key for x in result.cancelled}
+        wanted = [k for k in wanted if k not in taken]
+    return wanted
+
+
+def move_event_steps(result: EventResult, before: Profile | None, at: datetime,
+                     stored: Iterable[PlannedStep], campaigns: CampaignSet,
+                     default_tz: str = "America/New_York") -> list[PlannedStep]:
+    """The customer's pending event steps ``stored`` (as their schedule holds them,
+    looked up by :func:`event_steps_to_move`) planned again in the zone this event
+    moved them to, with the same keys; those whose time does not change are left
+    out.
+
+    Each keeps its enrollment (``enrolled_at``, holdout, variant), order snapshot,
+    event data and event id; its due time is planned again from the enrollment's
+    instant in the new zone, as :func:`_moved_steps` plans date and idle steps: an
+    ``at`` time, weekdays and whole days of delay count on the new zone's calendar, a
+    delay in hours and minutes keeps its instant (only the quiet hours around it are
+    the new zone's), and a time already passed at the move is due at the move, not
+    late for ``expire_after``. Only steps not yet due at the move change: one due by
+    then, or deferred once already (it was due), is decided as it is."""
+    if before is None:
+        return []
+    zones = _zone_move(before, result.profile, default_tz)
+    if zones is None:
+        return []
+    new_tz = zones[1]
+    customer_id = result.profile["id"]
+    moved = []
+    for step in stored:
+        if step.due_at <= at or step.deferred_for or step.customer_id != customer_id:
+            continue
+        c = campaigns.get(step.campaign_id)
+        compiled = c.step(step.step_id) if c is not None and c.trigger_kind == "event" \
+            else None
+        if compiled is None:
+            continue  # no longer an active event campaign's step: decided as it is
+        due = plan_from_local(parse_iso(step.enrolled_at).astimezone(new_tz), compiled, new_tz)
+        if due < at:
+            due = at
+        if due != step.due_at:
+            moved.append(replace(step, due_at=due))
     return moved
 
 

@@ -29,6 +29,8 @@ from chalicelib.journeys.engine import (
     Row,
     StepKey,
     decide_step,
+    event_steps_to_move,
+    move_event_steps,
     process_event,
 )
 from chalicelib.journeys.profile import Profile
@@ -169,8 +171,8 @@ class Simulator:
         """Process an event not seen before (steps due before it are decided)."""
         self.events += 1
         customer_id = event["customer"]["id"]
-        result = process_event(event, self.profiles.get(customer_id), self.campaigns,
-                               self.default_tz)
+        before = self.profiles.get(customer_id)
+        result = process_event(event, before, self.campaigns, self.default_tz)
         self.profiles[customer_id] = result.profile
         for cancel in result.cancelled:
             step = self._pending.pop(cancel.key, None)
@@ -188,6 +190,16 @@ class Simulator:
             if step.key in self._pending:
                 due = step.due_at
                 self._push(step, due if due >= at else at)
+        # A timezone move also moves the pending steps of event enrollments, planned
+        # again from the steps as kept here (looked up by key: no scan of the schedule;
+        # nothing to look up when the zone did not change).
+        wanted = event_steps_to_move(result, before, at, self.campaigns, self.default_tz)
+        if wanted:
+            pending = self._pending
+            stored = [pending[k] for k in wanted if k in pending]
+            for step in move_event_steps(result, before, at, stored, self.campaigns,
+                                         self.default_tz):
+                self._push(step, step.due_at)  # never before ``at``
 
     def replay(self, events: Sequence[dict[str, Any]], end: datetime | None) -> None:
         """Feed time-ordered ``events``, then advance to ``end``: customer by customer.

@@ -11,6 +11,11 @@ is written once: an item still pending takes the new plan, one cancelled at
 ingest with the outcome ``cancelled`` is planned anew, any other is left as it
 is; ``enrolled`` counts the enrollments whose items were created, so each
 enrollment once. Steps moved by a change of timezone update pending items only.
+
+An event that changes the customer's zone, of a customer with event enrollments
+recent enough to have steps not yet due, reads those steps first (one
+BatchGetItem per 100 candidate ids: see :func:`read_pending_steps`); every other
+event makes the two requests above.
 """
 
 from __future__ import annotations
@@ -27,11 +32,15 @@ from pynamodb.transactions import TransactWrite
 from chalicelib import clock, settings
 from chalicelib.events import EventError, parse_event
 from chalicelib.events.envelope import MAX_EVENT_BYTES
+from chalicelib.journeys import keys
 from chalicelib.journeys.engine import (
     CONTACT_FIELD,
     Cancellation,
     EventResult,
     PlannedStep,
+    StepKey,
+    event_steps_to_move,
+    move_event_steps,
     process_event,
 )
 from chalicelib.journeys.profile import merge_consent
@@ -152,6 +161,27 @@ def add_planned(tx: Transaction, steps: Iterable[PlannedStep],
 def moved_step_ops(steps: Iterable[PlannedStep]) -> list[Op]:
     """Pending items planned again in place (a change of timezone); others stay."""
     return [_plan_again(s, ScheduleModel.status == "pending") for s in steps]
+
+
+def read_pending_steps(wanted: Sequence[StepKey]) -> list[PlannedStep]:
+    """The customer's schedule items among ``wanted`` that are still pending, as steps.
+
+    A timezone move plans a customer's pending event steps again from the items as
+    stored (their order snapshot, event data and event id are nowhere else). They
+    are read by key: the ids are derived from the profile's enrollment refs
+    (:func:`event_steps_to_move`), at most 100 per BatchGetItem, consistent (an item
+    written by the customer's previous event is seen), and only when the event moved
+    the zone of a customer with a recent event enrollment. The alternatives cost
+    more: a Query of the customer's due shard from the move on reads the pending
+    items of every customer of that shard (a sixteenth of the whole backlog), and an
+    index by customer would be paid by every schedule write. A candidate that does
+    not exist or is no longer pending (sent, cancelled, claimed) is left out."""
+    if not wanted:
+        return []
+    ids = [keys.schedule_id(*k) for k in wanted]
+    return [PlannedStep.from_dict(item.step)
+            for item in ScheduleModel.batch_get(ids, consistent_read=True)
+            if item.status == "pending"]
 
 
 def _cancel(cancel: Cancellation) -> Op:
@@ -293,13 +323,24 @@ def ingest_event(event: dict[str, Any], live: LiveCache) -> IngestOutcome:
             _list_opt_outs(event)  # first: if it fails, the event is retried
             fresh = _mark_processed(event)
             return IngestOutcome(event["id"], not fresh, 0, 0, 0, erased=True)
-        result = process_event(event, live_profile(current), campaigns, conf.default_timezone)
+        before = live_profile(current)
+        result = process_event(event, before, campaigns, conf.default_timezone)
         tx = result_transaction(result, current, event)
         if len(tx) > MAX_ITEMS:  # validation refuses campaigns that could need this
             raise PermanentError(
                 f"this event needs {len(tx)} writes; one DynamoDB transaction holds at "
                 f"most {MAX_ITEMS}: fewer or shorter campaigns on {event['type']!r}",
                 "too_many_writes")
+        # A change of zone moves the pending steps of event enrollments too (no read
+        # at all when the zone did not change).
+        wanted = event_steps_to_move(result, before, event["_at"], campaigns,
+                                     conf.default_timezone)
+        moved = move_event_steps(result, before, event["_at"], read_pending_steps(wanted),
+                                 campaigns, conf.default_timezone) if wanted else []
+        # As many as fit go with the event; the rest (a customer with dozens of pending
+        # event steps) in transactions of their own once it is written.
+        room = MAX_ITEMS - len(tx)
+        tx.optional.extend(moved_step_ops(moved[:room]))
         try:
             dropped = commit(tx)
         except RequiredConditionFailed as exc:
@@ -308,7 +349,11 @@ def ingest_event(event: dict[str, Any], live: LiveCache) -> IngestOutcome:
             if exc.index == 1:
                 continue  # the profile changed under us: read it again
             raise
-        due = tuple(sorted({clock.iso(s.due_at) for s in (*result.planned, *result.moved)}))
+        for start in range(room, len(moved), MAX_ITEMS):
+            dropped += commit(Transaction(optional=moved_step_ops(
+                moved[start:start + MAX_ITEMS])))
+        due = tuple(sorted({clock.iso(s.due_at)
+                            for s in (*result.planned, *result.moved, *moved)}))
         return IngestOutcome(event["id"], False, len(result.planned), len(result.cancelled),
                              dropped, due)
     raise RuntimeError(f"profile kept changing while processing event {event['id']}")
