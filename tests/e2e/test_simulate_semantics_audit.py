@@ -210,14 +210,27 @@ def test_whole_day_delay_from_a_wall_time_that_falls_in_the_gap(tmp_path: Path) 
 
 
 def test_a_deferred_send_is_reported_when_it_is_sent(tmp_path: Path) -> None:
+    c = campaign("bday", {"date": "customer.birthday"},
+                 [{"id": "greeting", "at": "10:00", "channel": "sms", "template": "birthday"}])
+    rows = simulate(tmp_path, [c], [
+        # The birthday is learnt at 22:30 EDT on the day, after its 10:00: decided at
+        # once, in quiet hours, so held back to 08:00 EDT (12:00Z) and reported then.
+        ev("e1", "customer.updated", "2026-04-02T02:30:00Z", "c1", birthday="1990-04-01"),
+    ])
+    assert steps_of(rows, "c1")[0] == (
+        "c1", "bday", "greeting", "2026-04-02T12:00:00Z", "sent", "")
+
+
+def test_a_timezone_move_plans_a_pending_event_step_again(tmp_path: Path) -> None:
     c = campaign("tzmove", {"event": "order.delivered"}, [sms(after="P2D", at="10:00")])
     rows = simulate(tmp_path, [c], [
         ev("e1", "order.delivered", "2026-04-01T14:00:00Z", "c1", order="o1"),
-        # Moves to Tokyo: the planned 14:00Z is 23:00 JST, quiet until 08:00 JST = 23:00Z.
+        # Moves to Tokyo before the step is due: enrolled at 23:00 JST on 1 April, two
+        # days on is 3 April after 10:00, so 10:00 JST on 4 April (01:00Z), not held.
         ev("e2", "customer.updated", "2026-04-02T12:00:00Z", "c1", tz="Asia/Tokyo"),
     ])
     assert steps_of(rows, "c1") == [
-        ("c1", "tzmove", "checkin", "2026-04-03T23:00:00Z", "sent", "")]
+        ("c1", "tzmove", "checkin", "2026-04-04T01:00:00Z", "sent", "")]
 
 
 # ------------------------------------------------------------------------ quiet hours

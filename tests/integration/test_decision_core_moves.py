@@ -140,36 +140,39 @@ def test_a_birthday_changed_and_changed_back_is_planned_anew(stack: LocalStack,
 
 # ------------------------------------------------------ deferrals are not lateness
 
+def _late_bday() -> dict[str, Any]:
+    """A birthday greeting at 10:00 that expires 13 hours late."""
+    return campaign("bday", {"date": "customer.birthday"},
+                    [{"id": "greeting", "at": "10:00", "channel": "sms",
+                      "template": "birthday", "expire_after": "PT13H"}])
+
+
 def test_a_deferral_is_not_lateness_on_both_sides(stack: LocalStack,
                                                      tmp_path: Path) -> None:
-    push(stack, tmp_path, [campaign("ck", {"event": "order.delivered"},
-                                    [email(after="P1D", at="10:00", expire_after="PT6H")])])
-    events = [
-        ev("a1", "order.delivered", "2026-04-01T14:00:00Z", "moved", order="o1"),
-        ev("a2", "customer.updated", "2026-04-01T20:00:00Z", "moved", tz="Asia/Tokyo"),
-    ]
+    push(stack, tmp_path, [_late_bday()])
+    # The birthday is learnt at 22:30 EDT on the day: 12h30m after its 10:00, decided
+    # at once, in quiet hours: held back 9h30m to 08:00 EDT (12:00Z). Then 22h after
+    # 10:00, but 12h30m late, within 13h: sent, not expired.
+    events = [ev("a1", "customer.updated", "2026-04-02T02:30:00Z", "late",
+                 birthday="1990-04-01")]
     rows = both(stack, events, "2026-04-10T00:00:00Z")
-    # 10:00 EDT is 23:00 JST: held back to 08:00 JST (23:00Z), then sent, not expired.
-    assert [(r.at, r.outcome) for r in rows] == [("2026-04-02T23:00:00Z", "sent")]
+    assert [(r.at, r.outcome) for r in rows] == [("2026-04-02T12:00:00Z", "sent")]
 
 
 def test_an_outage_after_a_deferral_still_expires(stack: LocalStack, tmp_path: Path) -> None:
-    push(stack, tmp_path, [campaign("ck", {"event": "order.delivered"},
-                                    [email(after="P1D", at="10:00", expire_after="PT6H")])])
-    clock.set_now(parse_iso("2026-04-01T14:00:00Z"))
-    stack.ingest([ev("a1", "order.delivered", "2026-04-01T14:00:00Z", "c1", order="o1")])
-    clock.set_now(parse_iso("2026-04-01T20:00:00Z"))
-    stack.ingest([ev("a2", "customer.updated", "2026-04-01T20:00:00Z", "c1",
-                     tz="Asia/Tokyo")])
-    stack.run_due(parse_iso("2026-04-02T14:00:00Z"))  # 23:00 JST: deferred
+    push(stack, tmp_path, [_late_bday()])
+    clock.set_now(parse_iso("2026-04-02T02:30:00Z"))
+    stack.ingest([ev("a1", "customer.updated", "2026-04-02T02:30:00Z", "c1",
+                     birthday="1990-04-01")])
+    stack.run_due(parse_iso("2026-04-02T02:30:00Z"))  # 22:30 EDT: deferred
     (item,) = ScheduleModel.scan()
-    assert (item.status, item.due_at) == ("pending", ts("2026-04-02T23:00:00Z"))
-    assert item.step["deferred_for"] == 9 * 3600
-    assert item.step["due_at"] == "2026-04-02T14:00:00Z"  # the plan is kept
-    # The scheduler is down until 15:00 JST: 7 hours late, counted from 08:00 JST.
-    stack.run_due(parse_iso("2026-04-03T06:00:00Z"))
+    assert (item.status, item.due_at) == ("pending", ts("2026-04-02T12:00:00Z"))
+    assert item.step["deferred_for"] == 9 * 3600 + 30 * 60
+    assert item.step["due_at"] == "2026-04-01T14:00:00Z"  # the plan is kept
+    # The scheduler is down until 09:00 EDT: 13h30m late, counted without the wait.
+    stack.run_due(parse_iso("2026-04-02T13:00:00Z"))
     (msg,) = MessageModel.scan()
-    assert (msg.outcome, msg.reason) == ("expired", "7h late, expire_after 6h")
+    assert (msg.outcome, msg.reason) == ("expired", "13h30m late, expire_after 13h")
 
 
 def test_a_step_stored_before_deferrals_were_kept_is_read() -> None:

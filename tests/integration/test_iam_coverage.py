@@ -144,6 +144,15 @@ def _run_everything(stack: LocalStack, calls: list[Any]) -> None:
     stack.pump("events", "ingest")
     clock.set_now(datetime(2026, 3, 9, 12, 0, tzinfo=UTC))
     stack.tick(datetime(2026, 3, 20, 12, 0, tzinfo=UTC))  # the sweep of stuck sends too
+    # A timezone move reads the customer's pending event steps (BatchGetItem).
+    moving = load_event("order_delivered")
+    moving.update(id="evt-c77", occurred_at="2026-03-21T14:02:00Z")
+    moving["customer"] = {**moving["customer"], "id": "c-77"}
+    clock.set_now(datetime(2026, 3, 21, 14, 3, tzinfo=UTC))
+    stack.ingest([moving])
+    stack.ingest([{"id": "evt-c77-tz", "type": "customer.updated",
+                   "occurred_at": "2026-03-21T15:00:00Z",
+                   "customer": {"id": "c-77", "timezone": "Asia/Tokyo"}}])
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
@@ -164,6 +173,7 @@ def test_the_policy_grants_every_call_the_functions_make(
     # The scenario reached every kind of call the functions make.
     assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query",
             "sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage",
-            "secretsmanager:GetSecretValue", "ses:SendEmail"} <= operations, operations
+            "dynamodb:BatchGetItem", "secretsmanager:GetSecretValue",
+            "ses:SendEmail"} <= operations, operations
     refused = sorted((a, r) for a, r in needed if not _allows(policy, a, r))
     assert refused == []
