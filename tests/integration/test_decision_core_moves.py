@@ -20,7 +20,7 @@ from chalicelib.clock import parse_iso
 from chalicelib.journeys.engine import PlannedStep
 from chalicelib.local.stack import LocalStack
 from chalicelib.store.models import CustomerModel, MessageModel, ScheduleModel, StatsModel
-from tests.e2e.test_simulate_semantics_audit import campaign, email, ev
+from tests.e2e.test_simulate_semantics_audit import campaign, ev
 from tests.integration.test_decision_core_gaps import both, push
 
 
