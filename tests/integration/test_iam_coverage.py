@@ -15,7 +15,6 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import urlencode
 
@@ -27,6 +26,7 @@ from chalicelib.api.signature import sign_header
 from chalicelib.local.stack import LocalStack
 from chalicelib.store.models import MessageModel
 from tests.conftest import FIXTURES, ROOT, load_event
+from tests.unit.test_audit_security import _allows
 
 PHONE = "+14155550123"
 INBOUND = "http://127.0.0.1:8000/webhooks/twilio/inbound"
@@ -69,18 +69,6 @@ def _needs(service: str, operation: str, params: dict[str, Any]) -> list[tuple[s
                                            f"{params['ConfigurationSetName']}"))
         return needs
     return [(f"{service}:{operation}", "*")]
-
-
-def _allows(policy: dict[str, Any], action: str, arn: str) -> bool:
-    for statement in policy["Statement"]:
-        actions = statement["Action"]
-        resources = statement["Resource"]
-        actions = actions if isinstance(actions, list) else [actions]
-        resources = resources if isinstance(resources, list) else [resources]
-        if statement["Effect"] == "Allow" and action in actions and any(
-                fnmatchcase(arn, pattern) for pattern in resources):
-            return True
-    return False
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from chalicelib.pipeline import erasure
 from chalicelib.store import suppression
 from chalicelib.store.models import CustomerModel, MessageModel, ScheduleModel
 from tests.conftest import load_event
+from tests.integration.test_suppression_erasure import _delivery
 
 PHONE = "+14155550123"
 EMAIL = "ana@example.com"
@@ -32,15 +33,6 @@ def known(slice_stack: LocalStack) -> LocalStack:
     clock.set_now(DELIVERED)
     slice_stack.ingest([load_event("order_delivered")])
     return slice_stack
-
-
-def _delivery(customer_id: str, day: int, **customer: Any) -> dict[str, Any]:
-    event = load_event("order_delivered")
-    event["id"] = f"evt-{customer_id}-{day}"
-    event["occurred_at"] = f"2026-03-{day:02d}T14:02:00Z"
-    event["customer"] = {**event["customer"], "id": customer_id, **customer}
-    event["order"] = {**event["order"], "id": f"o-{customer_id}-{day}"}
-    return event
 
 
 def _steps_of(customer_id: str) -> list[dict[str, Any]]:
