@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -21,12 +22,12 @@ from urllib.parse import urlencode
 import pytest
 from botocore.client import BaseClient
 
-from chalicelib import aws, clock, settings
+from chalicelib import api, aws, clock, handlers, settings
 from chalicelib.api.signature import sign_header
 from chalicelib.local.stack import LocalStack
 from chalicelib.store.models import MessageModel
-from tests.conftest import FIXTURES, ROOT, load_event
-from tests.unit.test_audit_security import _allows
+from tests.conftest import FIXTURES, load_event
+from tests.unit.test_audit_security import _allows, function_policies
 
 PHONE = "+14155550123"
 INBOUND = "http://127.0.0.1:8000/webhooks/twilio/inbound"
@@ -71,17 +72,40 @@ def _needs(service: str, operation: str, params: dict[str, Any]) -> list[tuple[s
     return [(f"{service}:{operation}", "*")]
 
 
+# Which function is running (its role makes the calls); "" outside any: the event
+# source mappings' SQS reads, made with the role of the function they feed.
+_running: ContextVar[str] = ContextVar("running", default="")
+HANDLERS = {"ingest_batch": "ingest", "tick": "tick", "send_batch": "send",
+            "ses_events_batch": "ses_events"}
+
+
+def _as(function: str, call: Any) -> Any:
+    def run(*args: Any, **kwargs: Any) -> Any:
+        token = _running.set(function)
+        try:
+            return call(*args, **kwargs)
+        finally:
+            _running.reset(token)
+
+    return run
+
+
 @pytest.fixture
-def recorded(slice_stack: LocalStack,
-             monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, str, dict[str, Any]]]]:
-    calls: list[tuple[str, str, dict[str, Any]]] = []
+def recorded(slice_stack: LocalStack, monkeypatch: pytest.MonkeyPatch,
+             ) -> Iterator[list[tuple[str, str, str, dict[str, Any]]]]:
+    """(function, service, operation, params) of every AWS request."""
+    calls: list[tuple[str, str, str, dict[str, Any]]] = []
     original = BaseClient._make_api_call
 
     def record(client: Any, operation: str, params: dict[str, Any]) -> Any:
-        calls.append((client.meta.service_model.service_name, operation, dict(params)))
+        calls.append((_running.get(), client.meta.service_model.service_name, operation,
+                      dict(params)))
         return original(client, operation, params)
 
     monkeypatch.setattr(BaseClient, "_make_api_call", record)
+    for name, function in HANDLERS.items():
+        monkeypatch.setattr(handlers, name, _as(function, getattr(handlers, name)))
+    monkeypatch.setattr(api, "dispatch", _as("api_handler", api.dispatch))
     yield calls
 
 
@@ -144,24 +168,40 @@ def _run_everything(stack: LocalStack, calls: list[Any]) -> None:
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
-def test_the_policy_grants_every_call_the_functions_make(
-        recorded: list[tuple[str, str, dict[str, Any]]], slice_stack: LocalStack,
+def test_each_function_s_policy_grants_every_call_it_makes(
+        recorded: list[tuple[str, str, str, dict[str, Any]]], slice_stack: LocalStack,
         stage: str) -> None:
     del recorded[:]  # setup (tables, queues, secrets, campaigns) is not the functions'
     _run_everything(slice_stack, recorded)
-    policy = json.loads((ROOT / ".chalice" / f"policy-{stage}.json").read_text())
+    # Each function's policy as `chalice deploy` attaches it to its role.
+    policies = {name.removeprefix(f"aftercare-{stage}").lstrip("-") or "api_handler": doc
+                for name, doc in function_policies(stage).items()}
+    assert set(policies) == {*HANDLERS.values(), "api_handler"}
     local = settings.load().stage
-    needed = {(action, arn.replace(f"aftercare-{local}-", f"aftercare-{stage}-")
-               .replace(f"aftercare/{local}/", f"aftercare/{stage}/")
-               .replace(f"configuration-set/aftercare-{local}", f"configuration-set/aftercare-"
-                                                               f"{stage}"))
-              for service, operation, params in recorded
+    needed = {(function or "mapping", action,
+               arn.replace(f"aftercare-{local}-", f"aftercare-{stage}-")
+               .replace(f"aftercare/{local}/", f"aftercare/{stage}/"))
+              for function, service, operation, params in recorded
               for action, arn in _needs(service, operation, params)}
-    operations = {action for action, _ in needed}
-    # The scenario reached every kind of call the functions make.
+    by_function = {f: {a for g, a, _ in needed if g == f} for f, _, _ in needed}
+    # The scenario reached every function and every kind of call they make.
+    assert set(by_function) == {*policies, "mapping"}, set(by_function)
     assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query",
-            "sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage",
-            "dynamodb:BatchGetItem", "secretsmanager:GetSecretValue",
-            "ses:SendEmail"} <= operations, operations
-    refused = sorted((a, r) for a, r in needed if not _allows(policy, a, r))
+            "dynamodb:BatchGetItem", "sqs:SendMessage", "secretsmanager:GetSecretValue",
+            "ses:SendEmail"} <= set().union(*by_function.values())
+    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage"} <= by_function["mapping"]
+    refused = sorted((f, a, r) for f, a, r in needed
+                     # An event source mapping reads with the role of the function it feeds:
+                     # every queue-fed function has the shared policy.
+                     if not _allows(policies["ingest" if f == "mapping" else f], a, r))
     assert refused == []
+
+
+def test_the_api_function_may_not_send_email_or_read_queues() -> None:
+    for stage in ("dev", "prod"):
+        policy = function_policies(stage)[f"aftercare-{stage}"]
+        queue = f"arn:aws:sqs:us-east-1:1:aftercare-{stage}-sends"
+        assert not _allows(policy, "ses:SendEmail", "arn:aws:ses:us-east-1:1:identity/x")
+        assert not _allows(policy, "sqs:ReceiveMessage", queue)
+        assert not _allows(policy, "sqs:SendMessage", queue)  # only the events queue
+        assert _allows(policy, "sqs:SendMessage", queue.replace("-sends", "-events"))

@@ -1132,8 +1132,10 @@ def test_email_failures_follow_the_at_most_once_rules(
 
 
 def _policy(stage: str) -> list[dict[str, Any]]:
-    doc = json.loads((ROOT / ".chalice" / f"policy-{stage}.json").read_text())
-    statements: list[dict[str, Any]] = doc["Statement"]
+    """The statements of the stage's policies (the functions' and the API function's)."""
+    statements: list[dict[str, Any]] = []
+    for name in (f"policy-{stage}.json", f"policy-api-{stage}.json"):
+        statements += json.loads((ROOT / ".chalice" / name).read_text())["Statement"]
     return statements
 
 

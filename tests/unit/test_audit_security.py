@@ -61,29 +61,40 @@ def _template() -> dict[str, Any]:
     return dict(template)
 
 
-def _function_names(stage: str) -> list[str]:
-    """The Lambda function names `chalice deploy --stage <stage>` creates (from
-    Chalice's own application graph, not a copy of its naming rules)."""
+def function_policies(stage: str) -> dict[str, dict[str, Any]]:
+    """Each Lambda function `chalice deploy --stage <stage>` creates, by name, with the
+    policy document of its role (from Chalice's own application graph, not a copy of
+    its naming and configuration rules)."""
     from chalice.config import Config
     from chalice.deploy import models
     from chalice.deploy.appgraph import ApplicationGraphBuilder
 
     import app as app_module
 
-    config = Config.create(
-        chalice_stage=stage, app_name="aftercare", project_dir=str(ROOT),
-        config_from_disk=json.loads((ROOT / ".chalice" / "config.json").read_text()),
-        chalice_app=app_module.app)
-    names: set[str] = set()
+    # As `chalice deploy` reads it: .chalice/config.json as the disk config (stage and
+    # per-function settings), not as command-line parameters.
+    config = Config(
+        chalice_stage=stage,
+        user_provided_params={"project_dir": str(ROOT), "chalice_app": app_module.app},
+        config_from_disk=json.loads((ROOT / ".chalice" / "config.json").read_text()))
+    found: dict[str, dict[str, Any]] = {}
 
     def walk(resource: Any) -> None:
         if isinstance(resource, models.LambdaFunction):
-            names.add(resource.function_name)
+            policy = resource.role.policy
+            assert isinstance(policy, models.FileBasedIAMPolicy), policy
+            with open(policy.filename, encoding="utf-8") as fh:
+                found[resource.function_name] = json.load(fh)
         for child in resource.dependencies():
             walk(child)
 
     walk(ApplicationGraphBuilder().build(config, stage))
-    return sorted(names)
+    return found
+
+
+def _function_names(stage: str) -> list[str]:
+    """The Lambda function names `chalice deploy --stage <stage>` creates."""
+    return sorted(function_policies(stage))
 
 
 def _allows(policy: dict[str, Any], action: str, arn: str) -> bool:
@@ -124,11 +135,10 @@ def known(slice_stack: LocalStack) -> LocalStack:
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_every_deployed_function_may_write_its_logs(stage: str) -> None:
-    policy = json.loads((ROOT / ".chalice" / f"policy-{stage}.json").read_text())
-    names = _function_names(stage)
-    assert f"aftercare-{stage}-tick" in names  # the graph is the deployed one
+    policies = function_policies(stage)
+    assert f"aftercare-{stage}-tick" in policies  # the graph is the deployed one
     refused = []
-    for name in names:
+    for name, policy in policies.items():
         group = f"arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/{name}"
         stream = f"{group}:log-stream:2026/03/01/[$LATEST]0123456789abcdef"
         for action, arn in (("logs:CreateLogGroup", group),

@@ -56,9 +56,10 @@ def test_events_table_has_ttl() -> None:
         "AttributeName": "expires_at", "Enabled": True}
 
 
+@pytest.mark.parametrize("name", ["policy-{}.json", "policy-api-{}.json"])
 @pytest.mark.parametrize("stage", ["dev", "prod"])
-def test_policies_are_least_privilege(stage: str) -> None:
-    policy = json.loads((ROOT / ".chalice" / f"policy-{stage}.json").read_text())
+def test_policies_are_least_privilege(stage: str, name: str) -> None:
+    policy = json.loads((ROOT / ".chalice" / name.format(stage)).read_text())
     for statement in policy["Statement"]:
         actions = statement["Action"]
         assert "*" not in actions and not any(a.endswith(":*") for a in actions)
