@@ -26,7 +26,6 @@ interruption.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +33,6 @@ from typing import Any
 from pynamodb.exceptions import PutError
 
 from chalicelib import clock
-from chalicelib.journeys.engine import CONTACT_FIELD
 from chalicelib.pipeline.ingest import load_customer
 from chalicelib.store import suppression
 from chalicelib.store.models import CustomerModel, MessageModel, ScheduleModel
@@ -85,18 +83,6 @@ def erase(customer_ids: Iterable[str], *, dry_run: bool = False, segments: int =
     return report
 
 
-def opt_outs(profile: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """(channel, address, at, source) of each withdrawn consent with a known address."""
-    found = []
-    consent = profile.get("consent") or {}
-    for channel, contact in CONTACT_FIELD.items():
-        record, address = consent.get(channel), profile.get(contact)
-        if isinstance(record, dict) and record.get("granted") is False and address:
-            found.append((channel, str(address), str(record.get("at") or ""),
-                          str(record.get("source") or "opt-out")))
-    return found
-
-
 def _tombstone(customer_id: str, report: ErasureReport, dry_run: bool) -> None:
     for _ in range(MAX_RETRIES):
         current = load_customer(customer_id)
@@ -104,7 +90,7 @@ def _tombstone(customer_id: str, report: ErasureReport, dry_run: bool) -> None:
             report.customers += 1  # erased before: keep its first erasure time
             return
         profile: dict[str, Any] = dict(current.profile) if current is not None else {}
-        outs = opt_outs(profile)
+        outs = suppression.opt_outs(profile)
         if dry_run:
             report.customers += current is not None
             report.unknown += current is None
@@ -130,16 +116,11 @@ def _tombstone(customer_id: str, report: ErasureReport, dry_run: bool) -> None:
     raise RuntimeError(f"customer {customer_id} kept changing during erasure")
 
 
-def _step_of(item: ScheduleModel) -> dict[str, Any]:
-    step = item.step
-    return step if isinstance(step, dict) else json.loads(step or "{}")
-
-
 def _found(ids: set[str], segments: int) -> tuple[list[Any], list[Any]]:
     """The customers' schedule items and messages, (customer id, item) each, from one
     parallel scan of each table."""
     def step_owner(item: ScheduleModel) -> tuple[str, ScheduleModel] | None:
-        customer_id = _step_of(item).get("customer_id")
+        customer_id = item.step.get("customer_id")
         return (customer_id, item) if customer_id in ids else None
 
     def message_owner(message: MessageModel) -> tuple[str, MessageModel] | None:

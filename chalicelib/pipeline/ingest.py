@@ -34,7 +34,6 @@ from chalicelib.events import EventError, parse_event
 from chalicelib.events.envelope import MAX_EVENT_BYTES
 from chalicelib.journeys import keys
 from chalicelib.journeys.engine import (
-    CONTACT_FIELD,
     Cancellation,
     EventResult,
     PlannedStep,
@@ -289,15 +288,13 @@ def _list_opt_outs(event: dict[str, Any]) -> None:
     from chalicelib.store import suppression
 
     customer = event["customer"]
-    consent = customer.get("consent")
-    if not consent:
+    if not customer.get("consent"):
         return
     stamp = clock.iso(event["_at"])
-    for channel, contact in CONTACT_FIELD.items():
-        record = merge_consent(None, consent.get(channel), stamp)
-        if record is not None and not record["granted"] and customer.get(contact):
-            suppression.suppress(channel, str(customer[contact]), record["at"],
-                                 record["source"])
+    records = {channel: merge_consent(None, value, stamp)
+               for channel, value in customer["consent"].items()}
+    for channel, address, at, source in suppression.opt_outs({**customer, "consent": records}):
+        suppression.suppress(channel, address, at, source)
 
 
 def _mark_processed(event: dict[str, Any]) -> bool:

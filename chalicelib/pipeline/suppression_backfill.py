@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.pipeline.erasure import opt_outs
 from chalicelib.store import suppression
 from chalicelib.store.models import CustomerModel
 from chalicelib.store.scan import SEGMENTS, parallel_scan
@@ -42,7 +41,7 @@ def backfill_suppression(*, segments: int = SEGMENTS, dry_run: bool = False) -> 
         if customer.erased_at is not None or not isinstance(customer.profile, dict):
             return None
         profile: dict[str, Any] = customer.profile
-        found = [o for o in opt_outs(profile) if o[2] and from_address(o[3])]
+        found = [o for o in suppression.opt_outs(profile) if o[2] and from_address(o[3])]
         return found or None
 
     report = BackfillReport()

@@ -12,8 +12,9 @@ not a plain one, because phone numbers are few enough to hash them all.
 
 The sender checks the list at send time, for a step about to be sent (one
 GetItem); :func:`blocks` decides, purely. An entry is lifted by a START from the
-phone (:func:`lift`: marked, not deleted); a customer's own explicit opt-in newer than the entry (an
-opt-in at checkout after the STOP, say) lets that customer's messages through.
+phone (:func:`lift`: marked, not deleted); a customer's own explicit opt-in newer
+than the entry (an opt-in at checkout after the STOP, say) lets that customer's
+messages through.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from typing import Any
 
 from pynamodb.exceptions import PutError, UpdateError
 
+from chalicelib.journeys.engine import CONTACT_FIELD
+from chalicelib.journeys.profile import merge_consent
 from chalicelib.store.models import SuppressionModel
 
 CHANNELS = ("sms", "email")
@@ -77,16 +80,31 @@ def address_key(channel: str, address: str, secret: bytes | None = None) -> str:
 def blocks(entry: Entry | None, consent: dict[str, Any] | None) -> str | None:
     """Why a message to an address with ``entry`` must not go (None: it may).
 
-    ``consent`` is the recipient customer's consent record for the channel: an
-    explicit opt-in newer than the entry outranks it, as it outranks a recorded
-    opt-out (:func:`~chalicelib.journeys.profile.merge_consent`).
+    ``consent`` is the recipient customer's consent record for the channel. The entry
+    is an opt-out of the address at its time, weighed against that record by the
+    profile's own rule (:func:`~chalicelib.journeys.profile.merge_consent`): only an
+    explicit opt-in newer than it outranks it.
     """
     if entry is None:
         return None
-    if consent is not None and consent.get("granted") and consent.get("explicit") \
-            and str(consent.get("at", "")) > entry.at:
+    merged = merge_consent(consent, {"granted": False, "at": entry.at, "source": entry.source},
+                           entry.at)
+    if merged is not None and merged["granted"]:
         return None
     return f"address on the suppression list ({entry.source}, {entry.at[:10]})"
+
+
+def opt_outs(profile: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(channel, address, at, source) of each withdrawn consent of ``profile`` (or of an
+    event's ``customer``) whose address it holds."""
+    found = []
+    consent = profile.get("consent") or {}
+    for channel, contact in CONTACT_FIELD.items():
+        record, address = consent.get(channel), profile.get(contact)
+        if isinstance(record, dict) and record.get("granted") is False and address:
+            found.append((channel, str(address), str(record.get("at") or ""),
+                          str(record.get("source") or "opt-out")))
+    return found
 
 
 def lookup(address_key_: str) -> Entry | None:

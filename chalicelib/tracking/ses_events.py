@@ -37,6 +37,7 @@ import json
 import logging
 from typing import Any
 
+from chalicelib import clock
 from chalicelib.pipeline.batch import PermanentError
 from chalicelib.tracking.delivery import StatusReport
 
@@ -145,7 +146,6 @@ def complained_addresses(event: dict[str, Any]) -> list[str]:
 def _suppress_complainers(event: dict[str, Any]) -> None:
     """Put each complaining mailbox on the suppression list: the complaint is the
     address's, whichever customer id it is known by now or later."""
-    from chalicelib import clock
     from chalicelib.store import suppression
 
     complaint = event.get("complaint") or {}
@@ -156,8 +156,6 @@ def _suppress_complainers(event: dict[str, Any]) -> None:
 
 def _iso_z(value: str) -> str:
     """SES's timestamp (``2026-03-01T14:02:00.123Z``) in the stored format."""
-    from chalicelib import clock
-
     try:
         return clock.iso(clock.parse_iso(value.replace("Z", "+00:00")))
     except ValueError:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.pipeline.erasure import opt_outs
-from chalicelib.store.suppression import Entry, address_key, blocks, normalise
+from chalicelib.store.suppression import Entry, address_key, blocks, normalise, opt_outs
 
 KEY = b"k" * 32
 ENTRY = Entry("sms:ab", "sms", "2026-03-01T15:00:00Z", "sms:STOP")
