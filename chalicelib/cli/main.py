@@ -92,16 +92,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from chalicelib.journeys.engine import CampaignSet
 
     bundles, problems = _load([args.campaigns], args.templates)
-    errors = [p for p in problems if p.severity == "error"]
-    if errors:
-        for p in errors:
-            print(p, file=sys.stderr)
-        return EXIT_INVALID
-    if not args.events.is_file():
-        print(f"{args.events}: $: no such file", file=sys.stderr)
-        return EXIT_INVALID
+    # Every problem with the command line at once, one line each, before any work.
+    errors = [str(p) for p in problems if p.severity == "error"]
+    if args.events.is_dir():
+        errors.append(f"{args.events}: $: is a folder, not an event log (JSONL file)")
+    elif not args.events.is_file():
+        errors.append(f"{args.events}: $: no such file")
     if args.start is not None and args.end is not None and args.start >= args.end:
-        print("--from/--to: $: --from must be before --to", file=sys.stderr)
+        errors.append("--from/--to: $: --from must be before --to")
+    if errors:
+        for line in errors:
+            print(line, file=sys.stderr)
         return EXIT_INVALID
     from chalicelib.journeys.parallel import simulate_file
 

@@ -79,6 +79,8 @@ def _check_customer(path: Path, customer: dict[str, Any]) -> bool:
         _error(f"{path}: $.timezone: warning: unknown timezone {zone!r}; dates and "
                "times are shown in the default timezone (DEFAULT_TIMEZONE), as they "
                "would be sent")
+        if not isinstance(zone, str):
+            customer["timezone"] = None  # the pipeline's envelope refuses it outright
     return True
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import time, timedelta
 from typing import Any
 
-from chalicelib.config.durations import parse_duration
+from chalicelib.config.durations import Delay, parse_delay, parse_duration
 from chalicelib.config.model import WEEKDAYS, Campaign, DateTrigger, EventTrigger, IdleTrigger
 from chalicelib.rules import RuleEvaluationError, compile_rule, truthy
 
@@ -50,7 +50,7 @@ def _predicate(rule: Any, path: str) -> Predicate | None:
 class CompiledStep:
     id: str
     index: int
-    after: timedelta
+    after: Delay
     at: time | None
     weekdays: frozenset[int] | None
     channel: str
@@ -77,7 +77,7 @@ class CompiledCampaign:
     trigger_event: str | None
     date_field: str | None
     leap_day: str
-    idle_after: timedelta | None
+    idle_after: Delay | None
     audience: Predicate | None
     steps: tuple[CompiledStep, ...]
     exit_events: frozenset[str]
@@ -114,7 +114,7 @@ def _step(step: Any, index: int) -> CompiledStep:
     return CompiledStep(
         id=step.id,
         index=index,
-        after=parse_duration(step.after),
+        after=parse_delay(step.after),
         at=time.fromisoformat(step.at) if step.at else None,
         weekdays=frozenset(WEEKDAYS.index(d) for d in step.weekdays) if step.weekdays else None,
         channel=step.channel,
@@ -144,7 +144,7 @@ def compile_campaign(campaign: Campaign, version: int = 1) -> CompiledCampaign:
         trigger_event=trigger.event if isinstance(trigger, EventTrigger) else None,
         date_field=trigger.date.split(".", 1)[1] if isinstance(trigger, DateTrigger) else None,
         leap_day=trigger.leap_day if isinstance(trigger, DateTrigger) else "feb28",
-        idle_after=parse_duration(trigger.idle) if isinstance(trigger, IdleTrigger) else None,
+        idle_after=parse_delay(trigger.idle) if isinstance(trigger, IdleTrigger) else None,
         audience=_predicate(campaign.audience, "$.audience"),
         steps=tuple(_step(s, i) for i, s in enumerate(campaign.steps)),
         exit_events=frozenset(exit_.all_events) if exit_ else frozenset(),

@@ -8,6 +8,7 @@ yearly events use a date trigger.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 
 _DURATION = re.compile(
@@ -36,15 +37,24 @@ def _shown(text: str) -> str:
     return repr(text if len(text) <= 40 else text[:37] + "...")
 
 
-def parse_duration(text: str) -> timedelta:
-    """Parse ``P2D``, ``P3W``, ``PT12H``, ``P1DT6H30M`` into a timedelta.
+@dataclass(frozen=True, slots=True)
+class Delay:
+    """A delay as steps and idle triggers count it: ``days`` whole days (weeks and
+    days) on the recipient's calendar, then ``elapsed`` real time (hours, minutes,
+    seconds). ``PT24H`` is 24 real hours, one hour more than ``P1D`` across a
+    spring-forward day."""
 
-    Raises
-    ------
-    DurationError
-        For anything else: negative, calendar (``P1M``, ``P1Y``), malformed, or
-        longer than :data:`MAX_DURATION` (about ten years).
-    """
+    days: int
+    elapsed: timedelta = timedelta(0)
+
+    @property
+    def span(self) -> timedelta:
+        """The nominal length (a calendar day as 24 hours): for bounds, not for planning."""
+        return timedelta(days=self.days) + self.elapsed
+
+
+def _parts(text: str) -> dict[str, int]:
+    """The parts of a duration, checked (see :func:`parse_duration`)."""
     if not isinstance(text, str):
         raise DurationError(f"duration must be a string like 'P2D', got {type(text).__name__}")
     m = _DURATION.match(text)
@@ -66,4 +76,30 @@ def parse_duration(text: str) -> timedelta:
     seconds = sum(parts.get(unit, 0) * length for unit, length in _UNIT_SECONDS.items())
     if seconds > MAX_DURATION.total_seconds():
         raise too_long
-    return timedelta(seconds=seconds)
+    return parts
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse ``P2D``, ``P3W``, ``PT12H``, ``P1DT6H30M`` into a timedelta (elapsed time:
+    for windows and expiry; a step's or idle trigger's delay is :func:`parse_delay`).
+
+    Raises
+    ------
+    DurationError
+        For anything else: negative, calendar (``P1M``, ``P1Y``), malformed, or
+        longer than :data:`MAX_DURATION` (about ten years).
+    """
+    parts = _parts(text)
+    return timedelta(seconds=sum(parts.get(unit, 0) * length
+                                 for unit, length in _UNIT_SECONDS.items()))
+
+
+def parse_delay(text: str) -> Delay:
+    """Parse a duration as a :class:`Delay`: ``P1DT6H`` is one calendar day, then six
+    real hours. Errors as :func:`parse_duration`."""
+    parts = _parts(text)
+    return Delay(
+        days=parts.get("weeks", 0) * 7 + parts.get("days", 0),
+        elapsed=timedelta(hours=parts.get("hours", 0), minutes=parts.get("minutes", 0),
+                          seconds=parts.get("seconds", 0)),
+    )

@@ -226,7 +226,7 @@ class CampaignSet:
         # How long after its trigger an event enrollment's steps can still be pending
         # (not yet due): the longest delay, plus a day for an ``at`` time, six for
         # weekdays and one for quiet hours and DST (an upper bound, never reached).
-        self.event_reach = {c.id: max(s.after for s in c.steps) + _REACH_SLACK
+        self.event_reach = {c.id: max(s.after.span for s in c.steps) + _REACH_SLACK
                             for c in self.evented}
 
     def get(self, campaign_id: str) -> CompiledCampaign | None:
@@ -372,6 +372,14 @@ def _record(profile: Profile, campaign: CompiledCampaign, planned: Sequence[Plan
     first = planned[0]
     record = {"ref": ref, "at": first.enrolled_at, "holdout": first.holdout,
               "variant": first.variant, "refs": refs}
+    if previous:
+        # Older enrollments that exited stay exited: a second exit event for one
+        # (another partial return of its order) is not a second exit.
+        exited = [r for r in previous.get("exited_refs", ()) if r in refs]
+        if previous.get("exited") and previous["ref"] in refs:
+            exited.append(previous["ref"])
+        if exited:
+            record["exited_refs"] = exited
     if extra:
         record.update(extra)
     enrollments[campaign.id] = record
@@ -437,16 +445,19 @@ def _goals_and_exits(result: EventResult, event: Mapping[str, Any], at: str,
     order = event.get("order")
     for c in exits:
         e = changed.get(c.id)
-        if not e or e.get("exited"):
+        if not e:
             continue
         ref = _exited_ref(e, etype, order, at)
-        if ref is None:
-            continue
+        if ref is None or ref in e.get("exited_refs", ()) or (
+                ref == e["ref"] and e.get("exited")):
+            continue  # no enrollment of this campaign to end, or it has ended already
         result.cancelled.extend(_cancel(c, profile["id"], ref, "exited", etype))
+        if changed is enrollments:
+            changed = dict(enrollments)
         if ref == e["ref"]:
-            if changed is enrollments:
-                changed = dict(enrollments)
             changed[c.id] = {**e, "exited": at}
+        else:  # an older enrollment of the campaign (another order's)
+            changed[c.id] = {**e, "exited_refs": [*e.get("exited_refs", ()), ref]}
         result.rows.append(Row(profile["id"], c.id, "-", at, "exited", etype))
     if changed is not enrollments:
         profile["enrollments"] = changed
@@ -504,7 +515,7 @@ def _occurrence_now(campaign: CompiledCampaign, ref: str, start: str, tz: ZoneIn
         else:
             day = parse_iso(start).astimezone(tz).date()
             if campaign.idle_after is not None and ref.startswith("idle:"):
-                now = max(now, iso(parse_iso(ref[5:]) + campaign.idle_after))
+                now = max(now, iso(parse_iso(ref[5:]) + campaign.idle_after.span))
     except (ValueError, OverflowError, IndexError):
         pass  # a ref this release did not write: as of its start
     if day is not None:
@@ -593,11 +604,15 @@ def _occurrence_of(c: CompiledCampaign, d: date, today_local: datetime,
     tz = today_local.tzinfo
     offset = 1 if c.date_field != "birthday" else 0
     today = today_local.date()
-    if max(today.year, after_year or 0) >= _LAST_PLANNED_YEAR:
-        return None  # the calendar ends at 9999: nothing is planned this far out
+    if max(today.year, after_year or 0, d.year + offset) >= _LAST_PLANNED_YEAR:
+        # The calendar ends at 9999: nothing is planned this far out (a placeholder
+        # date such as 9999-12-31 has no occurrence whose steps fit before then).
+        return None
     if after_year is not None:
         today = max(today, today.replace(year=after_year + 1, month=1, day=1))
     occurrence = next_anniversary(d, today, c.leap_day, first_year_offset=offset)
+    if occurrence.year >= _LAST_PLANNED_YEAR:
+        return None
     base = local_time(occurrence, time(0, 0), tz)  # type: ignore[arg-type]
     return f"{c.date_field}:{d.isoformat()}:{occurrence.year}", base
 
@@ -612,7 +627,7 @@ def _occurrence_last_day(c: CompiledCampaign, ref: str) -> date:
     if d is None:
         return date.max
     year = int(ref.rsplit(":", 1)[1])
-    span = max(s.after for s in c.steps) + (c.goal_within or timedelta(0)) + timedelta(days=1)
+    span = max(s.after.span for s in c.steps) + (c.goal_within or timedelta(0)) + timedelta(days=1)
     try:
         return anniversary(d, year, c.leap_day) + span
     except (ValueError, OverflowError):  # beyond the calendar: never over

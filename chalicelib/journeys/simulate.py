@@ -254,8 +254,9 @@ class Simulator:
 
 
 def open_log(path: Path) -> IO[str]:
-    """An event log opened for :func:`simulate`: undecodable bytes become bad lines."""
-    return path.open(encoding="utf-8", errors="surrogateescape")
+    """An event log opened for :func:`simulate`: undecodable bytes become bad lines; a
+    byte-order mark (as some editors and exports write) is skipped."""
+    return path.open(encoding="utf-8-sig", errors="surrogateescape")
 
 
 def parse_line(line: str) -> dict[str, Any] | str | None:

@@ -16,6 +16,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from chalicelib.config.compiled import CompiledStep
+from chalicelib.config.durations import Delay
 
 QUIET_START = time(21, 0)
 QUIET_END = time(8, 0)
@@ -96,14 +97,15 @@ def on_allowed_day(local: datetime, weekdays: frozenset[int] | None, tz: ZoneInf
     return local_time(day, QUIET_END, tz) if in_quiet_hours(moved) else moved
 
 
-def add_local(base: datetime, delta: timedelta, tz: ZoneInfo) -> datetime:
-    """``base + delta`` with whole days on the local calendar, the rest in elapsed time
-    (``PT20H`` is 20 real hours, also across a DST change)."""
+def add_local(base: datetime, delay: Delay, tz: ZoneInfo) -> datetime:
+    """``base + delay``: its whole days on the local calendar, then its hours, minutes
+    and seconds in elapsed time (``PT20H`` and ``PT24H`` are 20 and 24 real hours, also
+    across a DST change)."""
     local = base.astimezone(tz)
-    if delta.days:
-        wall = local.replace(tzinfo=None) + timedelta(days=delta.days)
+    if delay.days:
+        wall = local.replace(tzinfo=None) + timedelta(days=delay.days)
         local = local_time(wall.date(), wall.time(), tz)
-    rest = delta - timedelta(days=delta.days)
+    rest = delay.elapsed
     # Aware + timedelta is wall-clock arithmetic in Python: go through UTC.
     return (local.astimezone(UTC) + rest).astimezone(tz) if rest else local
 
@@ -122,7 +124,7 @@ def _plan_exact(base_local: datetime, step: CompiledStep, tz: ZoneInfo) -> datet
     after, at = step.after, step.at
     if at is None:
         return _settle(add_local(base_local, after, tz), step.weekdays, tz)
-    if after.seconds or after.microseconds:
+    if after.elapsed:
         wall = add_local(base_local, after, tz).replace(tzinfo=None)
     else:
         # The wall time the whole days land on, before a DST gap moves it: 02:30 + P1D
@@ -154,7 +156,7 @@ def plan_from_local(base_local: datetime, step: CompiledStep, tz: ZoneInfo) -> d
     """
     at = step.at
     after = step.after
-    if at is None or after.seconds or after.microseconds:
+    if at is None or after.elapsed:
         return _plan_exact(base_local, step, tz)
     # With a whole-day delay off a DST day the wall time of ``base_local`` is kept,
     # so "already past ``at``" is a comparison of wall times, the same on any day.
