@@ -56,12 +56,16 @@ def _load(paths: Sequence[Path], template_dir: Path) -> tuple[list[Any], list[An
     from chalicelib.config.loader import Problem, load_bundles
     from chalicelib.render import load_template_dir
 
-    if not template_dir.is_dir():
-        return [], [Problem(str(template_dir), "$", "templates folder not found")]
-    # A path that does not exist is one problem; the others are still validated.
+    # A path that does not exist is one problem; the others are still validated
+    # (without a templates folder, each template a campaign names is missing too).
     missing = [Problem(str(p), "$", "no such file or folder") for p in paths if not p.exists()]
-    bundles, problems = load_bundles([p for p in paths if p.exists()],
-                                     load_template_dir(template_dir), str(template_dir))
+    templates: dict[str, str] = {}
+    if template_dir.is_dir():
+        templates = load_template_dir(template_dir)
+    else:
+        missing.insert(0, Problem(str(template_dir), "$", "templates folder not found"))
+    bundles, problems = load_bundles([p for p in paths if p.exists()], templates,
+                                     str(template_dir))
     return bundles, missing + problems
 
 

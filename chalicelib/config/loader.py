@@ -299,7 +299,10 @@ def campaign_files(paths: Iterable[Path]) -> list[Path]:
         found = ([p for p in sorted(path.glob("*.json")) if p.name != "schema.json"]
                  if path.is_dir() else [path])
         for file in found:
-            key = file.resolve()
+            try:
+                key = file.resolve()
+            except (OSError, RuntimeError):  # a symlink loop: reading it reports it
+                key = file.absolute()
             if key not in seen:
                 seen.add(key)
                 files.append(file)

@@ -123,6 +123,10 @@ class Compiler:
         self.optimistic = False
         self.frames: list[Frame] = [Frame("data")]
         self._avail: dict[tuple[str, tuple[str, ...], bool], str] = {}
+        # What each lookup remembered replaced, in order: leaving a branch undoes
+        # its own entries (a copy of the table per branch would be quadratic in an
+        # ``and`` of many operands, each compiled in a nested branch).
+        self._journal: list[tuple[tuple[str, tuple[str, ...], bool], str | None]] = []
         self._counter = 0
         self._depth = 0
         self._used: set[str] = set()
@@ -156,19 +160,32 @@ class Compiler:
         self.errors.append(error)
         return literal(None)
 
+    def _remember(self, key: tuple[str, tuple[str, ...], bool], name: str) -> None:
+        self._journal.append((key, self._avail.get(key)))
+        self._avail[key] = name
+
+    def _forget_since(self, mark: int) -> None:
+        journal, avail = self._journal, self._avail
+        while len(journal) > mark:
+            key, previous = journal.pop()
+            if previous is None:
+                del avail[key]
+            else:
+                avail[key] = previous
+
     @contextlib.contextmanager
     def branch(self) -> Iterator[None]:
         """Code that may not run: lookups it shares are forgotten after it."""
-        saved = dict(self._avail)
+        mark = len(self._journal)
         try:
             yield
         finally:
-            self._avail = saved
+            self._forget_since(mark)
 
     @contextlib.contextmanager
     def scope(self, frame: Frame | None = None) -> Iterator[None]:
         """A nested function (lambda) body, optionally with a new data frame."""
-        saved = dict(self._avail)
+        mark = len(self._journal)
         if frame is not None:
             self.frames.append(frame)
         try:
@@ -176,7 +193,7 @@ class Compiler:
         finally:
             if frame is not None:
                 self.frames.pop()
-            self._avail = saved
+            self._forget_since(mark)
 
     # ------------------------------------------------------------------- nodes
 
@@ -328,7 +345,7 @@ class Compiler:
             else:
                 step = f"{code}.get({key!r})"
             name = self.tmp("_v")
-            self._avail[(base, segments[: i + 1], i < last)] = name
+            self._remember((base, segments[: i + 1], i < last), name)
             code = f"(\0{name}\0{step})"
         return Expr(code, ANY, name=name)
 
