@@ -8,7 +8,7 @@ a :class:`Renderer` works on a ``{filename: source}`` mapping; use
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -212,6 +212,16 @@ class Renderer:
                 env.get_template(filename)
             except Exception as exc:
                 raise to_render_error(exc, env, filename) from exc
+
+    def static_problems(self, filename: str,
+                        contexts: Sequence[Mapping[str, Any]]) -> list[RenderError]:
+        """What :mod:`chalicelib.render.static` finds in ``filename`` without rendering
+        it (branches the sample data does not take), judged against ``contexts``."""
+        from chalicelib.render.static import static_problems
+
+        variables = [self._variables(filename, context, None) for context in contexts]
+        return [RenderError(filename, line, message) for line, message in
+                static_problems(self._text_env, filename, self._templates[filename], variables)]
 
     def _check_readable(self, filename: str) -> None:
         source = self._templates.get(filename)

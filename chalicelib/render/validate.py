@@ -76,6 +76,7 @@ def validate_templates(
     renderer = Renderer(templates, default_locale=default_locale)
     found: dict[TemplateProblem, None] = {}
     seen_variants: dict[tuple[str, str, str | None], str] = {}
+    compiled: list[str] = []
     for filename in sorted(templates):
         parsed = parse_filename(filename)
         problems = _check_name(filename, parsed, seen_variants)
@@ -84,9 +85,17 @@ def validate_templates(
         except RenderError as exc:
             problems.append(TemplateProblem(exc.template, exc.line, exc.message))
         else:
+            compiled.append(filename)
             if parsed is not None and not parsed.is_partial:
                 problems.extend(_check_message(renderer, filename, parsed, sample_contexts))
         found.update(dict.fromkeys(problems))
+    # Then what the renders could not reach (branches the samples do not take); a
+    # line a render already reported keeps the render's message only.
+    reported = {(p.template, p.line) for p in found if p.severity == "error"}
+    for filename in compiled:
+        for e in renderer.static_problems(filename, sample_contexts):
+            if (e.template, e.line) not in reported:
+                found[TemplateProblem(e.template, e.line, e.message)] = None
     for name, channel in required:
         found.update(dict.fromkeys(_check_required(renderer, name, channel)))
     return list(found)

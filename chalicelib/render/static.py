@@ -1,0 +1,277 @@
+"""What validation finds in a template without rendering it.
+
+Validation renders every message template against sample data, which checks the
+branches that data takes. A branch it does not take (``{% if order.total > 1000 %}``)
+could still hold a typo, an unknown filter, a missing include or a sandbox escape
+that only some customers' sends would meet. This pass walks each template's syntax
+tree for the problems that need no data:
+
+- attributes the sandbox refuses (``__class__``, ``mro``, ``func_globals``...), also
+  through ``|attr('...')`` or ``x['__class__']``;
+- filters and tests the environment does not have;
+- includes, imports and layouts named in the template that are not in the set;
+- variables no sample context has: an undeclared name (``custmer``), or a fixed path
+  from one (``customer.nmae``), unless the template tests it (``is defined``,
+  ``|default``, ``'k' in x``) somewhere, as optional data is tested.
+
+It reports only what it is sure of; the render stays the judge of everything else
+(and its message wins where both find a problem on the same line).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from jinja2 import TemplateSyntaxError, meta, nodes
+from jinja2.sandbox import (
+    UNSAFE_ASYNC_GENERATOR_ATTRIBUTES,
+    UNSAFE_COROUTINE_ATTRIBUTES,
+    UNSAFE_FUNCTION_ATTRIBUTES,
+    UNSAFE_GENERATOR_ATTRIBUTES,
+    UNSAFE_METHOD_ATTRIBUTES,
+)
+
+from chalicelib.render.sandbox import AftercareSandbox
+
+_UNSAFE = frozenset({"mro", *UNSAFE_FUNCTION_ATTRIBUTES, *UNSAFE_METHOD_ATTRIBUTES,
+                     *UNSAFE_GENERATOR_ATTRIBUTES, *UNSAFE_COROUTINE_ATTRIBUTES,
+                     *UNSAFE_ASYNC_GENERATOR_ATTRIBUTES})
+_GUARD_TESTS = frozenset({"defined", "undefined", "none"})
+_GUARD_FILTERS = frozenset({"default", "d"})
+_MISSING = object()
+Finding = tuple[int, str]  # (line, message)
+
+
+def unsafe_attribute(name: Any) -> bool:
+    return isinstance(name, str) and (name.startswith("_") or name in _UNSAFE)
+
+
+def static_problems(env: AftercareSandbox, filename: str, source: str,
+                    contexts: Sequence[Mapping[str, Any]]) -> list[Finding]:
+    """The problems in ``source`` (template ``filename``) found without rendering.
+
+    ``contexts`` are the variables renders of it get (each sample context as the
+    renderer passes it); a name or path is reported only when none of them has it.
+    """
+    try:
+        tree = env.parse(source, filename)
+    except TemplateSyntaxError:
+        return []  # compiling reports it
+    loader = env.loader
+    known = set(loader.list_templates()) if loader is not None else set()
+    roots = _context_roots(env, tree) if contexts else set()
+    unknown = {name for name in roots if not any(name in c for c in contexts)}
+    found: list[Finding] = []
+    found += _unsafe(tree, unknown)
+    found += _unknown_filters_and_tests(env, tree)
+    found += _missing_templates(tree, known)
+    found += _undefined(tree, roots, unknown, contexts)
+    return sorted(dict.fromkeys(found))
+
+
+def _unsafe(tree: nodes.Template, undefined_roots: set[str]) -> Iterator[Finding]:
+    """The first refused attribute of each expression (``''.__class__.__mro__`` once)."""
+    for node in _outermost_paths(tree):
+        chain: list[nodes.Node] = []
+        root: nodes.Node = node
+        while isinstance(root, (nodes.Getattr, nodes.Getitem)):
+            chain.append(root)
+            root = root.node
+        if isinstance(root, nodes.Name) and root.name in undefined_roots:
+            continue  # reported as an undefined variable, as a render reports it
+        for link in reversed(chain):  # from the root outwards
+            if isinstance(link, nodes.Getattr):
+                name: Any = link.attr
+            elif isinstance(link, nodes.Getitem) and isinstance(link.arg, nodes.Const):
+                name = link.arg.value
+            else:
+                continue
+            if unsafe_attribute(name):
+                shown = _dotted(link)
+                where = f" (in {shown})" if shown else ""
+                yield link.lineno, f"not allowed: access to attribute {name!r}{where}"
+                break
+    for f in tree.find_all(nodes.Filter):
+        if f.name == "attr" and f.args and isinstance(f.args[0], nodes.Const) and (
+                unsafe_attribute(f.args[0].value)):
+            yield f.lineno, f"not allowed: access to attribute {f.args[0].value!r}"
+
+
+def _unknown_filters_and_tests(env: AftercareSandbox,
+                               tree: nodes.Template) -> Iterator[Finding]:
+    for used in tree.find_all(nodes.Filter):
+        if used.name not in env.filters:
+            yield used.lineno, f"unknown filter {used.name!r}"
+    for block in tree.find_all(nodes.FilterBlock):
+        if block.filter.name not in env.filters:
+            yield block.lineno, f"unknown filter {block.filter.name!r}"
+    for test in tree.find_all(nodes.Test):
+        if test.name not in env.tests:
+            yield test.lineno, f"unknown test {test.name!r}"
+
+
+def _missing_templates(tree: nodes.Template, known: set[str]) -> Iterator[Finding]:
+    for node in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+        target = node.template  # type: ignore[attr-defined]  # all four have one
+        names: list[Any] = []
+        if isinstance(target, nodes.Const):
+            names = [target.value]
+        elif isinstance(target, (nodes.List, nodes.Tuple)):
+            # `{% include ['a.j2', 'b.j2'] %}` needs one of them.
+            values = [item.value for item in target.items if isinstance(item, nodes.Const)]
+            if len(values) == len(target.items) and not any(v in known for v in values):
+                names = values[:1]
+        ignore_missing = isinstance(node, nodes.Include) and node.ignore_missing
+        for name in names:
+            if isinstance(name, str) and name not in known and not ignore_missing:
+                yield node.lineno, f"template {name!r} not found in the templates folder"
+
+
+def _context_roots(env: AftercareSandbox, tree: nodes.Template) -> set[str]:
+    """The names the template reads from its context (not globals, never bound here).
+
+    A name the template also binds (a loop variable, a ``set``, a macro argument)
+    may be a local where it is used: only names never bound are judged.
+    """
+    bound = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    bound.update(m.name for m in tree.find_all(nodes.Macro))
+    bound.update(i.target for i in tree.find_all(nodes.Import))
+    for f in tree.find_all(nodes.FromImport):
+        bound.update(n if isinstance(n, str) else n[1] for n in f.names)
+    return {name for name in meta.find_undeclared_variables(tree) - bound
+            if name not in env.globals}
+
+
+def _undefined(tree: nodes.Template, roots: set[str], unknown: set[str],
+               contexts: Sequence[Mapping[str, Any]]) -> Iterator[Finding]:
+    """Context names no context has (``unknown``), then fixed paths from the others
+    that none has, each unless the template tests it somewhere."""
+    if not roots:
+        return
+    guarded = _guarded_paths(tree)
+    reported: set[str] = set()
+    for used in tree.find_all(nodes.Name):
+        name = used.name
+        if name in unknown and name not in reported and (name,) not in guarded:
+            reported.add(name)
+            yield used.lineno, f"undefined variable {name!r}"
+    for node in _outermost_paths(tree):
+        path = _path(node)
+        if path is None or path[0] not in roots or path[0] in unknown or any(
+                unsafe_attribute(key) for key in path[1:]):
+            continue  # not a context path, or reported as a name or as refused
+        missing_at = _first_missing(path, contexts)
+        if missing_at is None:
+            continue
+        reached = path[: missing_at + 1]
+        if any(reached[:i] in guarded for i in range(1, len(reached) + 1)):
+            continue
+        yield node.lineno, f"undefined variable {_shown(reached)!r}"
+
+
+def _outermost_paths(tree: nodes.Template) -> Iterator[nodes.Node]:
+    """``customer.address.city`` once, not also ``customer.address``."""
+    inner: set[int] = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        if id(node) in inner:
+            continue
+        child: nodes.Node = node.node  # type: ignore[attr-defined]  # both kinds have one
+        while isinstance(child, (nodes.Getattr, nodes.Getitem)):
+            inner.add(id(child))
+            child = child.node
+        yield node
+
+
+def _path(node: nodes.Node) -> tuple[Any, ...] | None:
+    """``customer.name`` as ``("customer", "name")``; None unless every part is fixed."""
+    parts: list[Any] = []
+    while True:
+        if isinstance(node, nodes.Name):
+            parts.append(node.name)
+            return tuple(reversed(parts))
+        if isinstance(node, nodes.Getattr):
+            parts.append(node.attr)
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            parts.append(node.arg.value)
+        else:
+            return None
+        node = node.node
+
+
+def _first_missing(path: tuple[Any, ...], contexts: Sequence[Mapping[str, Any]]) -> int | None:
+    """The index of the first part of ``path`` no context has, or None when one has it all.
+
+    Attribute access falls back as Jinja's does: a dict key, else an attribute or
+    method of the value (``customer.name.upper``), else an item of a sequence.
+    """
+    deepest = -1
+    for context in contexts:
+        value: Any = context
+        for i, key in enumerate(path):
+            value = _step(value, key)
+            if value is _MISSING:
+                deepest = max(deepest, i)
+                break
+        else:
+            return None
+    return deepest if deepest >= 0 else None
+
+
+def _step(value: Any, key: Any) -> Any:
+    if isinstance(value, Mapping) and key in value:
+        return value[key]
+    if isinstance(value, (list, tuple, str)) and isinstance(key, int):
+        return value[key] if -len(value) <= key < len(value) else _MISSING
+    if isinstance(key, str) and not unsafe_attribute(key) and hasattr(value, key):
+        return getattr(value, key)
+    return _MISSING
+
+
+def _tested(expr: nodes.Node) -> Iterator[tuple[Any, ...]]:
+    """The paths whose truth a condition tests: ``survey`` in ``survey and not x.y``."""
+    if isinstance(expr, (nodes.And, nodes.Or)):
+        yield from _tested(expr.left)
+        yield from _tested(expr.right)
+    elif isinstance(expr, nodes.Not):
+        yield from _tested(expr.node)
+    else:
+        path = _path(expr)
+        if path is not None:
+            yield path
+
+
+def _guarded_paths(tree: nodes.Template) -> set[tuple[Any, ...]]:
+    """Paths the template tests before use: ``{% if x %}``, ``a if x else b``, ``x and
+    x.y``, ``x is defined``, ``x|default``, ``'k' in x``."""
+    guarded: set[tuple[Any, ...]] = set()
+    for cond in tree.find_all((nodes.If, nodes.CondExpr, nodes.And, nodes.Or, nodes.Not)):
+        test = cond.test if isinstance(cond, (nodes.If, nodes.CondExpr)) else cond
+        if test is not None:
+            guarded.update(_tested(test))
+    for node in tree.find_all((nodes.Test, nodes.Filter, nodes.Compare)):
+        operand = node.node if isinstance(node, (nodes.Test, nodes.Filter)) else None
+        if operand is not None and node.name in (  # type: ignore[attr-defined]
+                _GUARD_TESTS if isinstance(node, nodes.Test) else _GUARD_FILTERS):
+            path = _path(operand)
+        elif isinstance(node, nodes.Compare) and isinstance(node.expr, nodes.Const) and any(
+                op.op in ("in", "notin") for op in node.ops):
+            owner = next((_path(op.expr) for op in node.ops if op.op in ("in", "notin")), None)
+            path = (*owner, node.expr.value) if owner is not None else None
+        else:
+            continue
+        if path is not None:
+            guarded.add(path)
+    return guarded
+
+
+def _shown(path: tuple[Any, ...]) -> str:
+    text = str(path[0])
+    for key in path[1:]:
+        text += f".{key}" if isinstance(key, str) and key.isidentifier() else f"[{key!r}]"
+    return text
+
+
+def _dotted(node: nodes.Node) -> str | None:
+    path = _path(node)
+    return _shown(path) if path is not None else None

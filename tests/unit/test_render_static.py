@@ -1,0 +1,80 @@
+"""The static pass of template validation: what a branch the sample data does not
+take would hide from the render (chalicelib/render/static.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.render import SAMPLE_CONTEXT
+from chalicelib.render.validate import validate_templates
+
+# The sample order totals 129.50: nothing inside this branch is rendered.
+UNTAKEN = "Hi {{{{ customer.name }}}}\n{{% if order.total > 100000 %}}{}{{% endif %}}\n"
+
+
+def problems(source: str, **extra: str) -> list[str]:
+    files = {"note.sms.j2": UNTAKEN.format(source), **extra}
+    return [f"{p.template}:{p.line}: {p.message}"
+            for p in validate_templates(files, sample_contexts=[SAMPLE_CONTEXT])
+            if p.severity == "error"]
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("{{ customer.nmae }}", "note.sms.j2:2: undefined variable 'customer.nmae'"),
+    ("{{ custmer.name }}", "note.sms.j2:2: undefined variable 'custmer'"),
+    ("{{ order.items[0].nmae }}", "note.sms.j2:2: undefined variable 'order.items[0].nmae'"),
+    ("{{ customer.name|shout }}", "note.sms.j2:2: unknown filter 'shout'"),
+    ("{% if customer.name is shouting %}x{% endif %}", "note.sms.j2:2: unknown test 'shouting'"),
+    ("{% filter shout %}x{% endfilter %}", "note.sms.j2:2: unknown filter 'shout'"),
+    ("{% include 'partials/nope.j2' %}",
+     "note.sms.j2:2: template 'partials/nope.j2' not found in the templates folder"),
+    ("{% from 'partials/nope.j2' import x %}",
+     "note.sms.j2:2: template 'partials/nope.j2' not found in the templates folder"),
+    ("{{ customer.__class__ }}",
+     "note.sms.j2:2: not allowed: access to attribute '__class__' (in customer.__class__)"),
+    ("{{ ''.__class__.__mro__ }}", "note.sms.j2:2: not allowed: access to attribute '__class__'"),
+    ("{{ customer['__class__'] }}",
+     "note.sms.j2:2: not allowed: access to attribute '__class__' (in customer.__class__)"),
+    ("{{ customer|attr('__class__') }}",
+     "note.sms.j2:2: not allowed: access to attribute '__class__'"),
+    ("{{ customer.name.upper.__globals__ }}",
+     "note.sms.j2:2: not allowed: access to attribute '__globals__' "
+     "(in customer.name.upper.__globals__)"),
+    ("{{ cycler.__init__.__globals__ }}", "note.sms.j2:2: undefined variable 'cycler'"),
+])
+def test_a_problem_in_a_branch_not_taken_is_one_line(source: str, expected: str) -> None:
+    assert problems(source) == [expected]
+
+
+def test_a_problem_in_an_included_partial_names_the_partial() -> None:
+    found = problems("{% include 'partials/p.j2' %}",
+                     **{"partials/p.j2": "ok\n{{ order.totl }}"})
+    assert found == ["partials/p.j2:2: undefined variable 'order.totl'"]
+
+
+@pytest.mark.parametrize("source", [
+    "{{ customer.attributes.pet if customer.attributes.pet is defined }}",
+    "{{ customer.attributes.pet|default('friend') }}",
+    "{% if 'pet' in customer.attributes %}{{ customer.attributes.pet }}{% endif %}",
+    "{% if customer.attributes.pet %}{{ customer.attributes.pet.name }}{% endif %}",
+    "{{ survey and survey.question }}",
+    "{% for item in order['items'] %}{{ item.colour }}{% endfor %}",
+    "{% set x = customer %}{{ x.whatever }}",
+    "{% macro m(c) %}{{ c.anything }}{% endmacro %}{{ m(customer) }}",
+    "{{ customer.name.upper() }} {{ order['items']|length }} {{ customer.attributes.get('x') }}",
+    "{{ loop_free|default('') }}",
+    "{{ range(3)|list }}",
+    "{% from 'partials/p.j2' import m as mm %}{{ mm(customer) }}",
+    "{% import 'partials/p.j2' as p %}{{ p.m(customer) }}",
+    "{% include ['partials/nope.j2', 'partials/p.j2'] %}",
+    "{% include 'partials/nope.j2' ignore missing %}",
+])
+def test_what_a_render_would_accept_is_not_flagged(source: str) -> None:
+    partial = "{% macro m(c) %}{{ c.name }}{% endmacro %}"
+    assert problems(source, **{"partials/p.j2": partial}) == []
+
+
+def test_a_problem_the_render_reports_is_reported_once() -> None:
+    found = [f"{p.template}:{p.line}: {p.message}" for p in validate_templates(
+        {"note.sms.j2": "Hi {{ customer.nmae }}"}, sample_contexts=[SAMPLE_CONTEXT])]
+    assert found == ["note.sms.j2:1: undefined variable 'customer.nmae'"]
