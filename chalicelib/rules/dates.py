@@ -234,6 +234,9 @@ def days_since(value: Any, data: Any) -> int | None:
         return None
     clock = _now(data)
     if isinstance(when, datetime):
+        when = _utc(when)
+        if when is None:
+            return None  # not a date in UTC: unreadable, like any other
         return (clock.moment - when).days  # timedelta days are floored
     return clock.ordinal - when.toordinal()
 
@@ -245,6 +248,9 @@ def days_until(value: Any, data: Any) -> int | None:
         return None
     clock = _now(data)
     if isinstance(when, datetime):
+        when = _utc(when)
+        if when is None:
+            return None
         return (when - clock.moment).days
     return when.toordinal() - clock.ordinal
 

@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from . import runtime
-from .codegen import is_operation
+from .codegen import is_operation, json_problem
 from .errors import RuleEvaluationError
 from .model import (
     ANY,
@@ -123,6 +123,10 @@ def _var_segments(c: Compiler, spec: Any, path: str) -> tuple[str, ...] | None:
         c.fail(path, f"'var' path must be a string or an index, got {spec!r}")
         return ()
     if isinstance(spec, int):
+        problem = json_problem(spec)
+        if problem is not None:  # before str(): a huge one would not even convert
+            c.fail(path, f"'var' index: {problem}")
+            return ()
         if spec < 0:
             c.fail(path, f"'var' index must not be negative, got {spec}")
         return (str(spec),)
@@ -166,6 +170,9 @@ def _val(c: Compiler, op: str, raw: Any, path: str) -> Expr:
     for i, part in enumerate(parts):
         if isinstance(part, bool) or not isinstance(part, (str, int)):
             return c.fail(child_index(path, i), f"'val' path part {part!r} is not a key")
+        problem = json_problem(part)
+        if problem is not None:
+            return c.fail(child_index(path, i), f"'val' path part: {problem}")
         segments.append(part if isinstance(part, str) else str(part))
     return c.lookup(frame, tuple(segments), None, classic=False)
 

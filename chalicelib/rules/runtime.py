@@ -185,6 +185,10 @@ def multiply(args: Sequence[Any]) -> Number:
     try:
         for arg in args:
             product *= to_number(arg)
+            if product.__class__ is int and product.bit_length() > 1024:
+                # Past a double's range, as JavaScript's Infinity (a `reduce` that
+                # squares its accumulator must not grow a gigabit integer).
+                raise OverflowError
     except OverflowError:
         product = 1.0
         for number in _as_doubles(args):
@@ -285,7 +289,11 @@ def strict_eq(a: Any, b: Any) -> bool:
     if a_cls is bool or b_cls is bool:
         return a is b
     if a_cls in NUMERIC_TYPES or isinstance(a, Decimal):
-        return (b_cls in NUMERIC_TYPES or isinstance(b, Decimal)) and a == b
+        if not (b_cls in NUMERIC_TYPES or isinstance(b, Decimal)):
+            return False
+        if a_cls is Decimal or b_cls is Decimal:  # as the doubles they stand for
+            return bool(to_number(a) == to_number(b))
+        return bool(a == b)
     if isinstance(a, str):
         return isinstance(b, str) and a == b
     return a_cls is b_cls and a == b
@@ -325,11 +333,11 @@ def _js_float(value: float) -> str:
         return "NaN"
     if math.isinf(value):
         return "Infinity" if value > 0 else "-Infinity"
-    if value.is_integer() and abs(value) < 1e21:
+    if value.is_integer() and abs(value) < 9007199254740992.0:  # 2**53: exact digits
         return str(int(value))
     text = repr(value)
     if "e" not in text:
-        return text
+        return text.removesuffix(".0")  # a whole number from 2**53 to 1e16
     mantissa, exponent = text.split("e")
     exp = int(exponent)
     if -7 < exp < 21:
@@ -339,7 +347,9 @@ def _js_float(value: float) -> str:
         whole = (point if point >= 0 else len(digits)) + exp
         if whole <= 0:
             return f"{sign}0.{'0' * -whole}{digits}"
-        return f"{sign}{digits[:whole]}.{digits[whole:]}".rstrip(".")
+        if whole >= len(digits):  # shortest digits, zero-padded: 2**60 is 1152921504606847000
+            return f"{sign}{digits}{'0' * (whole - len(digits))}"
+        return f"{sign}{digits[:whole]}.{digits[whole:]}"
     return f"{mantissa}e{'+' if exp > 0 else '-'}{abs(exp)}"
 
 
@@ -523,7 +533,9 @@ def _step(current: Any, key: str) -> tuple[bool, Any]:
         if key in current:
             return True, current[key]
         return False, None
-    if isinstance(current, list) and key.isdigit() and key.isascii():
+    # An index as JavaScript reads one: "01" is not 1 (orders["01"] is undefined).
+    if isinstance(current, list) and key.isdigit() and key.isascii() and (
+            key[0] != "0" or key == "0"):
         index = int(key)
         if index < len(current):
             return True, current[index]
