@@ -213,15 +213,22 @@ class Renderer:
             except Exception as exc:
                 raise to_render_error(exc, env, filename) from exc
 
-    def static_problems(self, filename: str,
-                        contexts: Sequence[Mapping[str, Any]]) -> list[RenderError]:
+    def static_problems(self, filename: str, contexts: Sequence[Mapping[str, Any]], *,
+                        judge_data: bool = True) -> list[RenderError]:
         """What :mod:`chalicelib.render.static` finds in ``filename`` without rendering
         it (branches the sample data does not take), judged against ``contexts``."""
         from chalicelib.render.static import static_problems
 
         variables = [self._variables(filename, context, None) for context in contexts]
         return [RenderError(filename, line, message) for line, message in
-                static_problems(self._text_env, filename, self._templates[filename], variables)]
+                static_problems(self._text_env, filename, self._templates[filename],
+                                variables, judge_data=judge_data)]
+
+    def referenced(self) -> set[str]:
+        """The files another file of the set includes, imports or extends."""
+        from chalicelib.render.static import referenced_templates
+
+        return referenced_templates(self._text_env, self._templates)
 
     def _check_readable(self, filename: str) -> None:
         source = self._templates.get(filename)

@@ -11,8 +11,13 @@ tree for the problems that need no data:
 - filters and tests the environment does not have;
 - includes, imports and layouts named in the template that are not in the set;
 - variables no sample context has: an undeclared name (``custmer``), or a fixed path
-  from one (``customer.nmae``), unless the template tests it (``is defined``,
-  ``|default``, ``'k' in x``) somewhere, as optional data is tested.
+  from one (``customer.nmae``), unless the template tests it somewhere (an ``if``
+  reads it, ``x and ...``, ``is defined``, ``|default``, ``'k' in x``, ``x.get('k')``),
+  as optional data is tested, or tests a path above it that the samples leave empty
+  (``{% if survey %}`` in a step without a survey). An index past the end of a sample
+  list is not judged (another customer's list may be longer). Variables of a partial
+  or layout another file uses are not judged either: they come from that file (a
+  loop's ``item``, its ``set``\ s), and its render checks them.
 
 It reports only what it is sure of; the render stays the judge of everything else
 (and its message wins where both find a problem on the same line).
@@ -47,12 +52,31 @@ def unsafe_attribute(name: Any) -> bool:
     return isinstance(name, str) and (name.startswith("_") or name in _UNSAFE)
 
 
+def referenced_templates(env: AftercareSandbox, sources: Mapping[str, str]) -> set[str]:
+    """The files of ``sources`` that another one includes, imports or extends: they
+    render with that file's variables (a loop's ``item``, its ``set``s, its guards),
+    so their data is not judged alone."""
+    found: set[str] = set()
+    for source in sources.values():
+        try:
+            tree = env.parse(source)
+        except TemplateSyntaxError:
+            continue
+        for name in meta.find_referenced_templates(tree):
+            if name is not None:
+                found.add(name)
+    return found
+
+
 def static_problems(env: AftercareSandbox, filename: str, source: str,
-                    contexts: Sequence[Mapping[str, Any]]) -> list[Finding]:
+                    contexts: Sequence[Mapping[str, Any]], *,
+                    judge_data: bool = True) -> list[Finding]:
     """The problems in ``source`` (template ``filename``) found without rendering.
 
     ``contexts`` are the variables renders of it get (each sample context as the
     renderer passes it); a name or path is reported only when none of them has it.
+    ``judge_data=False`` (a partial or layout other files use) checks everything
+    but variables.
     """
     try:
         tree = env.parse(source, filename)
@@ -60,18 +84,29 @@ def static_problems(env: AftercareSandbox, filename: str, source: str,
         return []  # compiling reports it
     loader = env.loader
     known = set(loader.list_templates()) if loader is not None else set()
-    roots = _context_roots(env, tree) if contexts else set()
+    roots = _context_roots(env, tree) if contexts and judge_data else set()
     unknown = {name for name in roots if not any(name in c for c in contexts)}
+    if any(True for _ in tree.find_all(nodes.Extends)):
+        # Its layout may bind names (imports, sets) its blocks use: only the
+        # context's own names are judged.
+        roots -= unknown
+        unknown = set()
     found: list[Finding] = []
-    found += _unsafe(tree, unknown)
+    found += _unsafe(tree, unknown, roots, contexts)
     found += _unknown_filters_and_tests(env, tree)
     found += _missing_templates(tree, known)
     found += _undefined(tree, roots, unknown, contexts)
     return sorted(dict.fromkeys(found))
 
 
-def _unsafe(tree: nodes.Template, undefined_roots: set[str]) -> Iterator[Finding]:
-    """The first refused attribute of each expression (``''.__class__.__mro__`` once)."""
+def _unsafe(tree: nodes.Template, undefined_roots: set[str], roots: set[str],
+            contexts: Sequence[Mapping[str, Any]]) -> Iterator[Finding]:
+    """The first refused attribute of each expression (``''.__class__.__mro__`` once).
+
+    A dunder or a name the sandbox blocks always counts; a key with one leading
+    underscore (``customer.attributes._nickname``) is data when the samples show
+    its owner is a mapping (the sandbox reads data keys first).
+    """
     for node in _outermost_paths(tree):
         chain: list[nodes.Node] = []
         root: nodes.Node = node
@@ -87,6 +122,10 @@ def _unsafe(tree: nodes.Template, undefined_roots: set[str]) -> Iterator[Finding
                 name = link.arg.value
             else:
                 continue
+            if unsafe_attribute(name) and not name.startswith("__") and name not in _UNSAFE:
+                owner = _path(link.node)
+                if owner is not None and owner[0] in roots and _a_mapping(owner, contexts):
+                    continue
             if unsafe_attribute(name):
                 shown = _dotted(link)
                 where = f" (in {shown})" if shown else ""
@@ -165,9 +204,27 @@ def _undefined(tree: nodes.Template, roots: set[str], unknown: set[str],
         if missing_at is None:
             continue
         reached = path[: missing_at + 1]
-        if any(reached[:i] in guarded for i in range(1, len(reached) + 1)):
+        if reached in guarded or any(
+                reached[:i] in guarded and _empty_everywhere(reached[:i], contexts)
+                for i in range(1, len(reached))):
             continue
         yield node.lineno, f"undefined variable {_shown(reached)!r}"
+
+
+def _empty_everywhere(path: tuple[Any, ...], contexts: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether ``path`` is missing or empty (None, ``{}``) in every context: a guard on
+    it (``{% if survey %}``) then stands for data the samples do not show, while under
+    a path they fill, a key they lack is a typo (``order.totl`` under ``{% if order %}``)."""
+    for context in contexts:
+        value: Any = context
+        for key in path:
+            value = _step(value, key)
+            if value is _MISSING:
+                break
+        else:
+            if value:
+                return False
+    return True
 
 
 def _outermost_paths(tree: nodes.Template) -> Iterator[nodes.Node]:
@@ -199,6 +256,20 @@ def _path(node: nodes.Node) -> tuple[Any, ...] | None:
         node = node.node
 
 
+def _a_mapping(path: tuple[Any, ...], contexts: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether ``path`` holds a mapping in some context."""
+    for context in contexts:
+        value: Any = context
+        for key in path:
+            value = _step(value, key)
+            if value is _MISSING:
+                break
+        else:
+            if isinstance(value, Mapping):
+                return True
+    return False
+
+
 def _first_missing(path: tuple[Any, ...], contexts: Sequence[Mapping[str, Any]]) -> int | None:
     """The index of the first part of ``path`` no context has, or None when one has it all.
 
@@ -209,6 +280,9 @@ def _first_missing(path: tuple[Any, ...], contexts: Sequence[Mapping[str, Any]])
     for context in contexts:
         value: Any = context
         for i, key in enumerate(path):
+            if isinstance(value, list) and isinstance(key, int) and not (
+                    -len(value) <= key < len(value)):
+                return None  # another customer's list may be longer: not judged
             value = _step(value, key)
             if value is _MISSING:
                 deepest = max(deepest, i)
@@ -246,9 +320,27 @@ def _guarded_paths(tree: nodes.Template) -> set[tuple[Any, ...]]:
     x.y``, ``x is defined``, ``x|default``, ``'k' in x``."""
     guarded: set[tuple[Any, ...]] = set()
     for cond in tree.find_all((nodes.If, nodes.CondExpr, nodes.And, nodes.Or, nodes.Not)):
-        test = cond.test if isinstance(cond, (nodes.If, nodes.CondExpr)) else cond
-        if test is not None:
-            guarded.update(_tested(test))
+        if isinstance(cond, (nodes.And, nodes.Or)):
+            test: nodes.Node | None = cond.left  # `x and x.y`: the right side is a value
+        elif isinstance(cond, nodes.Not):
+            test = cond.node
+        else:
+            test = cond.test  # type: ignore[attr-defined]  # If and CondExpr
+        if test is None:
+            continue
+        guarded.update(_tested(test))
+        if isinstance(cond, (nodes.If, nodes.CondExpr)):
+            # Whatever a condition reads is being tested (`x is string`, `x != none`,
+            # `x|length > 1`): a typo there is a problem only where it runs.
+            guarded.update(p for p in map(_path, _expressions(test)) if p is not None)
+    for call in tree.find_all(nodes.Call):
+        # `x.get('k')`: the template asks whether `x.k` is there.
+        fn = call.node
+        if (isinstance(fn, nodes.Getattr) and fn.attr == "get" and call.args
+                and isinstance(call.args[0], nodes.Const)):
+            owner = _path(fn.node)
+            if owner is not None:
+                guarded.add((*owner, call.args[0].value))
     for node in tree.find_all((nodes.Test, nodes.Filter, nodes.Compare)):
         operand = node.node if isinstance(node, (nodes.Test, nodes.Filter)) else None
         if operand is not None and node.name in (  # type: ignore[attr-defined]
@@ -256,13 +348,28 @@ def _guarded_paths(tree: nodes.Template) -> set[tuple[Any, ...]]:
             path = _path(operand)
         elif isinstance(node, nodes.Compare) and isinstance(node.expr, nodes.Const) and any(
                 op.op in ("in", "notin") for op in node.ops):
-            owner = next((_path(op.expr) for op in node.ops if op.op in ("in", "notin")), None)
+            owner = next((_path(_keys_owner(op.expr)) for op in node.ops
+                          if op.op in ("in", "notin")), None)
             path = (*owner, node.expr.value) if owner is not None else None
         else:
             continue
         if path is not None:
             guarded.add(path)
     return guarded
+
+
+def _expressions(expr: nodes.Node) -> Iterator[nodes.Node]:
+    """``expr`` and every expression inside it."""
+    yield expr
+    yield from expr.find_all(nodes.Expr)
+
+
+def _keys_owner(expr: nodes.Node) -> nodes.Node:
+    """``x`` for ``x.keys()``, else ``expr``: ``'k' in x.keys()`` tests ``x.k``."""
+    if (isinstance(expr, nodes.Call) and isinstance(expr.node, nodes.Getattr)
+            and expr.node.attr == "keys" and not expr.args):
+        return expr.node.node
+    return expr
 
 
 def _shown(path: tuple[Any, ...]) -> str:

@@ -92,8 +92,11 @@ def validate_templates(
     # Then what the renders could not reach (branches the samples do not take); a
     # line a render already reported keeps the render's message only.
     reported = {(p.template, p.line) for p in found if p.severity == "error"}
+    used_by_others = renderer.referenced()
     for filename in compiled:
-        for e in renderer.static_problems(filename, sample_contexts):
+        parsed = parse_filename(filename)
+        alone = parsed is not None and not parsed.is_partial and filename not in used_by_others
+        for e in renderer.static_problems(filename, sample_contexts, judge_data=alone):
             if (e.template, e.line) not in reported:
                 found[TemplateProblem(e.template, e.line, e.message)] = None
     for name, channel in required:

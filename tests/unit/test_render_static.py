@@ -47,12 +47,35 @@ def test_a_problem_in_a_branch_not_taken_is_one_line(source: str, expected: str)
 
 
 def test_a_problem_in_an_included_partial_names_the_partial() -> None:
+    # Its variables come from the includer (a loop's item, a set): only they are
+    # left to the render; a filter, a refused attribute or a missing file is not.
     found = problems("{% include 'partials/p.j2' %}",
-                     **{"partials/p.j2": "ok\n{{ order.totl }}"})
-    assert found == ["partials/p.j2:2: undefined variable 'order.totl'"]
+                     **{"partials/p.j2": "{{ item.totl }}\n{% include 'partials/no.j2' %}\n"
+                                         "{{ order.__class__ }}"})
+    assert found == ["partials/p.j2:2: template 'partials/no.j2' not found in the templates "
+                     "folder",
+                     "partials/p.j2:3: not allowed: access to attribute '__class__' "
+                     "(in order.__class__)"]
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    # A guard on a path the samples fill does not excuse a typo below it.
+    ("{% if order %}{{ order.totl }}{% endif %}", "undefined variable 'order.totl'"),
+    ("{{ customer.attributes and customer.attributes.pett }}",
+     "undefined variable 'customer.attributes.pett'"),
+])
+def test_a_guard_does_not_hide_a_typo_under_data_the_samples_have(
+        source: str, expected: str) -> None:
+    assert problems(source) == [f"note.sms.j2:2: {expected}"]
 
 
 @pytest.mark.parametrize("source", [
+    "{% if customer.attributes.get('pet') %}{{ customer.attributes.pet }}{% endif %}",
+    "{% if 'pet' in customer.attributes.keys() %}{{ customer.attributes.pet }}{% endif %}",
+    "{% if customer.attributes.pet is string %}{{ customer.attributes.pet }}{% endif %}",
+    "{% if order['items']|length > 1 %}{{ order['items'][1].name }}{% endif %}",
+    "{{ customer.attributes._nickname|default('there') }}",
+    "{% if survey %}{{ survey.question }}{% endif %}",
     "{{ customer.attributes.pet if customer.attributes.pet is defined }}",
     "{{ customer.attributes.pet|default('friend') }}",
     "{% if 'pet' in customer.attributes %}{{ customer.attributes.pet }}{% endif %}",
