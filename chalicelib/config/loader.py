@@ -118,7 +118,8 @@ def _raw_rules(raw: Mapping[str, Any]) -> list[tuple[Any, str]]:
 
 
 def _rule_problems(file: str, raw: Mapping[str, Any]) -> list[Problem]:
-    from chalicelib.rules import lint_rule, validate_rule
+    from chalicelib.journeys.profile import PROFILE_FIELDS
+    from chalicelib.rules import lint_rule, unknown_fields, validate_rule
 
     problems = []
     for rule, path in _raw_rules(raw):
@@ -133,6 +134,12 @@ def _rule_problems(file: str, raw: Mapping[str, Any]) -> list[Problem]:
         errors += [e for e in lint_rule(rule, path=path)
                    if not any(_within(e.path, c.path) for c in errors)]
         problems.extend(dict.fromkeys(Problem(file, err.path, err.message) for err in errors))
+        # A profile field no profile has is most likely a typo, but only a warning:
+        # the rule still works (it reads null), and the push is not stopped.
+        problems.extend(dict.fromkeys(
+            Problem(file, w.path, w.message, "warning")
+            for w in unknown_fields(rule, {"customer": PROFILE_FIELDS}, path=path)
+            if not any(_within(w.path, e.path) for e in errors)))
     return problems
 
 
@@ -179,7 +186,7 @@ def parse_campaign(file: str, raw: Any) -> tuple[Campaign | None, list[Problem]]
     problems = [Problem(file, json_path(loc), message)
                 for loc, message in consistency_problems(campaign)]
     problems += _rule_problems(file, raw)
-    return (campaign if not problems else None), problems
+    return (None if any(p.severity == "error" for p in problems) else campaign), problems
 
 
 def _json_kind(value: Any) -> str:

@@ -20,6 +20,13 @@ MAX_ORDERS_KEPT = 200
 MAX_PRODUCTS_KEPT = 100
 Profile = dict[str, Any]
 _CONTACT = ("email", "phone", "name", "timezone", "locale", "birthday")
+# Every key a profile can have (rules read it as `customer`); a test replays a log
+# and checks no profile holds another.
+PROFILE_FIELDS = frozenset({
+    "id", "attributes", "consent", "order_count", "total_spent", "orders", "products",
+    "last_events", "enrollments", *_CONTACT, "currency", "first_order_at",
+    "last_order_at", "last_delivery_at", "created_at", "updated_at",
+})
 
 
 def new_profile(customer_id: str) -> Profile:

@@ -17,7 +17,7 @@ tree for the problems that need no data:
   (``{% if survey %}`` in a step without a survey). An index past the end of a sample
   list is not judged (another customer's list may be longer). Variables of a partial
   or layout another file uses are not judged either: they come from that file (a
-  loop's ``item``, its ``set``\ s), and its render checks them.
+  loop's ``item``, its ``set`` tags), and its render checks them.
 
 It reports only what it is sure of; the render stays the judge of everything else
 (and its message wins where both find a problem on the same line).

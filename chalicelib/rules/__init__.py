@@ -22,7 +22,7 @@ from typing import Any
 from .codegen import Rule, build, collect_errors, generate
 from .dates import anniversary_in_year
 from .errors import RuleError, RuleEvaluationError
-from .lint import lint_rule
+from .lint import lint_rule, unknown_fields
 from .operators import OPERATORS
 from .runtime import truthy
 
@@ -36,6 +36,7 @@ __all__ = [
     "lint_rule",
     "rule_source",
     "truthy",
+    "unknown_fields",
     "validate_rule",
 ]
 

@@ -10,6 +10,7 @@ that silently makes the rule false for everyone, so campaign validation also run
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .dates import is_zone_name, parse_instant
@@ -36,6 +37,51 @@ def lint_rule(rule: Any, *, path: str = "$") -> list[RuleError]:
     everyone). Returns them with their JSON paths; empty when there is nothing to say.
     """
     problems: list[RuleError] = []
+    for op, raw, op_path, top in _operations(rule, path):
+        if op in _DATE_OPERATORS:
+            problems.extend(_date_arguments(op, raw, op_path))
+        if top and op in ("var", "val"):
+            problems.extend(_context_path(op, raw, op_path))
+    return problems
+
+
+def unknown_fields(rule: Any, fields: Mapping[str, frozenset[str]], *,
+                   path: str = "$") -> list[RuleError]:
+    """Constant ``var``/``val`` paths to a field their root object never has:
+    ``{"var": "customer.order_cnt"}`` with ``fields={"customer": {...}}`` is null for
+    everyone, a typo that silently empties the audience. Roots not in ``fields``
+    (``event``, whose data is free) are not checked."""
+    problems: list[RuleError] = []
+    for op, raw, op_path, top in _operations(rule, path):
+        if not top or op not in ("var", "val"):
+            continue
+        parts = _constant_path(op, raw)
+        if len(parts) < 2 or parts[0] not in fields or parts[1] in fields[parts[0]]:
+            continue
+        root, field = parts[0], parts[1]
+        close = difflib.get_close_matches(field, sorted(fields[root]), n=1, cutoff=0.6)
+        hint = f"did you mean '{root}.{close[0]}'?" if close else (
+            f"custom data goes under '{root}.attributes'" if root == "customer"
+            else "see docs/rules.md")
+        where = child_index(op_path, 1 if op == "val" else 0) if isinstance(raw, list) \
+            else op_path
+        problems.append(RuleError(where, f"'{op}' reads '{root}.{field}', a field no "
+                                  f"{root} has: it is null for everyone ({hint})"))
+    return problems
+
+
+def _constant_path(op: str, raw: Any) -> list[str]:
+    """The keys of a constant ``var``/``val`` path, [] when computed or not a path."""
+    first: Any = raw[0] if isinstance(raw, list) and raw else raw
+    if op == "var":
+        return first.split(".") if isinstance(first, str) and first else []
+    parts = raw if isinstance(raw, list) else [raw]
+    return parts if parts and all(isinstance(p, str) and p for p in parts) else []
+
+
+def _operations(rule: Any, path: str) -> Iterator[tuple[str, Any, str, bool]]:
+    """``(op, raw, path, top)`` of each operation in ``rule``; ``top`` is False inside
+    the arguments of ``map``/``filter``/... that read the item, not the context."""
     stack: list[tuple[Any, str, bool]] = [(rule, path, True)]
     seen = 0
     while stack and seen < _MAX_NODES:
@@ -50,17 +96,13 @@ def lint_rule(rule: Any, *, path: str = "$") -> list[RuleError]:
         if not isinstance(op, str) or op == "preserve":
             continue
         op_path = child_key(where, op)
-        if op in _DATE_OPERATORS:
-            problems.extend(_date_arguments(op, raw, op_path))
-        if top and op in ("var", "val"):
-            problems.extend(_context_path(op, raw, op_path))
+        yield op, raw, op_path, top
         if op in _SCOPED and isinstance(raw, list):
             own = (0, 2) if op == "reduce" else (0,)  # the rest read the item or error
             stack.extend((item, child_index(op_path, i), top and i in own)
                          for i, item in enumerate(raw))
         else:
             stack.append((raw, op_path, top))
-    return problems
 
 
 def _context_path(op: str, raw: Any, path: str) -> list[RuleError]:
