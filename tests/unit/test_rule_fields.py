@@ -59,3 +59,10 @@ def test_validate_warns_but_passes(tmp_path: Path, capsys: pytest.CaptureFixture
     assert f"{tmp_path / 'c.json'}: $.audience['>='][0].var: warning: 'var' reads " \
         "'customer.order_cnt'" in out
     assert "ok: 1 campaign(s) valid" in out
+
+
+def test_docs_list_every_profile_field() -> None:
+    text = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
+    section = text[text.index("`customer` is the stored profile"):]
+    section = section[:section.index("validation warns")]
+    assert {f for f in PROFILE_FIELDS if f"`{f}`" not in section} == set()
