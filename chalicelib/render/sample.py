@@ -20,6 +20,8 @@ SAMPLE_CONTEXT: dict[str, Any] = {
         "id": "o-9",
         "total": 129.50,
         "currency": "USD",
+        "category": "appliance",
+        "categories": ["appliance"],
         "items": [
             {
                 "sku": "KX-200",

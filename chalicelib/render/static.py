@@ -7,15 +7,19 @@ that only some customers' sends would meet. This pass walks each template's synt
 tree for the problems that need no data:
 
 - attributes the sandbox refuses (``__class__``, ``mro``, ``func_globals``...), also
-  through ``|attr('...')`` or ``x['__class__']``;
-- filters and tests the environment does not have;
+  through ``|attr('...')``, ``x['__class__']`` or a fixed ``'{0.__class__}'.format``
+  string (a key with one underscore is data where the samples show a mapping);
+- filters and tests the environment does not have, also named in a string
+  (``|map('shout')``, ``|select('odd')``, ``|selectattr('x', 'eq', 1)``);
 - includes, imports and layouts named in the template that are not in the set;
 - variables no sample context has: an undeclared name (``custmer``), or a fixed path
   from one (``customer.nmae``), unless the template tests it somewhere (an ``if``
-  reads it, ``x and ...``, ``is defined``, ``|default``, ``'k' in x``, ``x.get('k')``),
+  reads it, also through a ``set`` flag, ``x and ...``, ``is defined``, ``|default``,
+  ``'k' in x``, ``x.get('k')``; a layout's guard around a block counts for the block),
   as optional data is tested, or tests a path above it that the samples leave empty
   (``{% if survey %}`` in a step without a survey). An index past the end of a sample
-  list is not judged (another customer's list may be longer). Variables of a partial
+  list is not judged (another customer's list may be longer), nor is a branch on
+  ``campaign.id`` that the campaign being checked never takes. Variables of a partial
   or layout another file uses are not judged either: they come from that file (a
   loop's ``item``, its ``set`` tags), and its render checks them.
 
@@ -25,6 +29,8 @@ It reports only what it is sure of; the render stays the judge of everything els
 
 from __future__ import annotations
 
+import re
+import string
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -95,8 +101,77 @@ def static_problems(env: AftercareSandbox, filename: str, source: str,
     found += _unsafe(tree, unknown, roots, contexts)
     found += _unknown_filters_and_tests(env, tree)
     found += _missing_templates(tree, known)
-    found += _undefined(tree, roots, unknown, contexts)
+    if roots:
+        # A layout's guard around a block covers what the block reads.
+        guarded = _guarded_paths(tree) | _layout_guards(env, tree, known)
+        found += _undefined(tree, roots, unknown, contexts, guarded,
+                            _dead_nodes(tree, contexts))
     return sorted(dict.fromkeys(found))
+
+
+def _layout_guards(env: AftercareSandbox, tree: nodes.Template,
+                   known: set[str]) -> set[tuple[Any, ...]]:
+    """The guarded paths of the layouts ``tree`` extends, up the chain."""
+    guarded: set[tuple[Any, ...]] = set()
+    seen: set[str] = set()
+    todo = [tree]
+    while todo and len(seen) < 16:
+        current = todo.pop()
+        for ext in current.find_all(nodes.Extends):
+            name = ext.template.value if isinstance(ext.template, nodes.Const) else None
+            if not isinstance(name, str) or name in seen or name not in known:
+                continue
+            seen.add(name)
+            try:
+                assert env.loader is not None
+                layout = env.parse(env.loader.get_source(env, name)[0], name)
+            except Exception:  # compiling the layout reports it
+                continue
+            guarded |= _guarded_paths(layout)
+            todo.append(layout)
+    return guarded
+
+
+# Context paths a branch may be decided on for each campaign (its own sample
+# values are exact), so a shared template's branch for another campaign is not
+# judged against this one's data. `step` is not among them: its sample is generic.
+_DECIDABLE_ROOTS = frozenset({"campaign"})
+
+
+def _dead_nodes(tree: nodes.Template, contexts: Sequence[Mapping[str, Any]]) -> set[int]:
+    """Ids of the nodes inside ``{% if campaign.id == '...' %}`` branches that no
+    context takes."""
+    dead: set[int] = set()
+    for branch in tree.find_all(nodes.If):
+        taken = _decide(branch.test, contexts)
+        if taken is None:
+            continue
+        parts: list[nodes.Node] = [*branch.elif_, *branch.else_] if taken else list(branch.body)
+        for part in parts:
+            dead.add(id(part))
+            dead.update(id(n) for n in part.find_all(nodes.Node))
+    return dead
+
+
+def _decide(test: nodes.Node, contexts: Sequence[Mapping[str, Any]]) -> bool | None:
+    """The value of ``campaign.id == 'x'`` (or ``!=``) when every context gives the
+    same one; None for any other test."""
+    if not (isinstance(test, nodes.Compare) and len(test.ops) == 1
+            and test.ops[0].op in ("eq", "ne") and contexts):
+        return None
+    left, right = test.expr, test.ops[0].expr
+    if isinstance(left, nodes.Const):
+        left, right = right, left
+    path = _path(left)
+    if not isinstance(right, nodes.Const) or path is None or path[0] not in _DECIDABLE_ROOTS:
+        return None
+    results = set()
+    for context in contexts:
+        value = _value(path, context)
+        if value is _MISSING:
+            return None
+        results.add((value == right.value) == (test.ops[0].op == "eq"))
+    return results.pop() if len(results) == 1 else None
 
 
 def _unsafe(tree: nodes.Template, undefined_roots: set[str], roots: set[str],
@@ -123,18 +198,46 @@ def _unsafe(tree: nodes.Template, undefined_roots: set[str], roots: set[str],
             else:
                 continue
             if unsafe_attribute(name) and not name.startswith("__") and name not in _UNSAFE:
+                # `_nickname`: a data key of a mapping (the sandbox reads those
+                # first); refused only where the samples show it is not one.
                 owner = _path(link.node)
-                if owner is not None and owner[0] in roots and _a_mapping(owner, contexts):
+                if owner is None or owner[0] not in roots or not _not_a_mapping(
+                        owner, contexts):
                     continue
             if unsafe_attribute(name):
                 shown = _dotted(link)
                 where = f" (in {shown})" if shown else ""
                 yield link.lineno, f"not allowed: access to attribute {name!r}{where}"
                 break
+    yield from _unsafe_by_name(tree)
+
+
+def _unsafe_by_name(tree: nodes.Template) -> Iterator[Finding]:
+    """Refused attributes named in a string: ``|attr('__class__')``, format fields."""
     for f in tree.find_all(nodes.Filter):
         if f.name == "attr" and f.args and isinstance(f.args[0], nodes.Const) and (
                 unsafe_attribute(f.args[0].value)):
             yield f.lineno, f"not allowed: access to attribute {f.args[0].value!r}"
+    for call in tree.find_all(nodes.Call):
+        # `'{0.__class__}'.format(x)`: the fields of a fixed format string.
+        fn = call.node
+        if (isinstance(fn, nodes.Getattr) and fn.attr in ("format", "format_map")
+                and isinstance(fn.node, nodes.Const) and isinstance(fn.node.value, str)):
+            for name in _format_attributes(fn.node.value):
+                if unsafe_attribute(name):
+                    yield call.lineno, (f"not allowed: access to attribute {name!r} "
+                                        "(in a format string)")
+                    break
+
+
+def _format_attributes(text: str) -> Iterator[str]:
+    """The attribute and key names the fields of a ``str.format`` string read."""
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(text) if f]
+    except ValueError:
+        return  # a malformed format fails when rendered
+    for field in fields:
+        yield from (part for part in re.split(r"[.\[\]]", field)[1:] if part)
 
 
 def _unknown_filters_and_tests(env: AftercareSandbox,
@@ -148,6 +251,25 @@ def _unknown_filters_and_tests(env: AftercareSandbox,
     for test in tree.find_all(nodes.Test):
         if test.name not in env.tests:
             yield test.lineno, f"unknown test {test.name!r}"
+    # Names given as strings: `|map('upper')`, `|select('odd')`, `|selectattr('x', 'eq', 1)`.
+    for used in tree.find_all(nodes.Filter):
+        position, kind = _NAMED_ARGUMENT.get(used.name, (None, ""))
+        if position is None or len(used.args) <= position:
+            continue
+        if used.name == "map" and any(k.key == "attribute" for k in used.kwargs):
+            continue
+        arg = used.args[position]
+        names = env.filters if kind == "filter" else env.tests
+        if isinstance(arg, nodes.Const) and isinstance(arg.value, str) and (
+                arg.value not in names):
+            yield used.lineno, f"unknown {kind} {arg.value!r}"
+
+
+# Filters that take another filter's or test's name: (argument position, kind).
+_NAMED_ARGUMENT: dict[str, tuple[int, str]] = {
+    "map": (0, "filter"), "select": (0, "test"), "reject": (0, "test"),
+    "selectattr": (1, "test"), "rejectattr": (1, "test"),
+}
 
 
 def _missing_templates(tree: nodes.Template, known: set[str]) -> Iterator[Finding]:
@@ -183,24 +305,27 @@ def _context_roots(env: AftercareSandbox, tree: nodes.Template) -> set[str]:
 
 
 def _undefined(tree: nodes.Template, roots: set[str], unknown: set[str],
-               contexts: Sequence[Mapping[str, Any]]) -> Iterator[Finding]:
+               contexts: Sequence[Mapping[str, Any]], guarded: set[tuple[Any, ...]],
+               dead: set[int]) -> Iterator[Finding]:
     """Context names no context has (``unknown``), then fixed paths from the others
     that none has, each unless the template tests it somewhere."""
-    if not roots:
-        return
-    guarded = _guarded_paths(tree)
     reported: set[str] = set()
     for used in tree.find_all(nodes.Name):
         name = used.name
-        if name in unknown and name not in reported and (name,) not in guarded:
+        if name in unknown and name not in reported and (name,) not in guarded \
+                and id(used) not in dead:
             reported.add(name)
             yield used.lineno, f"undefined variable {name!r}"
+    called = {id(call.node) for call in tree.find_all(nodes.Call)}
     for node in _outermost_paths(tree):
-        path = _path(node)
-        if path is None or path[0] not in roots or path[0] in unknown or any(
+        links = _links(node)
+        if links is None or id(node) in dead:
+            continue
+        path = tuple(key for key, _ in links)
+        if path[0] not in roots or path[0] in unknown or any(
                 unsafe_attribute(key) for key in path[1:]):
             continue  # not a context path, or reported as a name or as refused
-        missing_at = _first_missing(path, contexts)
+        missing_at = _first_missing(links, contexts, id(node) in called)
         if missing_at is None:
             continue
         reached = path[: missing_at + 1]
@@ -240,50 +365,65 @@ def _outermost_paths(tree: nodes.Template) -> Iterator[nodes.Node]:
         yield node
 
 
-def _path(node: nodes.Node) -> tuple[Any, ...] | None:
-    """``customer.name`` as ``("customer", "name")``; None unless every part is fixed."""
-    parts: list[Any] = []
+def _links(node: nodes.Node) -> list[tuple[Any, bool]] | None:
+    """``customer['x'].name`` as ``[("customer", True), ("x", False), ("name", True)]``
+    (each key, and whether it is read as an attribute); None unless every part is fixed."""
+    parts: list[tuple[Any, bool]] = []
     while True:
         if isinstance(node, nodes.Name):
-            parts.append(node.name)
-            return tuple(reversed(parts))
+            parts.append((node.name, True))
+            parts.reverse()
+            return parts
         if isinstance(node, nodes.Getattr):
-            parts.append(node.attr)
+            parts.append((node.attr, True))
         elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
-            parts.append(node.arg.value)
+            parts.append((node.arg.value, False))
         else:
             return None
         node = node.node
 
 
-def _a_mapping(path: tuple[Any, ...], contexts: Sequence[Mapping[str, Any]]) -> bool:
-    """Whether ``path`` holds a mapping in some context."""
-    for context in contexts:
-        value: Any = context
-        for key in path:
-            value = _step(value, key)
-            if value is _MISSING:
-                break
-        else:
-            if isinstance(value, Mapping):
-                return True
-    return False
+def _path(node: nodes.Node) -> tuple[Any, ...] | None:
+    """``customer.name`` as ``("customer", "name")``; None unless every part is fixed."""
+    links = _links(node)
+    return None if links is None else tuple(key for key, _ in links)
 
 
-def _first_missing(path: tuple[Any, ...], contexts: Sequence[Mapping[str, Any]]) -> int | None:
-    """The index of the first part of ``path`` no context has, or None when one has it all.
+def _value(path: tuple[Any, ...], context: Mapping[str, Any]) -> Any:
+    value: Any = context
+    for key in path:
+        value = _step(value, key)
+        if value is _MISSING:
+            break
+    return value
 
-    Attribute access falls back as Jinja's does: a dict key, else an attribute or
-    method of the value (``customer.name.upper``), else an item of a sequence.
+
+def _not_a_mapping(path: tuple[Any, ...], contexts: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether ``path`` holds a value in some context and never a mapping."""
+    values = [v for v in (_value(path, c) for c in contexts) if v is not _MISSING]
+    return bool(values) and not any(isinstance(v, Mapping) for v in values)
+
+
+def _first_missing(links: Sequence[tuple[Any, bool]], contexts: Sequence[Mapping[str, Any]],
+                   called: bool = False) -> int | None:
+    """The index of the first part of a path no context has, or None when one has it all.
+
+    Attribute access falls back as the sandbox's does: a data key, else an attribute
+    or method of the value (``customer.name.upper``), else an item of a sequence; of
+    a mapping, only a method called there (``x.get('k')``, not ``order.items`` on an
+    order without items: that is a method, never the item list).
     """
     deepest = -1
+    last = len(links) - 1
     for context in contexts:
         value: Any = context
-        for i, key in enumerate(path):
+        for i, (key, as_attribute) in enumerate(links):
             if isinstance(value, list) and isinstance(key, int) and not (
                     -len(value) <= key < len(value)):
                 return None  # another customer's list may be longer: not judged
-            value = _step(value, key)
+            method_ok = as_attribute and (not isinstance(value, Mapping) or (
+                called and i == last))
+            value = _step(value, key, method_ok)
             if value is _MISSING:
                 deepest = max(deepest, i)
                 break
@@ -292,12 +432,13 @@ def _first_missing(path: tuple[Any, ...], contexts: Sequence[Mapping[str, Any]])
     return deepest if deepest >= 0 else None
 
 
-def _step(value: Any, key: Any) -> Any:
+def _step(value: Any, key: Any, attributes: bool = True) -> Any:
     if isinstance(value, Mapping) and key in value:
         return value[key]
     if isinstance(value, (list, tuple, str)) and isinstance(key, int):
         return value[key] if -len(value) <= key < len(value) else _MISSING
-    if isinstance(key, str) and not unsafe_attribute(key) and hasattr(value, key):
+    if attributes and isinstance(key, str) and not unsafe_attribute(key) and hasattr(
+            value, key):
         return getattr(value, key)
     return _MISSING
 
@@ -333,6 +474,15 @@ def _guarded_paths(tree: nodes.Template) -> set[tuple[Any, ...]]:
             # Whatever a condition reads is being tested (`x is string`, `x != none`,
             # `x|length > 1`): a typo there is a problem only where it runs.
             guarded.update(p for p in map(_path, _expressions(test)) if p is not None)
+    # `{% set has_order = order.id is defined %}...{% if has_order %}`: what a flag a
+    # condition reads is set from is tested too.
+    flags = {n.name for cond in tree.find_all((nodes.If, nodes.CondExpr))
+             for n in _expressions(cond.test)  # type: ignore[attr-defined]  # both have one
+             if isinstance(n, nodes.Name)}
+    for assign in tree.find_all(nodes.Assign):
+        if isinstance(assign.target, nodes.Name) and assign.target.name in flags:
+            guarded.update(_tested(assign.node))
+            guarded.update(p for p in map(_path, _expressions(assign.node)) if p is not None)
     for call in tree.find_all(nodes.Call):
         # `x.get('k')`: the template asks whether `x.k` is there.
         fn = call.node
@@ -365,7 +515,10 @@ def _expressions(expr: nodes.Node) -> Iterator[nodes.Node]:
 
 
 def _keys_owner(expr: nodes.Node) -> nodes.Node:
-    """``x`` for ``x.keys()``, else ``expr``: ``'k' in x.keys()`` tests ``x.k``."""
+    """``x`` for ``x.keys()``, ``x|list`` or ``x.keys()|list``, else ``expr``:
+    ``'k' in x.keys()`` tests ``x.k``."""
+    if isinstance(expr, nodes.Filter) and expr.name == "list" and expr.node is not None:
+        expr = expr.node
     if (isinstance(expr, nodes.Call) and isinstance(expr.node, nodes.Getattr)
             and expr.node.attr == "keys" and not expr.args):
         return expr.node.node

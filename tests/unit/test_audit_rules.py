@@ -6,8 +6,8 @@ errors for every fixed-arity operator and for hostile rule shapes, that rules st
 data (no reach into Python internals, no code injection through the generated
 source), and that evaluation only ever fails the documented way.
 
-Tests marked ``xfail(strict=True)`` are defects found by the audit: each fails now
-and passes once the defect is fixed.
+The defects the audit found were written as strict xfails and are fixed; their
+tests now hold the fixes.
 """
 
 from __future__ import annotations

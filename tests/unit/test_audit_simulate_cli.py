@@ -1,8 +1,8 @@
 """Audit of `aftercare simulate` and `aftercare preview` with hand-made inputs.
 
 Each event log is written by hand following docs/events.md, and each expected
-timeline is worked out from docs/campaigns.md (times in the comments). Defects
-are `xfail(strict=True)` with the documented behaviour they contradict.
+timeline is worked out from docs/campaigns.md (times in the comments). The defects
+found (first written as strict xfails) are fixed; their tests hold the fixes.
 """
 
 from __future__ import annotations
@@ -289,7 +289,7 @@ def test_preview_money_and_dates_in_a_localized_email(
     assert f"<p>{expected}</p>" in out
 
 
-# ================================================================ defects (xfail)
+# ================================================================ defects (fixed)
 
 @pytest.mark.parametrize(("after", "expected"), [
     # Sat 7 Mar 12:00 EST (17:00Z) + 24 h elapsed = 17:00Z Sun 8 Mar (13:00 EDT).

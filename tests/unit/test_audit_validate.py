@@ -3,8 +3,8 @@
 Requirement (the issue): schema, rules and templates are checked; bad input exits
 with code 1 and one clear `file: json.path: message` line per problem, never a
 traceback. Each case copies a real example campaign and the real templates into a
-temporary folder and breaks one thing. Cases marked xfail are defects found by
-this audit; they pass once the defect is fixed.
+temporary folder and breaks one thing. The defects this audit found (first strict
+xfails) are fixed; their tests hold the fixes.
 """
 
 from __future__ import annotations

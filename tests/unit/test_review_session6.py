@@ -2,11 +2,11 @@
 delays as a Delay (calendar days, then elapsed time), exited_refs, and the rule
 compiler's undo journal.
 
-Cases marked xfail are defects found by this review: each fails now and passes
-once fixed. The static pass must not refuse a template the render accepts; the
-templates below render fine against the sample data (as checked), and Jinja passes
-the including template's variables (loop variables, sets, imports) to includes,
-layouts and `with context` imports, which the pass does not know.
+The static cases were defects found by this review, fixed since. The static pass
+must not refuse a template the render accepts; the templates below render fine
+against the sample data (as checked), and Jinja passes the including template's
+variables (loop variables, sets, imports) to includes, layouts and `with context`
+imports.
 """
 
 from __future__ import annotations
