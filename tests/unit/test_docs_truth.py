@@ -765,7 +765,7 @@ def test_iam_policies_as_the_readme_says() -> None:
             assert "sqs:ReceiveMessage" not in actions
 
 
-README_PATHS = ["campaigns/schema.json", "out", "scripts/post-event.sh", "docs/api.md",
+README_PATHS = ["campaigns/schema.json", "scripts/post-event.sh", "docs/api.md",
                 "docs/campaigns.md", "docs/rules.md", "docs/templates.md", "docs/events.md",
                 "chalicelib/journeys/engine.py", "chalicelib/journeys/profile.py",
                 "chalicelib/events/events.schema.json", "chalicelib/api/errors.py",
