@@ -73,10 +73,13 @@ def _parts(text: str) -> dict[str, int]:
     if any(v and len(v.lstrip("0")) > 12 for v in m.groupdict().values()):
         raise too_long
     parts = {k: int(v.lstrip("0") or "0") for k, v in m.groupdict().items() if v}
-    seconds = sum(parts.get(unit, 0) * length for unit, length in _UNIT_SECONDS.items())
-    if seconds > MAX_DURATION.total_seconds():
+    if _seconds(parts) > MAX_DURATION.total_seconds():
         raise too_long
     return parts
+
+
+def _seconds(parts: dict[str, int]) -> int:
+    return sum(parts.get(unit, 0) * length for unit, length in _UNIT_SECONDS.items())
 
 
 def parse_duration(text: str) -> timedelta:
@@ -89,9 +92,7 @@ def parse_duration(text: str) -> timedelta:
         For anything else: negative, calendar (``P1M``, ``P1Y``), malformed, or
         longer than :data:`MAX_DURATION` (about ten years).
     """
-    parts = _parts(text)
-    return timedelta(seconds=sum(parts.get(unit, 0) * length
-                                 for unit, length in _UNIT_SECONDS.items()))
+    return timedelta(seconds=_seconds(_parts(text)))
 
 
 def parse_delay(text: str) -> Delay:

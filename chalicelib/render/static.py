@@ -340,16 +340,8 @@ def _empty_everywhere(path: tuple[Any, ...], contexts: Sequence[Mapping[str, Any
     """Whether ``path`` is missing or empty (None, ``{}``) in every context: a guard on
     it (``{% if survey %}``) then stands for data the samples do not show, while under
     a path they fill, a key they lack is a typo (``order.totl`` under ``{% if order %}``)."""
-    for context in contexts:
-        value: Any = context
-        for key in path:
-            value = _step(value, key)
-            if value is _MISSING:
-                break
-        else:
-            if value:
-                return False
-    return True
+    return not any(value is not _MISSING and value
+                   for value in (_value(path, context) for context in contexts))
 
 
 def _outermost_paths(tree: nodes.Template) -> Iterator[nodes.Node]:
