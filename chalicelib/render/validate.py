@@ -135,6 +135,7 @@ def _check_message(
     parsed: TemplateFile,
     sample_contexts: Sequence[Mapping[str, Any]],
 ) -> list[TemplateProblem]:
+    problems: list[TemplateProblem] = []
     if parsed.channel == "email":
         missing = _missing_blocks(renderer.templates, filename)
         if missing:
@@ -142,7 +143,7 @@ def _check_message(
                 TemplateProblem(filename, None, f"missing {{% block {block} %}}")
                 for block in missing
             ]
-    problems: list[TemplateProblem] = []
+        problems += _stray_blocks(renderer.templates, filename)
     rendered: list[RenderedSms] = []
     for context in sample_contexts:
         try:
@@ -218,6 +219,47 @@ def _missing_blocks(sources: Mapping[str, str], filename: str) -> list[str]:
                 return []  # dynamic layout: the render will tell
             current = str(target.value)
     return [block for block in _REQUIRED_BLOCKS if block not in defined]
+
+
+_EMAIL_PARTS: Final = ("subject", "html", "text")
+
+
+def _stray_blocks(sources: Mapping[str, str], filename: str) -> list[TemplateProblem]:
+    """Blocks of an email that are never sent: not a part (``subject``, ``html``,
+    ``text``), not inside one, and not a block its layouts place (a misspelt
+    ``{% block txt %}`` is silently dropped by Jinja)."""
+    env = Environment()
+    try:
+        tree = env.parse(sources[filename])
+    except (TemplateSyntaxError, KeyError):
+        return []
+    placed: set[str] = set()
+    current = tree
+    visited = {filename}
+    while True:  # the blocks the layouts up the chain define (and so place)
+        parents = list(current.find_all(nodes.Extends))
+        if not parents:
+            break
+        target = parents[0].template
+        if not isinstance(target, nodes.Const) or target.value in visited:
+            return []  # a dynamic or looping layout: the render will tell
+        visited.add(str(target.value))
+        try:
+            current = env.parse(sources[str(target.value)])
+        except (TemplateSyntaxError, KeyError):
+            return []
+        placed.update(block.name for block in current.find_all(nodes.Block))
+    inside = {id(inner) for part in tree.find_all(nodes.Block) if part.name in _EMAIL_PARTS
+              for inner in part.find_all(nodes.Block)}
+    return [
+        TemplateProblem(filename, block.lineno,
+                        f"{{% block {block.name} %}} is never sent: an email sends its "
+                        "subject, html and text blocks (and the blocks its layout places)",
+                        "warning")
+        for block in tree.find_all(nodes.Block)
+        if block.name not in _EMAIL_PARTS and block.name not in placed
+        and id(block) not in inside
+    ]
 
 
 def _check_required(renderer: Renderer, name: str, channel: str) -> list[TemplateProblem]:

@@ -101,3 +101,20 @@ def test_a_problem_the_render_reports_is_reported_once() -> None:
     found = [f"{p.template}:{p.line}: {p.message}" for p in validate_templates(
         {"note.sms.j2": "Hi {{ customer.nmae }}"}, sample_contexts=[SAMPLE_CONTEXT])]
     assert found == ["note.sms.j2:1: undefined variable 'customer.nmae'"]
+
+
+def test_an_email_block_that_is_never_sent_is_a_warning() -> None:
+    files = {
+        "a.email.j2": "{% block subject %}S{% endblock %}{% block html %}<p>H {% block inner %}"
+                      "I{% endblock %}</p>{% endblock %}\n{% block txt %}T{% endblock %}",
+        "_layout.email.j2": "{% block subject %}{% endblock %}{% block html %}<div>{% block body"
+                            " %}{% endblock %}</div>{% block footer %}F{% endblock %}"
+                            "{% endblock %}",
+        "b.email.j2": "{% extends '_layout.email.j2' %}{% block subject %}S{% endblock %}"
+                      "{% block body %}B{% endblock %}{% block footer %}G{% endblock %}"
+                      "{% block bdy %}X{% endblock %}",
+    }
+    found = [(p.template, p.line, p.severity, p.message.split(" is ")[0])
+             for p in validate_templates(files, sample_contexts=[SAMPLE_CONTEXT])]
+    assert found == [("a.email.j2", 2, "warning", "{% block txt %}"),
+                     ("b.email.j2", 1, "warning", "{% block bdy %}")]
