@@ -75,7 +75,10 @@ def tick(steps: int = 1) -> None:
             f"the template does too much work (over {MAX_STEPS:,} loop iterations and calls)"
         )
     if budget.steps & 1023 == 0 and time.monotonic() > budget.deadline:
-        raise SecurityError(f"the template takes too long to render (over {MAX_SECONDS:g}s)")
+        # The same refusal as the step count (which of the two trips first depends
+        # on the machine's load): one message, so a report does not flicker.
+        raise SecurityError(
+            f"the template does too much work (over {MAX_SECONDS:g}s to render)")
 
 
 def counted(iterable: Any) -> Iterator[Any]:
