@@ -60,7 +60,7 @@ def _parts(text: str) -> dict[str, int]:
     m = _DURATION.match(text)
     if m is None:
         hint = ""
-        if text.startswith("-"):
+        if text.startswith("-") or re.search(r"[PT]-", text):
             hint = " (durations cannot be negative)"
         elif re.match(r"^P([0-9]+Y|[0-9]+M)", text):
             hint = " (months and years have no fixed length: use days or weeks)"

@@ -172,6 +172,8 @@ def test_model_problems_point_at_the_field(
     ("P1Y", "months and years have no fixed length"),
     ("P1M", "months and years have no fixed length"),
     ("-P1D", "durations cannot be negative"),
+    ("P-1D", "durations cannot be negative"),
+    ("PT-2H", "durations cannot be negative"),
     ("P1.5D", "whole numbers only"),
     ("P\u0661D", "invalid ISO 8601 duration"),  # an Arabic-Indic digit is not 0-9
     ("P3661D", "is too long (at most 3660 days)"),
