@@ -242,6 +242,26 @@ def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value (write a number, or null)")
 
 
+# Far deeper than any campaign or customer file (a rule may nest 64 levels).
+MAX_DOCUMENT_DEPTH = 500
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def decode_json(file: str, data: bytes) -> tuple[Any, list[Problem]]:
     """Decode a JSON document, refusing what ``json.loads`` lets through silently.
 
@@ -269,6 +289,10 @@ def decode_json(file: str, data: bytes) -> tuple[Any, list[Problem]]:
     except ValueError as exc:  # NaN, Infinity, an integer with thousands of digits
         message = ("a number has too many digits" if "digits" in str(exc) else str(exc))
         return None, [Problem(file, "$", f"invalid JSON: {message}")]
+    if _deeper_than(raw, MAX_DOCUMENT_DEPTH):
+        # Where Python's parser gives up depends on its version (3.11: about 1000
+        # levels; 3.13 parses more): one limit, the same answer everywhere.
+        return None, [Problem(file, "$", "invalid JSON: nested too deeply")]
     if duplicates.found:
         paths = _paths_of(raw, {id(obj) for obj, _ in duplicates.found})
         return None, [Problem(file, _child_path(paths.get(id(obj), "$"), key),
