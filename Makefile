@@ -4,11 +4,24 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Chalice takes the Lambda runtime from the Python it runs under, and Lambda no longer
+# creates (2026-07-31) or updates (2026-08-31) python3.11 functions: the package and
+# the deploy run in their own venv of a supported Python (3.13, else 3.12). Without
+# one, they fall back to PY with a warning; that artifact cannot be deployed.
+# (pyenv's shims name versions that are not active: each candidate must run.)
+LAMBDA_PY ?= $(or $(shell for p in python3.13 python3.12 \
+	$$(ls -d $$HOME/.pyenv/versions/3.13*/bin/python3.13 2>/dev/null) \
+	$$(ls -d $$HOME/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null); do \
+	if $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then \
+	command -v $$p; break; fi; done),$(PY))
+LAMBDA_VENV := .venv-lambda
+LAMBDA_BIN := $(LAMBDA_VENV)/bin
+LAMBDA_STAMP := $(LAMBDA_VENV)/.installed-stamp
 STAGE ?= dev
 REGION ?= us-east-1
 PACKAGE_DIR ?= build/package
 
-.PHONY: install test lint typecheck unit demo run bench package package-smoke schema clean
+.PHONY: install test lint typecheck unit demo run bench package package-smoke deploy schema clean
 
 $(STAMP): pyproject.toml requirements.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,6 +30,12 @@ $(STAMP): pyproject.toml requirements.txt
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+$(LAMBDA_STAMP): pyproject.toml requirements.txt
+	@test -x $(LAMBDA_BIN)/python || $(LAMBDA_PY) -m venv $(LAMBDA_VENV)
+	$(LAMBDA_BIN)/python -m pip install -q --upgrade 'pip<26.3'
+	$(LAMBDA_BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(LAMBDA_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check app.py chalicelib tests bench
@@ -44,15 +63,22 @@ schema: $(STAMP)
 
 # chalice package needs a region but no credentials. The stage is also exported
 # as AFTERCARE_STAGE because queue names are read when app.py is imported.
-package: $(STAMP)
+package: $(LAMBDA_STAMP)
+	@$(LAMBDA_BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 12))' || \
+		echo "WARNING: no python3.13/3.12 found: packaging for $$($(LAMBDA_BIN)/python -V)," \
+		"a runtime Lambda no longer creates or updates (set LAMBDA_PY)" >&2
 	rm -rf $(PACKAGE_DIR)
-	AFTERCARE_STAGE=$(STAGE) AWS_DEFAULT_REGION=$(REGION) $(BIN)/chalice package --stage $(STAGE) $(PACKAGE_DIR)
-	# E2533: Lambda deprecated the python3.11 runtime (2026-06-30); the stack is pinned
-	# to 3.11 for now -- see README "Known issues".
-	$(BIN)/cfn-lint --ignore-checks E2533 -- $(PACKAGE_DIR)/sam.json infra/*.yaml
+	AFTERCARE_STAGE=$(STAGE) AWS_DEFAULT_REGION=$(REGION) $(LAMBDA_BIN)/chalice package --stage $(STAGE) $(PACKAGE_DIR)
+	# E2533 (deprecated runtime) is what the fallback above warns about.
+	$(LAMBDA_BIN)/cfn-lint --ignore-checks E2533 -- $(PACKAGE_DIR)/sam.json infra/*.yaml
 
+# The artifact is tested with the Python it was built for (the runtime's).
 package-smoke: package
-	AFTERCARE_PACKAGE_DIR=$(PACKAGE_DIR) $(BIN)/python -m pytest -q -m package tests/package
+	AFTERCARE_PACKAGE_DIR=$(PACKAGE_DIR) $(LAMBDA_BIN)/python -m pytest -q -m package tests/package
+
+# Needs AWS credentials (and the stack of infra/ deployed first: README "Deploy").
+deploy: $(LAMBDA_STAMP)
+	AFTERCARE_STAGE=$(STAGE) $(LAMBDA_BIN)/chalice deploy --stage $(STAGE)
 
 clean:
 	rm -rf build out .pytest_cache .mypy_cache .ruff_cache
