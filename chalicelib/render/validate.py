@@ -198,26 +198,39 @@ def _sms_warnings(filename: str, rendered: Sequence[RenderedSms]) -> list[Templa
     return problems
 
 
-def _missing_blocks(sources: Mapping[str, str], filename: str) -> list[str]:
-    """Blocks the email (with the layouts it extends) lacks; [] if unknowable."""
+def _layout_chain(sources: Mapping[str, str], filename: str) -> list[nodes.Template] | None:
+    """The parsed email and the layouts it extends, in order; None when that cannot
+    be known statically (a syntax error, a missing, dynamic or looping layout: the
+    render reports those)."""
     env = Environment()
-    defined: set[str] = set()
+    chain: list[nodes.Template] = []
     current: str | None = filename
     visited: set[str] = set()
-    while current is not None and current not in visited:
+    while current is not None:
+        if current in visited:
+            return None
         visited.add(current)
         try:
             tree = env.parse(sources[current])
         except (TemplateSyntaxError, KeyError):
-            return []
-        defined.update(block.name for block in tree.find_all(nodes.Block))
+            return None
+        chain.append(tree)
         parents = list(tree.find_all(nodes.Extends))
         current = None
         if parents:
             target = parents[0].template
             if not isinstance(target, nodes.Const):
-                return []  # dynamic layout: the render will tell
+                return None
             current = str(target.value)
+    return chain
+
+
+def _missing_blocks(sources: Mapping[str, str], filename: str) -> list[str]:
+    """Blocks the email (with the layouts it extends) lacks; [] if unknowable."""
+    chain = _layout_chain(sources, filename)
+    if chain is None:
+        return []
+    defined = {block.name for tree in chain for block in tree.find_all(nodes.Block)}
     return [block for block in _REQUIRED_BLOCKS if block not in defined]
 
 
@@ -228,27 +241,11 @@ def _stray_blocks(sources: Mapping[str, str], filename: str) -> list[TemplatePro
     """Blocks of an email that are never sent: not a part (``subject``, ``html``,
     ``text``), not inside one, and not a block its layouts place (a misspelt
     ``{% block txt %}`` is silently dropped by Jinja)."""
-    env = Environment()
-    try:
-        tree = env.parse(sources[filename])
-    except (TemplateSyntaxError, KeyError):
+    chain = _layout_chain(sources, filename)
+    if chain is None:
         return []
-    placed: set[str] = set()
-    current = tree
-    visited = {filename}
-    while True:  # the blocks the layouts up the chain define (and so place)
-        parents = list(current.find_all(nodes.Extends))
-        if not parents:
-            break
-        target = parents[0].template
-        if not isinstance(target, nodes.Const) or target.value in visited:
-            return []  # a dynamic or looping layout: the render will tell
-        visited.add(str(target.value))
-        try:
-            current = env.parse(sources[str(target.value)])
-        except (TemplateSyntaxError, KeyError):
-            return []
-        placed.update(block.name for block in current.find_all(nodes.Block))
+    tree, layouts = chain[0], chain[1:]
+    placed = {block.name for layout in layouts for block in layout.find_all(nodes.Block)}
     inside = {id(inner) for part in tree.find_all(nodes.Block) if part.name in _EMAIL_PARTS
               for inner in part.find_all(nodes.Block)}
     return [
