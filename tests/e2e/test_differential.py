@@ -8,18 +8,13 @@ campaign, step, send time, outcome, reason).
 
 from __future__ import annotations
 
-import io
-import json
 from collections import Counter
 from datetime import timedelta
 
 from chalicelib.clock import parse_iso
-from chalicelib.journeys.engine import CampaignSet
-from chalicelib.journeys.simulate import simulate
 from chalicelib.local.generator import generate
-from chalicelib.local.replay import Replay, pipeline_rows
 from chalicelib.local.stack import LocalStack
-from chalicelib.store.campaigns import load_live
+from tests.e2e.oracle import decide_both
 
 
 def test_simulate_and_pipeline_make_the_same_decisions(live_stack: LocalStack) -> None:
@@ -28,15 +23,7 @@ def test_simulate_and_pipeline_make_the_same_decisions(live_stack: LocalStack) -
     events += [events[5], events[17]]
     end = parse_iso(events[-3]["occurred_at"]) + timedelta(days=40)
 
-    campaigns: CampaignSet = load_live().campaigns
-    log = io.StringIO("".join(json.dumps(e) + "\n" for e in events))
-    sim = simulate(log, campaigns, end=end)
-    expected = sorted(r.as_tuple() for r in sim.rows if r.step != "-")
-
-    ordered = sorted(events, key=lambda e: e["occurred_at"])
-    Replay(live_stack).run(ordered, until=end)
-    actual = sorted(r.as_tuple() for r in pipeline_rows())
-
+    expected, actual = decide_both(live_stack, events, end)
     assert actual == expected
     outcomes = Counter(row[4] for row in expected)
     # The log must exercise the decisions, or equality proves little.

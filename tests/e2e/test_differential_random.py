@@ -18,7 +18,6 @@ birthdays moved to 29 February, tier changes and timezone moves.
 
 from __future__ import annotations
 
-import io
 import json
 import random
 from collections import Counter
@@ -31,17 +30,13 @@ import pytest
 
 from chalicelib.clock import parse_iso
 from chalicelib.config.loader import load_bundles
-from chalicelib.journeys.engine import CampaignSet
-from chalicelib.journeys.simulate import simulate
 from chalicelib.local.generator import generate
-from chalicelib.local.replay import Replay, pipeline_rows
 from chalicelib.local.stack import LocalStack
 from chalicelib.render import load_template_dir
-from chalicelib.store.campaigns import load_live
 from tests.conftest import ROOT
+from tests.e2e.oracle import Rows, decide_both
 
 Event = dict[str, Any]
-Rows = list[tuple[str, ...]]
 
 # -- the campaign sets -----------------------------------------------------------
 
@@ -411,15 +406,7 @@ def run_both(stack: LocalStack, folder: Path, events: list[Event],
              end: datetime) -> tuple[Rows, Rows]:
     """Simulate and the pipeline on the same log: their step rows, sorted."""
     stack.push_campaigns(folder, ROOT / "templates")
-    campaigns: CampaignSet = load_live().campaigns
-    log = io.StringIO("".join(json.dumps(e) + "\n" for e in events))
-    sim = simulate(log, campaigns, end=end)
-    expected = sorted(r.as_tuple() for r in sim.rows if r.step != "-")
-
-    ordered = sorted(events, key=lambda e: e["occurred_at"])
-    Replay(stack).run(ordered, until=end)
-    actual = sorted(r.as_tuple() for r in pipeline_rows())
-    return expected, actual
+    return decide_both(stack, events, end)
 
 
 def _diff(expected: Rows, actual: Rows) -> str:

@@ -1,0 +1,30 @@
+"""The differential oracle both differential tests use: one log, two deciders."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import datetime
+from typing import Any
+
+from chalicelib.journeys.engine import CampaignSet
+from chalicelib.journeys.simulate import simulate
+from chalicelib.local.replay import Replay, pipeline_rows
+from chalicelib.local.stack import LocalStack
+from chalicelib.store.campaigns import load_live
+
+Rows = list[tuple[str, ...]]
+
+
+def decide_both(stack: LocalStack, events: list[dict[str, Any]],
+                end: datetime) -> tuple[Rows, Rows]:
+    """The step rows (sorted) of `aftercare simulate` and of the Lambda pipeline on the
+    same log, with the campaigns live on ``stack``: (simulate's, the pipeline's)."""
+    campaigns: CampaignSet = load_live().campaigns
+    log = io.StringIO("".join(json.dumps(e) + "\n" for e in events))
+    sim = simulate(log, campaigns, end=end)
+    expected: Rows = sorted(r.as_tuple() for r in sim.rows if r.step != "-")
+    ordered = sorted(events, key=lambda e: e["occurred_at"])
+    Replay(stack).run(ordered, until=end)
+    actual: Rows = sorted(r.as_tuple() for r in pipeline_rows())
+    return expected, actual
