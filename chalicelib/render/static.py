@@ -179,8 +179,8 @@ def _unsafe(tree: nodes.Template, undefined_roots: set[str], roots: set[str],
     """The first refused attribute of each expression (``''.__class__.__mro__`` once).
 
     A dunder or a name the sandbox blocks always counts; a key with one leading
-    underscore (``customer.attributes._nickname``) is data when the samples show
-    its owner is a mapping (the sandbox reads data keys first).
+    underscore (``customer.attributes._nickname``) counts only where the samples show
+    its owner is not a mapping (the sandbox reads a mapping's data keys first).
     """
     for node in _outermost_paths(tree):
         chain: list[nodes.Node] = []
@@ -197,18 +197,17 @@ def _unsafe(tree: nodes.Template, undefined_roots: set[str], roots: set[str],
                 name = link.arg.value
             else:
                 continue
-            if unsafe_attribute(name) and not name.startswith("__") and name not in _UNSAFE:
-                # `_nickname`: a data key of a mapping (the sandbox reads those
-                # first); refused only where the samples show it is not one.
+            if not unsafe_attribute(name):
+                continue
+            if not name.startswith("__") and name not in _UNSAFE:  # `_nickname`
                 owner = _path(link.node)
                 if owner is None or owner[0] not in roots or not _not_a_mapping(
                         owner, contexts):
                     continue
-            if unsafe_attribute(name):
-                shown = _dotted(link)
-                where = f" (in {shown})" if shown else ""
-                yield link.lineno, f"not allowed: access to attribute {name!r}{where}"
-                break
+            shown = _dotted(link)
+            where = f" (in {shown})" if shown else ""
+            yield link.lineno, f"not allowed: access to attribute {name!r}{where}"
+            break
     yield from _unsafe_by_name(tree)
 
 
