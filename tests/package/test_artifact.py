@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -27,6 +28,16 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     zipped = PACKAGE_DIR / "deployment.zip"
     if not zipped.exists():
         pytest.skip(f"no artifact at {zipped}: run `make package` first")
+    # Its compiled wheels are for the Lambda runtime's Python (`make package` builds
+    # with 3.13): under another Python they cannot load, so `make package-smoke`,
+    # which runs these tests with that Python, is where they run.
+    sam = PACKAGE_DIR / "sam.json"
+    runtimes = set(re.findall(r'"Runtime": "(python[0-9.]+)"', sam.read_text())) \
+        if sam.exists() else set()
+    here = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    if runtimes and runtimes != {here}:
+        pytest.skip(f"artifact built for {', '.join(sorted(runtimes))}, this is {here}: "
+                    "run `make package-smoke`")
     out = tmp_path_factory.mktemp("artifact")
     with zipfile.ZipFile(zipped) as zf:
         zf.extractall(out)
