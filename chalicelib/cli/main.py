@@ -111,8 +111,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from chalicelib.journeys.parallel import simulate_file
 
     campaigns = CampaignSet(b.compiled() for b in bundles)
+    check = None
+    if args.render:
+        from chalicelib import settings
+        from chalicelib.journeys.messages import RenderCheck
+
+        check = RenderCheck({b.campaign.id: b.templates for b in bundles}, args.timezone,
+                            settings.load().public_base_url)
     sim = simulate_file(args.events, campaigns, start=args.start, end=args.end,
-                        default_tz=args.timezone, workers=args.workers)
+                        default_tz=args.timezone, workers=args.workers, send_check=check)
     output.write_rows(sim, args.format, sys.stdout)
     for bad in sim.bad:
         print(f"{args.events}: line {bad.line}: {bad.reason}", file=sys.stderr)
@@ -168,6 +175,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=["table", "json", "csv"], default="table")
     s.add_argument("--timezone", default="America/New_York", type=_zone,
                    help="timezone for customers without a valid one")
+    s.add_argument("--render", action="store_true",
+                   help="render every message decided sent, as the sender would: one "
+                        "that cannot render is 'failed' with the template error")
     s.add_argument("--workers", type=_workers, metavar="N",
                    help="processes to split the backtest across, by customer (default: "
                         "one per usable CPU, at most 8; 1: in this process); same output")

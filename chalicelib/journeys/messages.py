@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.config.compiled import CompiledCampaign
-from chalicelib.journeys.engine import PlannedStep
+from chalicelib.journeys.engine import PlannedStep, StepDecision
 from chalicelib.journeys.profile import Profile
 from chalicelib.journeys.timing import zone
+from chalicelib.tracking.links import link_maker
+
+if TYPE_CHECKING:
+    from chalicelib.render import Renderer
 
 SURVEY_QUESTIONS = {
     "csat": "How satisfied are you with your order? Reply 1 (not at all) to 5 (very).",
@@ -51,3 +57,83 @@ def render_context(step: PlannedStep, profile: Profile, campaign: CompiledCampai
 
 def message_tags(step: PlannedStep) -> Mapping[str, str]:
     return {"campaign": step.campaign_id, "step": step.step_id, "message": step.id}
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedMessage:
+    """One step's message as it goes out: an SMS ``body``, or an email's parts and
+    its unsubscribe link (for the List-Unsubscribe header)."""
+
+    body: str = ""
+    subject: str = ""
+    html: str = ""
+    text: str = ""
+    unsubscribe: str = ""
+
+
+def render_message(step: PlannedStep, profile: Profile, campaign: CompiledCampaign,
+                   channel: str, template: str, renderer: Renderer, links: LinkMaker,
+                   default_tz: str) -> RenderedMessage:
+    """Render a step decided ``send`` on ``channel`` with ``template`` (the decision's:
+    the customer's variant), in the customer's locale: what the sender sends and what
+    ``aftercare simulate --render`` checks. Raises :class:`~chalicelib.render.TemplateError`
+    when the template cannot render for this customer and order."""
+    context = render_context(step, profile, campaign, links, default_tz)
+    locale = profile.get("locale")
+    if channel == "sms":
+        return RenderedMessage(body=renderer.render_sms(template, context, locale).body)
+    email = renderer.render_email(template, context, locale)
+    return RenderedMessage(subject=email.subject, html=email.html, text=email.text,
+                           unsubscribe=context["links"]["unsubscribe"])
+
+
+def render_failure(error: Exception) -> str:
+    """The reason a step that cannot render is recorded ``failed`` with."""
+    return f"template error: {error}"
+
+
+# Links in a simulated message: signed as the sender signs them, with a key that
+# opens nothing, so each message is as long as the real one (SMS segments, limits).
+_SIMULATED_KEY = b"aftercare simulate: not a key"
+
+
+class RenderCheck:
+    """``aftercare simulate --render``: render each step decided ``send`` as the sender
+    would (:func:`render_message`: the decision's template and channel, the
+    customer's locale, the same context and link lengths). Called with the step, its
+    customer's profile, its campaign, the decision and the time it is sent; returns
+    the reason the sender would record it ``failed`` with, or None when it renders.
+
+    ``templates`` maps a campaign id to its template files (a bundle's, or a live
+    campaign's); ``base_url`` is the links' base (the stage's ``PUBLIC_BASE_URL``)."""
+
+    def __init__(self, templates: Mapping[str, Mapping[str, str]], default_tz: str,
+                 base_url: str = "https://example.invalid") -> None:
+        self._templates = templates
+        self._renderers: dict[str, Renderer] = {}
+        self.default_tz = default_tz
+        self.base_url = base_url.rstrip("/")
+        self.rendered = 0
+
+    def __call__(self, step: PlannedStep, profile: Profile, campaign: CompiledCampaign,
+                 decision: StepDecision, sent_at: datetime) -> str | None:
+        from chalicelib.render import Renderer, TemplateError
+
+        renderer = self._renderers.get(campaign.id)
+        if renderer is None:
+            renderer = Renderer(self._templates.get(campaign.id, {}))
+            self._renderers[campaign.id] = renderer
+        channel, template = decision.channel, decision.template
+        if channel is None or template is None:
+            return "campaign or template missing at render time"
+        # The real unsubscribe link names the address's suppression key, "email:" and
+        # 64 hex digits (chalicelib.store.suppression.address_key): one as long.
+        extra = {"r": f"{channel}:{'0' * 64}"} if channel == "email" else None
+        links = link_maker(self.base_url, _SIMULATED_KEY, sent_at, extra)
+        self.rendered += 1
+        try:
+            render_message(step, profile, campaign, channel, template, renderer, links,
+                           self.default_tz)
+        except TemplateError as exc:
+            return render_failure(exc)
+        return None

@@ -107,6 +107,7 @@ from chalicelib.journeys.engine import CampaignSet, PlannedStep, Row
 from chalicelib.journeys.simulate import (
     DEFAULT_HORIZON,
     BadLine,
+    SendCheck,
     Simulator,
     in_window,
     open_log,
@@ -168,7 +169,8 @@ def can_fork() -> bool:
 
 def simulate_file(path: Path, campaigns: CampaignSet, *, start: datetime | None = None,
                   end: datetime | None = None, default_tz: str = "America/New_York",
-                  presorted: bool = False, workers: int | None = None) -> SimulationResult:
+                  presorted: bool = False, workers: int | None = None,
+                  send_check: SendCheck | None = None) -> SimulationResult:
     """Backtest a JSONL log like :func:`simulate`, split across ``workers`` processes.
 
     ``workers`` None: one per usable CPU, at most 8. With one worker, a log of
@@ -179,7 +181,7 @@ def simulate_file(path: Path, campaigns: CampaignSet, *, start: datetime | None 
         raise ValueError("workers must be at least 1")
     n = auto_workers() if workers is None else workers
     options: dict[str, Any] = {"start": start, "end": end, "default_tz": default_tz,
-                               "presorted": presorted}
+                               "presorted": presorted, "send_check": send_check}
     if n == 1:
         return _sequential(path, campaigns, options, "")
     if not can_fork():
@@ -399,6 +401,7 @@ class _Run:
         self.end: datetime | None = options["end"]
         self.presorted: bool = options["presorted"]
         self.result = SimulationResult(campaigns, options["default_tz"],
+                                       send_check=options["send_check"],
                                        workers_used=workers)
         self.stats = self.result.stats
         self.conns: list[Connection] = []
@@ -458,9 +461,9 @@ class _Run:
         context = multiprocessing.get_context("fork")
         for index in range(1, self.workers):
             parent_end, child_end = context.Pipe()
-            part = _Partition(index, self.workers, Simulator(self.result.campaigns,
-                                                             self.result.default_tz),
-                              self.presorted)
+            sim = Simulator(self.result.campaigns, self.result.default_tz,
+                            send_check=self.result.send_check)
+            part = _Partition(index, self.workers, sim, self.presorted)
             proc = context.Process(
                 target=_child, daemon=True, name=f"aftercare-simulate-{index}",
                 args=(child_end, [*self.conns, parent_end], part, self.text, self.start,

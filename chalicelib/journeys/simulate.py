@@ -14,7 +14,7 @@ import heapq
 import json
 import operator
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from chalicelib.clock import iso
+from chalicelib.config.compiled import CompiledCampaign
 from chalicelib.events import EventError, parse_event
 from chalicelib.journeys.engine import (
     CampaignSet,
     PlannedStep,
     Row,
+    StepDecision,
     StepKey,
     decide_step,
     event_steps_to_move,
@@ -40,6 +42,10 @@ OUTCOME_NAME = {"send": "sent"}
 # open_log) gives them: such a line is a bad line, not a crash.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 DEFAULT_HORIZON = timedelta(days=365)
+# Checks a step decided "send" as the sender would before sending (its render):
+# (step, profile, campaign, decision, time sent) -> why it fails, or None.
+SendCheck = Callable[[PlannedStep, Profile, CompiledCampaign, StepDecision, datetime],
+                     "str | None"]
 
 
 @dataclass(slots=True)
@@ -57,6 +63,9 @@ class Simulator:
     bad: list[BadLine] = field(default_factory=list)
     duplicates: int = 0
     events: int = 0
+    # ``--render``: a step decided "send" that this says fails is "failed", as the
+    # sender records a step whose template cannot render (None: not rendered).
+    send_check: SendCheck | None = None
     # The schedule: steps are decided in (due time, order of planning) order. Many
     # steps share a due time (10:00 local on a given day), so they are kept in one
     # list per due time, and the heap orders the distinct due times only.
@@ -126,6 +135,7 @@ class Simulator:
         profiles = self.profiles
         campaigns = self.campaigns
         rows = self.rows
+        send_check = self.send_check
         while dues and dues[0] <= until:
             due = heapq.heappop(dues)
             batch = self._due_steps.pop(due)
@@ -135,16 +145,24 @@ class Simulator:
                 if pending.get(key) is not step:
                     continue  # cancelled, or superseded by a deferral
                 del pending[key]
-                decision = decide_step(step, profiles.get(step.customer_id),
-                                       campaigns.get(step.campaign_id), due, self.default_tz)
+                profile = profiles.get(step.customer_id)
+                campaign = campaigns.get(step.campaign_id)
+                decision = decide_step(step, profile, campaign, due, self.default_tz)
                 outcome = decision.outcome
                 if outcome == "deferred" and decision.defer_until is not None:
                     step.held_back(due, decision.defer_until)
                     self._push(step, decision.defer_until)
                 else:  # the row's time is the decision's: when it is sent, if it is
+                    reason = decision.reason
+                    if outcome == "send" and send_check is not None:
+                        # "send" implies both exist (decide_step skips otherwise)
+                        assert profile is not None and campaign is not None
+                        failure = send_check(step, profile, campaign, decision, due)
+                        if failure is not None:
+                            outcome, reason = "failed", failure
                     rows.append(Row(step.customer_id, step.campaign_id, step.step_id,
                                     due_text, OUTCOME_NAME.get(outcome, outcome),
-                                    decision.reason, decision.channel or "",
+                                    reason, decision.channel or "",
                                     decision.template or ""))
                     for follow in decision.follow_ups:
                         self._plan(follow, due)
@@ -301,8 +319,9 @@ def read_events(lines: Iterable[str], start: datetime | None = None,
 
 def simulate(stream: IO[str], campaigns: CampaignSet, *, start: datetime | None = None,
              end: datetime | None = None, default_tz: str = "America/New_York",
-             presorted: bool = False) -> Simulator:
+             presorted: bool = False, send_check: SendCheck | None = None) -> Simulator:
     """Replay a JSONL log; events are sorted by time unless ``presorted``.
+    ``send_check``: see :attr:`Simulator.send_check` (``--render``).
 
     The cyclic garbage collector is paused for the run: a backtest allocates
     millions of small acyclic objects (events, profiles, steps, rows), and the
@@ -311,15 +330,16 @@ def simulate(stream: IO[str], campaigns: CampaignSet, *, start: datetime | None 
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _simulate(stream, campaigns, start, end, default_tz, presorted)
+        return _simulate(stream, campaigns, start, end, default_tz, presorted, send_check)
     finally:
         if paused:
             gc.enable()
 
 
 def _simulate(stream: IO[str], campaigns: CampaignSet, start: datetime | None,
-              end: datetime | None, default_tz: str, presorted: bool) -> Simulator:
-    sim = Simulator(campaigns, default_tz)
+              end: datetime | None, default_tz: str, presorted: bool,
+              send_check: SendCheck | None) -> Simulator:
+    sim = Simulator(campaigns, default_tz, send_check=send_check)
     events = list(read_events(stream, start, end, sim.bad))
     if not presorted:
         events.sort(key=_event_time)  # stable: ties keep their order in the file

@@ -34,7 +34,12 @@ from pynamodb.transactions import TransactWrite
 from chalicelib import aws, clock, settings
 from chalicelib.channels.base import EmailMessage, SendResult, SmsMessage
 from chalicelib.journeys.engine import PlannedStep, StepDecision, decide_step
-from chalicelib.journeys.messages import message_tags, render_context
+from chalicelib.journeys.messages import (
+    RenderedMessage,
+    message_tags,
+    render_failure,
+    render_message,
+)
 from chalicelib.pipeline.batch import PermanentError
 from chalicelib.pipeline.ingest import add_planned, live_profile, load_customer
 from chalicelib.pipeline.stats import StatKey, stat_ops
@@ -50,7 +55,6 @@ log = logging.getLogger(__name__)
 RETRY_BACKOFF = timedelta(minutes=5)
 SENDING_TIMEOUT = timedelta(minutes=15)
 MAX_SEND_ATTEMPTS = 5
-LINK_TTL = timedelta(days=60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +216,7 @@ def _record_no_send(step: PlannedStep, token: str, decision: StepDecision) -> No
     commit(tx)
 
 
-def _deliver(step: PlannedStep, decision: StepDecision, rendered: Any,
+def _deliver(step: PlannedStep, decision: StepDecision, rendered: RenderedMessage,
              channels: Channels) -> SendResult:
     tags = dict(message_tags(step))
     if decision.channel == "sms":
@@ -230,50 +234,27 @@ def _deliver(step: PlannedStep, decision: StepDecision, rendered: Any,
     return result
 
 
-@dataclass(frozen=True, slots=True)
-class _Rendered:
-    body: str = ""
-    subject: str = ""
-    html: str = ""
-    text: str = ""
-    unsubscribe: str = ""
-
-
 def _render(step: PlannedStep, profile: dict[str, Any], decision: StepDecision,
-            campaigns: LiveCampaigns, channels: Channels, recipient_key: str) -> _Rendered:
+            campaigns: LiveCampaigns, channels: Channels, recipient_key: str,
+            ) -> RenderedMessage:
     from chalicelib.render import TemplateError
 
     campaign = campaigns.campaigns.get(step.campaign_id)
-    if campaign is None or decision.template is None:
+    if campaign is None or decision.template is None or decision.channel is None:
         raise PermanentError("campaign or template missing at render time", "template")
-    key = channels.signing_key()
-    exp = int((clock.now() + LINK_TTL).timestamp())
-    base = settings.load().public_base_url
-
     # An email's unsubscribe link also names the recipient's suppression key (a keyed
     # hash): a click after the message is gone (an erasure) still suppresses the
     # mailbox. Not in SMS, where every character of a link counts.
     extra = {"r": recipient_key} if decision.channel == "email" else {}
-
-    def make_link(kind: str, payload: dict[str, Any]) -> str:
-        # "t" keeps each link to its own route: a survey link cannot unsubscribe.
-        more = extra if kind == "unsubscribe" else {}
-        return f"{base}/l/{kind}/{links.sign({**payload, **more, 't': kind, 'exp': exp}, key)}"
-
-    context = render_context(step, profile, campaign, make_link,
-                             settings.load().default_timezone)
+    make_link = links.link_maker(settings.load().public_base_url, channels.signing_key(),
+                                 clock.now(), extra)
     renderer = renderer_for(step.campaign_id, campaign.version,
                             campaigns.templates.get(step.campaign_id, {}))
-    locale = profile.get("locale")
     try:
-        if decision.channel == "sms":
-            sms = renderer.render_sms(decision.template, context, locale)
-            return _Rendered(body=sms.body)
-        email = renderer.render_email(decision.template, context, locale)
+        return render_message(step, profile, campaign, decision.channel, decision.template,
+                              renderer, make_link, settings.load().default_timezone)
     except TemplateError as exc:
-        raise PermanentError(f"template error: {exc}", "template") from None
-    return _Rendered(subject=email.subject, html=email.html, text=email.text,
-                     unsubscribe=context["links"]["unsubscribe"])
+        raise PermanentError(render_failure(exc), "template") from None
 
 
 _renderers: dict[tuple[str, int], Any] = {}

@@ -11,9 +11,12 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 MIN_KEY_CHARS = 16
+LINK_TTL = timedelta(days=60)  # how long a message's links work after it is sent
 
 
 def link_key() -> bytes:
@@ -49,6 +52,23 @@ def sign(payload: dict[str, Any], key: bytes) -> str:
     body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
     mac = hmac.new(key, body.encode("ascii"), hashlib.sha256).digest()[:16]
     return f"{body}.{_b64(mac)}"
+
+
+def link_maker(base: str, key: bytes, sent_at: datetime,
+               unsubscribe_extra: dict[str, Any] | None = None,
+               ) -> Callable[[str, dict[str, Any]], str]:
+    """The links of a message sent at ``sent_at``: ``make(kind, payload)`` is
+    ``{base}/l/{kind}/{token}``, the token signed with ``key``, expiring ``LINK_TTL``
+    later. ``"t"`` keeps each link to its own route (a survey link cannot
+    unsubscribe); ``unsubscribe_extra`` goes into the unsubscribe link only."""
+    exp = int((sent_at + LINK_TTL).timestamp())
+    extra = unsubscribe_extra or {}
+
+    def make(kind: str, payload: dict[str, Any]) -> str:
+        more = extra if kind == "unsubscribe" else {}
+        return f"{base}/l/{kind}/{sign({**payload, **more, 't': kind, 'exp': exp}, key)}"
+
+    return make
 
 
 def verify(token: str, key: bytes, now_epoch: int | None = None) -> dict[str, Any]:

@@ -7,7 +7,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from chalicelib.journeys.engine import CampaignSet
+from chalicelib import settings
+from chalicelib.journeys.messages import RenderCheck
 from chalicelib.journeys.simulate import simulate
 from chalicelib.local.replay import Replay, pipeline_rows
 from chalicelib.local.stack import LocalStack
@@ -18,11 +19,16 @@ Rows = list[tuple[str, ...]]
 
 def decide_both(stack: LocalStack, events: list[dict[str, Any]],
                 end: datetime) -> tuple[Rows, Rows]:
-    """The step rows (sorted) of `aftercare simulate` and of the Lambda pipeline on the
-    same log, with the campaigns live on ``stack``: (simulate's, the pipeline's)."""
-    campaigns: CampaignSet = load_live().campaigns
+    """The step rows (sorted) of `aftercare simulate --render` and of the Lambda
+    pipeline on the same log, with the campaigns live on ``stack``: (simulate's, the
+    pipeline's). Simulate renders each message it decides to send, as the sender does,
+    so a template that cannot render for one customer is ``failed`` on both sides."""
+    live = load_live()
+    conf = settings.load()
+    check = RenderCheck(live.templates, conf.default_timezone, conf.public_base_url)
     log = io.StringIO("".join(json.dumps(e) + "\n" for e in events))
-    sim = simulate(log, campaigns, end=end)
+    sim = simulate(log, live.campaigns, end=end, default_tz=conf.default_timezone,
+                   send_check=check)
     expected: Rows = sorted(r.as_tuple() for r in sim.rows if r.step != "-")
     ordered = sorted(events, key=lambda e: e["occurred_at"])
     Replay(stack).run(ordered, until=end)
