@@ -113,7 +113,6 @@ class RenderCheck:
         self._renderers: dict[str, Renderer] = {}
         self.default_tz = default_tz
         self.base_url = base_url.rstrip("/")
-        self.rendered = 0
 
     def __call__(self, step: PlannedStep, profile: Profile, campaign: CompiledCampaign,
                  decision: StepDecision, sent_at: datetime) -> str | None:
@@ -130,7 +129,6 @@ class RenderCheck:
         # 64 hex digits (chalicelib.store.suppression.address_key): one as long.
         extra = {"r": f"{channel}:{'0' * 64}"} if channel == "email" else None
         links = link_maker(self.base_url, _SIMULATED_KEY, sent_at, extra)
-        self.rendered += 1
         try:
             render_message(step, profile, campaign, channel, template, renderer, links,
                            self.default_tz)
