@@ -28,6 +28,8 @@ from chalicelib.api.errors import (
     UnsupportedMediaTypeError,
 )
 from chalicelib.api.http import HttpRequest, HttpResponse
+from chalicelib.events import text as event_text
+from chalicelib.events import unwrap
 from chalicelib.pipeline.batch import PermanentError
 from chalicelib.pipeline.ingest import decode
 
@@ -94,9 +96,13 @@ def read_events(body: bytes) -> tuple[bool, list[Any]]:
     if not body.strip():
         raise BadRequestError("body is empty: send one event or {\"events\": [...]}")
     try:
-        doc = json.loads(body)
+        # Each event's text is checked on its own below (check_events), so that one
+        # unpaired surrogate rejects its event, not the whole batch.
+        doc = event_text.loads(event_text.decode_utf8(body), check_unicode=False)
     except UnicodeDecodeError:
         raise BadRequestError("body is not UTF-8 encoded JSON") from None
+    except event_text.NotFiniteNumber as exc:
+        raise BadRequestError(f"body is not valid JSON: {exc}") from None
     except json.JSONDecodeError as exc:
         raise BadRequestError(
             f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
@@ -141,7 +147,8 @@ def check_events(events: list[Any]) -> Checked:
 
 
 def _rejection(index: int, raw: Any, reason: str, kind: str) -> dict[str, Any]:
-    event_id = raw.get("id") if isinstance(raw, dict) else None
+    inner = unwrap(raw)  # an EventBridge-shaped event is reported under its own id
+    event_id = inner.get("id") if isinstance(inner, dict) else None
     return {"index": index, "id": event_id if isinstance(event_id, str) else None,
             "error": reason, "kind": kind}
 

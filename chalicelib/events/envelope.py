@@ -41,10 +41,15 @@ class EventError(ValueError):
         self.message = message
 
 
+def _eventbridge(raw: Any) -> bool:
+    """EventBridge's shape: the envelope has no ``detail-type``."""
+    return isinstance(raw, dict) and "detail-type" in raw
+
+
 def unwrap(raw: Any) -> Any:
     """Accept the bare envelope or an EventBridge event carrying it in ``detail``."""
-    if isinstance(raw, dict) and "detail" in raw and "detail-type" in raw:
-        detail = raw["detail"]
+    if _eventbridge(raw):
+        detail = raw.get("detail")
         if isinstance(detail, dict) and "type" not in detail:
             detail = {**detail, "type": raw["detail-type"]}
         return detail
@@ -107,7 +112,7 @@ def normalize_phone(raw: str, locale: str | None = None) -> str:
 def normalize_email(raw: str) -> str:
     address = raw.strip()
     local, _, domain = address.rpartition("@")
-    if not local or not _EMAIL_DOMAIN.match(domain) or any(c.isspace() for c in address):
+    if not local or not _EMAIL_DOMAIN.fullmatch(domain) or any(c.isspace() for c in address):
         raise ValueError("not an email address")
     return f"{local}@{domain.lower()}"
 
@@ -203,8 +208,20 @@ _ITEM_STR = ("sku", "name", "category")
 _ITEM_NUMBER = ("quantity", "price")
 
 
+_MAX_DOUBLE = 1.7976931348623157e308
+
+
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A finite number a double holds (totals are summed as floats): not a bool, not
+    NaN or an infinity, not an integer such as 10**400."""
+    if type(value) is float:
+        return value - value == 0.0  # NaN and infinities give NaN
+    return (isinstance(value, int) and not isinstance(value, bool)
+            and -_MAX_DOUBLE <= value <= _MAX_DOUBLE)
+
+
+def _number_error(path: str) -> EventError:
+    return EventError(path, "must be a finite number (within a double's range)")
 
 
 def _order(raw: Any) -> dict[str, Any] | None:
@@ -217,7 +234,7 @@ def _order(raw: Any) -> dict[str, Any] | None:
         _str(raw, "id", "$.order", required=True)
     total = raw.get("total")
     if total is not None and not _is_number(total):
-        raise EventError("$.order.total", "must be a number")
+        raise _number_error("$.order.total")
     currency = raw.get("currency")
     if currency is not None and not _plain_str(currency):
         raise EventError("$.order.currency", "must be a string (an ISO 4217 code)")
@@ -235,7 +252,7 @@ def _order(raw: Any) -> dict[str, Any] | None:
                 raise EventError(f"$.order.items[{i}].{key}", "must be a string")
         for key in _ITEM_NUMBER:
             if item.get(key) is not None and not _is_number(item[key]):
-                raise EventError(f"$.order.items[{i}].{key}", "must be a number")
+                raise _number_error(f"$.order.items[{i}].{key}")
         category = item.get("category")
         if isinstance(category, str) and category not in categories:
             categories.append(category)
@@ -251,14 +268,20 @@ def parse_event(raw: Any) -> dict[str, Any]:
     EventError
         Naming the JSON path of the first problem.
     """
-    raw = unwrap(raw)
+    if _eventbridge(raw):
+        detail = raw.get("detail")
+        if not isinstance(detail, dict):
+            got = "missing" if detail is None else f"a {type(detail).__name__}"
+            raise EventError("$.detail", f"an EventBridge event carries the event as "
+                                         f"an object in detail; it is {got}")
+        raw = unwrap(raw)
     if not isinstance(raw, dict):
         raise EventError("$", "an event must be a JSON object")
     event_id = _str(raw, "id", "$", required=True)
     event_type = _str(raw, "type", "$", required=True)
     assert event_id is not None and event_type is not None
     if event_type not in _known_types:
-        if not _TYPE.match(event_type):
+        if not _TYPE.fullmatch(event_type):
             raise EventError("$.type",
                              f"not an event type like 'order.delivered': {event_type!r}")
         if len(_known_types) < 1024:

@@ -24,6 +24,7 @@ from typing import IO, Any
 from chalicelib.clock import iso
 from chalicelib.config.compiled import CompiledCampaign
 from chalicelib.events import EventError, parse_event
+from chalicelib.events import text as event_text
 from chalicelib.journeys.engine import (
     CampaignSet,
     PlannedStep,
@@ -285,14 +286,14 @@ def parse_line(line: str) -> dict[str, Any] | str | None:
     try:
         if not line.isascii() and _UNDECODABLE.search(line):
             raise EventError("$", "not UTF-8 text")
-        return parse_event(json.loads(line))
+        return parse_event(event_text.loads(line))
     except json.JSONDecodeError as exc:
         return f"invalid JSON: {exc.msg}"
     except EventError as exc:
         return str(exc)
     except RecursionError:
         return "invalid JSON: nested too deeply"
-    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+    except ValueError as exc:  # too many digits, NaN, 1e999, a lone surrogate
         return f"invalid JSON: {exc}"
 
 

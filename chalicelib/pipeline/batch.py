@@ -9,6 +9,7 @@ and the handler raises, so SQS redelivers only the rest.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -54,12 +55,24 @@ class BatchReport:
     failed: list[Record] = field(default_factory=list)
 
 
+# What SQS refuses in a message or attribute: anything outside #x9 | #xA | #xD |
+# #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF (an unpaired surrogate included).
+_NOT_SQS_TEXT = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def sqs_text(text: str) -> str:
+    """``text`` with each character SQS refuses written as ``\\uXXXX``: a reason that
+    quotes the input (a consent key) must not make the dead-lettering fail."""
+    return _NOT_SQS_TEXT.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def dead_letter(queue_name: str, body: str, reason: str, kind: str, source: str) -> None:
     aws.client("sqs").send_message(
         QueueUrl=aws.queue_url(queue_name),
         MessageBody=body if body else "<empty>",
         MessageAttributes={
-            "reason": {"DataType": "String", "StringValue": reason[:1000] or "unknown"},
+            "reason": {"DataType": "String",
+                       "StringValue": sqs_text(reason[:1000]) or "unknown"},
             "error_kind": {"DataType": "String", "StringValue": kind},
             "source_queue": {"DataType": "String", "StringValue": source or "unknown"},
             "failed_at": {"DataType": "String", "StringValue": clock.iso(clock.now())},

@@ -31,6 +31,7 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib import clock, settings
 from chalicelib.events import EventError, parse_event
+from chalicelib.events import text as event_text
 from chalicelib.events.envelope import MAX_EVENT_BYTES
 from chalicelib.journeys import keys
 from chalicelib.journeys.engine import (
@@ -81,12 +82,15 @@ def decode(body: str | bytes | dict[str, Any]) -> dict[str, Any]:
         if size > MAX_EVENT_BYTES:
             raise PermanentError(f"event larger than {MAX_EVENT_BYTES} bytes", "too_large")
         try:
-            raw = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raw = event_text.loads(event_text.decode_utf8(body) if isinstance(body, bytes)
+                                   else body)
+        except UnicodeDecodeError:
+            raise PermanentError("invalid JSON: not UTF-8 text", "invalid_json") from None
+        except json.JSONDecodeError as exc:
             raise PermanentError(f"invalid JSON: {exc}", "invalid_json") from None
         except RecursionError:
             raise PermanentError("invalid JSON: nested too deeply", "invalid_json") from None
-        except ValueError as exc:  # an integer of more digits than Python converts
+        except ValueError as exc:  # too many digits, NaN, 1e999, a lone surrogate
             raise PermanentError(f"invalid JSON: {exc}", "invalid_json") from None
     try:
         return parse_event(raw)
@@ -309,6 +313,23 @@ def _mark_processed(event: dict[str, Any]) -> bool:
     return True
 
 
+# A customer item holds the profile (compact JSON) beside a few short attributes;
+# DynamoDB refuses an item over 400 KB (409,600 bytes), names included.
+MAX_PROFILE_BYTES = 380_000
+
+
+def _check_profile_size(profile: dict[str, Any]) -> None:
+    """Refuse an event that would grow the profile past what an item holds (attributes
+    merge across events, each under 64 KiB): a PermanentError, to the DLQ with the
+    reason, rather than a write DynamoDB refuses on every retry."""
+    size = len(json.dumps(profile, separators=(",", ":")).encode("utf-8"))
+    if size > MAX_PROFILE_BYTES:
+        raise PermanentError(
+            f"$.customer: the customer's profile would be {size} bytes with this event, "
+            f"over the {MAX_PROFILE_BYTES} a DynamoDB item holds: keep large data "
+            f"(notes, documents) out of customer attributes", "too_large")
+
+
 def ingest_event(event: dict[str, Any], live: LiveCache) -> IngestOutcome:
     """Process one parsed event exactly once (transient errors propagate for a retry)."""
     conf = settings.load()
@@ -322,6 +343,7 @@ def ingest_event(event: dict[str, Any], live: LiveCache) -> IngestOutcome:
             return IngestOutcome(event["id"], not fresh, 0, 0, 0, erased=True)
         before = live_profile(current)
         result = process_event(event, before, campaigns, conf.default_timezone)
+        _check_profile_size(result.profile)
         tx = result_transaction(result, current, event)
         if len(tx) > MAX_ITEMS:  # validation refuses campaigns that could need this
             raise PermanentError(

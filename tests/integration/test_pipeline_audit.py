@@ -430,7 +430,7 @@ def test_a_batch_reports_each_refused_event_by_index_and_kind(slice_now: LocalSt
     assert data["accepted"] == ["evt-0001", "evt-0002"]
     refused = [(r["index"], r["id"], r["kind"]) for r in data["rejected"]]
     assert refused == [(1, "evt-big", "too_large"), (2, "evt-wrong", "invalid_event"),
-                       (3, None, "invalid_event"), (4, None, "invalid_event")]
+                       (3, None, "invalid_event"), (4, "evt-eb", "invalid_event")]
     assert data["rejected"][1]["error"].startswith("$.order.total")
 
 

@@ -1,0 +1,79 @@
+"""Event text to JSON values, refusing what JSON, SQS and DynamoDB cannot hold.
+
+Every door reads events through :func:`loads` (SQS and EventBridge records, ``POST
+/events``, ``aftercare import`` JSONL and ``aftercare simulate`` logs), so they refuse
+the same things:
+
+- ``NaN``, ``Infinity`` and ``-Infinity``, which Python's ``json`` accepts but JSON
+  does not, and numbers beyond a double's range (``1e999``), which it reads as
+  infinity: a profile's ``total_spent`` would be NaN or infinite for good;
+- an unpaired UTF-16 surrogate, raw or escaped (``"\\ud800"``): valid JSON text that
+  is not Unicode, which SQS and DynamoDB refuse (a record would be retried forever).
+
+Both raise a ``ValueError`` subclass, so a caller's ``except ValueError`` already
+turns them into its "invalid JSON" answer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+NOT_UNICODE = "text is not valid Unicode (an unpaired surrogate)"
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+class NotFiniteNumber(ValueError):
+    """NaN, an infinity, or a number too large for a double."""
+
+
+class NotUnicode(ValueError):
+    """Text holding an unpaired surrogate."""
+
+    def __init__(self) -> None:
+        super().__init__(NOT_UNICODE)
+
+
+def _no_constant(name: str) -> Any:
+    raise NotFiniteNumber(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value - value != 0.0:  # inf - inf is NaN
+        raise NotFiniteNumber(f"{text[:40]} is beyond the range of a double")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_float=_finite, parse_constant=_no_constant)
+
+
+def loads(text: str, *, check_unicode: bool = True) -> Any:
+    """``json.loads`` for event text (see the module docstring).
+
+    Raises ``json.JSONDecodeError``, ``RecursionError`` (nested too deeply),
+    ``ValueError`` (an integer of more digits than Python converts),
+    :class:`NotFiniteNumber` and, with ``check_unicode``, :class:`NotUnicode`.
+    """
+    value = _DECODER.decode(text)
+    if check_unicode and (
+            (not text.isascii() and not _encodes(text))
+            or ("\\u" in text and _SURROGATE_ESCAPE.search(text) and not _encodes(
+                json.dumps(value, ensure_ascii=False)))):
+        raise NotUnicode()
+    return value
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def decode_utf8(body: bytes) -> str:
+    """A request or record body as text: UTF-8 (a leading byte-order mark is skipped);
+    ``UnicodeDecodeError`` otherwise (``json.loads`` would guess UTF-16 or UTF-32)."""
+    return body.decode("utf-8-sig")
