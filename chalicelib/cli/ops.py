@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -48,6 +49,17 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _as_of(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "not an ISO 8601 time with an offset (2026-03-01T00:00:00Z)") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError("needs an offset or Z (2026-03-01T00:00:00Z)")
+    return value.astimezone(UTC)
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from chalicelib.handlers import live
     from chalicelib.pipeline.importer import run_import
@@ -57,10 +69,23 @@ def cmd_import(args: argparse.Namespace) -> int:
         return 1
     checkpoint = args.checkpoint or args.file.with_name(args.file.name + ".checkpoint")
     rejected_path = args.file.with_name(args.file.name + ".rejected.txt")
+    from botocore.exceptions import BotoCoreError, ClientError
+    from pynamodb.exceptions import PynamoDBException
+
     progress = Progress(f"import {args.kind}")
-    report = run_import(args.kind, args.file, live(), checkpoint=checkpoint,
-                        limit=args.limit, progress=progress, rejected_log=rejected_path)
+    try:
+        report = run_import(args.kind, args.file, live(), checkpoint=checkpoint,
+                            limit=args.limit, progress=progress, rejected_log=rejected_path,
+                            as_of=args.as_of)
+    except (PynamoDBException, BotoCoreError, ClientError, RuntimeError) as exc:
+        progress.done()
+        print(f"import stopped: {exc}; run the same command again to resume after the "
+              f"rows done (checkpoint {checkpoint})", file=sys.stderr)
+        return 1
     progress.done()
+    if report.restarted:
+        print(f"{checkpoint}: not used, {report.restarted}: imported from the top (rows "
+              f"imported before count as already imported)", file=sys.stderr)
     for n, why in report.rejected[:20]:
         print(f"{args.file}: line {n}: {why}", file=sys.stderr)
     earlier = (f", {report.earlier_rejected} more by earlier runs"
@@ -69,7 +94,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     state = "complete" if report.complete else f"stopped, resume from {checkpoint}"
     print(f"{report.rows} rows: {report.imported} imported, {report.duplicates} already "
           f"imported, {len(report.rejected)} rejected{earlier}{see}; {state}")
-    return 1 if report.rejected else 0
+    # Exit 1 when any row of the whole import was rejected, by this run or one it resumed.
+    return 1 if report.rejected or report.earlier_rejected else 0
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -203,6 +229,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     i.add_argument("file", type=Path, help=".jsonl or .csv")
     i.add_argument("--checkpoint", type=Path, help="default: FILE.checkpoint")
     i.add_argument("--limit", type=int, help="stop after this many rows (resume later)")
+    i.add_argument("--as-of", type=_as_of, metavar="TIME",
+                   help="when the export was made: the time of customer rows without "
+                        "updated_at (default: the file's modification time)")
     i.set_defaults(func=cmd_import)
 
     b = sub.add_parser("backfill", help="plan date/idle campaigns for known customers")

@@ -800,14 +800,22 @@ def _enroll_idle(result: EventResult, before: Profile, stamp: str, campaigns: Ca
 
 
 def process_event(event: Mapping[str, Any], profile: Profile | None, campaigns: CampaignSet,
-                  default_tz: str = "America/New_York") -> EventResult:
+                  default_tz: str = "America/New_York",
+                  dates_as_of: datetime | None = None) -> EventResult:
     """Everything one (parsed, not yet seen) event changes.
 
     Order matters and is fixed: fold the event into the profile, count goals and
     apply exits of earlier enrollments, then enroll (so an event never converts or
     exits the enrollment it creates itself).
+
+    ``dates_as_of``: plan date campaigns' occurrences as of this time when it is
+    later than the event's (history loaded by ``aftercare import``: a birthday
+    imported from a 2024 row is next year's, as a backfill plans it, never the 2024
+    one, 2025's and this year's sent late one after another). Live events plan as of
+    their own time, and ``expire_after`` judges how late a step may still go.
     """
     at: datetime = event["_at"]
+    dates_at = at if dates_as_of is None or dates_as_of <= at else dates_as_of
     stamp = iso(at)
     before = profile if profile is not None else new_profile(event["customer"]["id"])
     result = EventResult(profile=apply_event(before, event, at))
@@ -816,9 +824,9 @@ def process_event(event: Mapping[str, Any], profile: Profile | None, campaigns: 
     _goals_and_exits(result, event, stamp, campaigns)
     _enroll_event(result, event, at, stamp, campaigns, default_tz)
     if campaigns.dated:
-        _enroll_dated(result, at, stamp, campaigns, default_tz, before)
+        _enroll_dated(result, dates_at, stamp, campaigns, default_tz, before)
         if result.profile.get("timezone") != before.get("timezone"):
-            _move_dated(result, before, at, campaigns, default_tz)
+            _move_dated(result, before, dates_at, campaigns, default_tz)
     if campaigns.idle:
         _enroll_idle(result, before, stamp, campaigns, default_tz)
         # A spell planned before this event is in ``before``'s records (a customer's

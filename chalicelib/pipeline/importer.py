@@ -12,12 +12,16 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+import math
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from chalicelib import clock
+from chalicelib.events import text as event_text
 from chalicelib.pipeline.batch import PermanentError
 from chalicelib.pipeline.ingest import decode, ingest_event
 from chalicelib.store.campaigns import LiveCache
@@ -36,26 +40,49 @@ class ImportReport:
     rejected: list[tuple[int, str]] = field(default_factory=list)
     earlier_rejected: int = 0  # rows rejected by the runs this one resumed
     complete: bool = False
+    # Why the checkpoint was not used ("" when there was none, or it was resumed).
+    restarted: str = ""
+
+
+NOT_UTF8 = "not UTF-8 text: save the file as UTF-8 (Excel: CSV UTF-8)"
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8
+
+
+def _undecodable(values: Iterable[Any]) -> bool:
+    return any(isinstance(v, str) and _UNDECODABLE.search(v) for v in values)
 
 
 def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """(line number, row) pairs from JSONL or CSV; a row that cannot be decoded is
     its error text, so the caller reports it and goes on. UTF-8, with or without a
-    byte order mark (Excel's "CSV UTF-8" writes one)."""
-    with path.open(encoding="utf-8-sig", newline="") as fh:
+    byte order mark (Excel's "CSV UTF-8" writes one); a row with bytes that are not
+    UTF-8 (a Latin-1 export) is reported, not a crash."""
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
         if path.suffix.lower() == ".csv":
             reader = csv.DictReader(fh)
             for row in reader:
+                if _undecodable(row.values()) or _undecodable(row):
+                    yield reader.line_num, NOT_UTF8
+                    continue
                 yield reader.line_num, {k: v for k, v in row.items()
                                         if k and v not in ("", None)}
             return
         for number, line in enumerate(fh, 1):
             if not line.strip():
                 continue
+            if not line.isascii() and _UNDECODABLE.search(line):
+                yield number, NOT_UTF8
+                continue
             try:
-                value = json.loads(line)
+                value = event_text.loads(line)
             except json.JSONDecodeError as exc:
                 yield number, f"invalid JSON: {exc.msg}"
+                continue
+            except RecursionError:
+                yield number, "invalid JSON: nested too deeply"
+                continue
+            except ValueError as exc:  # NaN, 1e999, too many digits, a lone surrogate
+                yield number, f"invalid JSON: {exc}"
                 continue
             yield number, value if isinstance(value, dict) else "a row must be a JSON object"
 
@@ -68,7 +95,23 @@ def _bool(value: Any, column: str) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise PermanentError(f"{column}: not true/false: {value!r}")
+    # The value is not quoted: on a shifted CSV row it can be an email or a phone.
+    raise PermanentError(f"{column}: not true/false (use yes/no, true/false or 1/0)")
+
+
+def _object(row: dict[str, Any], column: str) -> dict[str, Any]:
+    """A column holding an object: JSON in a JSONL row, JSON text in a CSV cell."""
+    value = row.get(column)
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = event_text.loads(value)
+        except (ValueError, RecursionError):
+            raise PermanentError(f"{column}: not a JSON object") from None
+    if not isinstance(value, dict):
+        raise PermanentError(f"{column}: must be a JSON object")
+    return value
 
 
 def _row_id(kind: str, key: str, row: dict[str, Any]) -> str:
@@ -76,14 +119,17 @@ def _row_id(kind: str, key: str, row: dict[str, Any]) -> str:
     return f"import:{kind}:{key}:{digest[:12]}"
 
 
-def customer_event(row: dict[str, Any]) -> dict[str, Any]:
+def customer_event(row: dict[str, Any], as_of: str | None = None) -> dict[str, Any]:
+    """``as_of``: the time of a row without ``updated_at`` (when the export was made;
+    default now). A profile keeps each field's latest value, so a live change made
+    after the export outlives a later re-import of it."""
     cid = row.get("id") or row.get("customer_id")
     if not cid:
         raise PermanentError("id: required column is missing")
-    at = str(row.get("updated_at") or clock.iso(clock.now()))
+    at = str(row.get("updated_at") or as_of or clock.iso(clock.now()))
     customer: dict[str, Any] = {"id": str(cid)}
     customer.update({k: row[k] for k in _CUSTOMER_FIELDS if row.get(k) is not None})
-    consent = dict(row.get("consent") or {})
+    consent = dict(_object(row, "consent"))
     for channel in ("sms", "email"):
         if f"consent_{channel}" in row:
             consent[channel] = _bool(row[f"consent_{channel}"], f"consent_{channel}")
@@ -91,7 +137,7 @@ def customer_event(row: dict[str, Any]) -> dict[str, Any]:
         ch: {"granted": v, "at": at, "source": "import"} if isinstance(v, bool) else v
         for ch, v in consent.items()
     }
-    attrs = dict(row.get("attributes") or {})
+    attrs = dict(_object(row, "attributes"))
     attrs.update({k[5:]: v for k, v in row.items() if k.startswith("attr_")})
     if attrs:
         customer["attributes"] = attrs
@@ -99,19 +145,22 @@ def customer_event(row: dict[str, Any]) -> dict[str, Any]:
             "occurred_at": at, "customer": customer}
 
 
-def order_event(row: dict[str, Any]) -> dict[str, Any]:
+def order_event(row: dict[str, Any], as_of: str | None = None) -> dict[str, Any]:
     for column in ("order_id", "customer_id", "placed_at"):
         if not row.get(column):
             raise PermanentError(f"{column}: required column is missing")
+    raw_total = row.get("total", 0)
     try:
-        total = float(row.get("total", 0))
-    except (TypeError, ValueError):
-        raise PermanentError(f"total: not a number: {row.get('total')!r}") from None
+        total = float(raw_total) if not isinstance(raw_total, bool) else math.nan
+    except (TypeError, ValueError, OverflowError):
+        total = math.nan
+    if not math.isfinite(total):  # the value is not quoted (a shifted CSV row)
+        raise PermanentError("total: not a finite number")
     items = row.get("items")
     if isinstance(items, str):
         try:
-            items = json.loads(items)
-        except json.JSONDecodeError:
+            items = event_text.loads(items)
+        except (ValueError, RecursionError):
             raise PermanentError("items: not a JSON list") from None
     order: dict[str, Any] = {"id": str(row["order_id"]), "total": total,
                              "currency": row.get("currency", "USD")}
@@ -125,7 +174,7 @@ def order_event(row: dict[str, Any]) -> dict[str, Any]:
             "order": order}
 
 
-ROW_TO_EVENT: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+ROW_TO_EVENT: dict[str, Callable[[dict[str, Any], str | None], dict[str, Any]]] = {
     "customers": customer_event, "orders": order_event,
 }
 
@@ -173,32 +222,49 @@ class RejectedLog:
 def run_import(kind: str, path: Path, live: LiveCache, *, checkpoint: Path,
                limit: int | None = None,
                progress: Callable[[int], None] | None = None,
-               rejected_log: Path | None = None) -> ImportReport:
+               rejected_log: Path | None = None,
+               as_of: datetime | None = None) -> ImportReport:
     """Import rows after the checkpoint; stop after ``limit`` rows (an interruption).
 
     ``rejected_log``, when given, is the rejected-rows report of the whole import,
-    across the runs that resume it (see :class:`RejectedLog`).
+    across the runs that resume it (see :class:`RejectedLog`). ``as_of`` is when the
+    file's data was true, the time of customer rows without ``updated_at``: by
+    default the file's modification time (when the export was written), or now if
+    that is later.
     """
+    if as_of is None:
+        written = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        as_of = min(written, clock.now())
+    as_of_text = clock.iso(as_of)
     to_event = ROW_TO_EVENT[kind]
-    state: dict[str, Any] = json.loads(checkpoint.read_text()) if checkpoint.exists() else {}
+    state = _load_checkpoint(checkpoint)
+    report = ImportReport()
+    fingerprint = _fingerprint(path)
+    if state.get("line") and state.get("file", fingerprint) != fingerprint:
+        # Another file (a new export under the same name, or this one edited): its
+        # rows up to the checkpoint are not the ones imported. From the top; rows
+        # imported before are duplicates, so nothing is applied twice.
+        report.restarted = "the file changed since the checkpoint was written"
+        state = {}
     done = int(state.get("line", 0))
     # A checkpoint written before the report was kept with it: keep the whole report.
     keep = int(state.get("rejected_bytes", _size(rejected_log))) if done else 0
     log = RejectedLog(rejected_log, path, keep)
-    report = ImportReport(earlier_rejected=log.count)
+    report.earlier_rejected = log.count
     last = done
     try:
         for number, row in read_rows(path):
             if number <= done:
                 continue
             if limit is not None and report.rows >= limit:
-                _save(checkpoint, last, log)
+                _save(checkpoint, last, log, fingerprint)
                 return report
             report.rows += 1
             try:
                 if isinstance(row, str):
                     raise PermanentError(row)
-                outcome = ingest_event(decode(to_event(row)), live)
+                outcome = ingest_event(decode(to_event(row, as_of_text)), live,
+                                       history=True)
             except PermanentError as exc:
                 report.rejected.append((number, exc.reason))
                 log.add(number, exc.reason)
@@ -207,9 +273,15 @@ def run_import(kind: str, path: Path, live: LiveCache, *, checkpoint: Path,
                 report.duplicates += outcome.duplicate
             last = number
             if report.rows % CHECKPOINT_EVERY == 0:
-                _save(checkpoint, last, log)
+                _save(checkpoint, last, log, fingerprint)
             if progress is not None:
                 progress(report.rows)
+    except BaseException:
+        # Stopped by an error (DynamoDB throttling, a lost connection) or Ctrl-C: the
+        # rows up to ``last`` are done, so a run again resumes after them.
+        if last > done:
+            _save(checkpoint, last, log, fingerprint)
+        raise
     finally:
         log.close()
     checkpoint.unlink(missing_ok=True)
@@ -221,8 +293,26 @@ def _size(path: Path | None) -> int:
     return path.stat().st_size if path is not None and path.exists() else 0
 
 
-def _save(checkpoint: Path, line: int, log: RejectedLog) -> None:
+def _fingerprint(path: Path) -> str:
+    """Which file a checkpoint is for: its size and modification time (a new export
+    saved under the same name has others)."""
+    st = path.stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _load_checkpoint(checkpoint: Path) -> dict[str, Any]:
+    if not checkpoint.exists():
+        return {}
+    try:
+        state = json.loads(checkpoint.read_text())
+    except ValueError:  # cut short while written, or edited: start from the top
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _save(checkpoint: Path, line: int, log: RejectedLog, fingerprint: str) -> None:
     log.flush()  # the report holds at least what the checkpoint says it does
     tmp = checkpoint.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"line": line, "rejected_bytes": log.size}))
+    tmp.write_text(json.dumps({"line": line, "rejected_bytes": log.size,
+                               "file": fingerprint}))
     tmp.replace(checkpoint)

@@ -330,8 +330,13 @@ def _check_profile_size(profile: dict[str, Any]) -> None:
             f"(notes, documents) out of customer attributes", "too_large")
 
 
-def ingest_event(event: dict[str, Any], live: LiveCache) -> IngestOutcome:
-    """Process one parsed event exactly once (transient errors propagate for a retry)."""
+def ingest_event(event: dict[str, Any], live: LiveCache, *,
+                 history: bool = False) -> IngestOutcome:
+    """Process one parsed event exactly once (transient errors propagate for a retry).
+
+    ``history``: a row of ``aftercare import``, whose time is when the data was true,
+    not when it happened to arrive: date campaigns are planned as of now, as a
+    backfill plans them (see :func:`process_event`)."""
     conf = settings.load()
     campaigns = live.get().campaigns
     customer_id = event["customer"]["id"]
@@ -342,7 +347,8 @@ def ingest_event(event: dict[str, Any], live: LiveCache) -> IngestOutcome:
             fresh = _mark_processed(event)
             return IngestOutcome(event["id"], not fresh, 0, 0, 0, erased=True)
         before = live_profile(current)
-        result = process_event(event, before, campaigns, conf.default_timezone)
+        result = process_event(event, before, campaigns, conf.default_timezone,
+                               dates_as_of=clock.now() if history else None)
         _check_profile_size(result.profile)
         tx = result_transaction(result, current, event)
         if len(tx) > MAX_ITEMS:  # validation refuses campaigns that could need this
