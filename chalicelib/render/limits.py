@@ -40,10 +40,35 @@ MAX_JSON_INDENT: Final = 16
 _SMALL: Final = 16  # size counted for a number, a date, any other scalar
 
 
+# Calls nested inside one another (a macro calling a macro...). Python's own limit
+# would stop a recursive macro too, but at a depth that depends on how deep the
+# caller's stack already is (the sender, simulate, a forked worker): this one is the
+# same everywhere, far below it.
+MAX_CALL_DEPTH: Final = 64
+
+
 @dataclass(slots=True)
 class Budget:
     steps: int = 0
     deadline: float = field(default_factory=lambda: time.monotonic() + MAX_SECONDS)
+    depth: int = 0
+
+
+@contextlib.contextmanager
+def nested_call() -> Iterator[None]:
+    """Count one level of call nesting; SecurityError past ``MAX_CALL_DEPTH``."""
+    budget = _BUDGET.get()
+    if budget is None:
+        yield
+        return
+    if budget.depth >= MAX_CALL_DEPTH:
+        raise SecurityError(
+            f"calls nested deeper than {MAX_CALL_DEPTH} levels (a macro calling itself?)")
+    budget.depth += 1
+    try:
+        yield
+    finally:
+        budget.depth -= 1
 
 
 _BUDGET: ContextVar[Budget | None] = ContextVar("aftercare_render_budget", default=None)

@@ -46,6 +46,9 @@ if TYPE_CHECKING:
     from jinja2.runtime import Context
 
 REMOVED_GLOBALS: Final = ("cycler", "joiner", "lipsum", "namespace")
+# A message must be a function of its customer and order: what `aftercare simulate
+# --render` and `preview` show is what the sender sends.
+REMOVED_FILTERS: Final = ("random",)
 MAX_EXPONENT: Final = 1_000
 # str methods (and filters of the same name) whose output can be much larger
 # than their input: checked with an estimate before they run.
@@ -393,8 +396,9 @@ class AftercareSandbox(ImmutableSandboxedEnvironment):
                 items = list(args[0])
                 limits.check_join(owner, items)
                 args = (items, *args[1:])
-        return limits.check_size(super().call(__context, __obj, *args, **kwargs),
-                                 f"result of {name or 'the call'}()")
+        with limits.nested_call():
+            result = super().call(__context, __obj, *args, **kwargs)
+        return limits.check_size(result, f"result of {name or 'the call'}()")
 
     # Called by the generated code: `new_buffer` and `concat` hold and join the
     # output of macros, `{% set %}` blocks and filter blocks, `counted_iter` wraps
@@ -445,6 +449,8 @@ def make_environment(templates: Mapping[str, str], *, autoescape: bool,
     )
     for name in REMOVED_GLOBALS:
         env.globals.pop(name, None)
+    for name in REMOVED_FILTERS:
+        env.filters.pop(name, None)
     env.filters.update(FILTERS)
     env.filters["attr"] = _attr_filter
     for name, func in list(env.filters.items()):
