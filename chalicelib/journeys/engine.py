@@ -1167,14 +1167,34 @@ def decide_step(step: PlannedStep, profile: Profile | None, campaign: CompiledCa
         return StepDecision("cancelled", "campaign not active")
     compiled_step = campaign.step(step.step_id)
     if compiled_step is None:
-        return StepDecision("cancelled", "step removed from campaign")
+        removed = StepDecision("cancelled", "step removed from campaign")
+        if profile is not None and campaign.trigger_kind == "date":
+            removed.follow_ups = _new_version_steps(campaign, step, profile, default_tz)
+        return removed
     if profile is None:
         return StepDecision("cancelled", "customer unknown")
     decision = _decide(step, compiled_step, profile, campaign, now, default_tz)
     decision.channel = compiled_step.channel
     if campaign.trigger_kind == "date" and decision.outcome != "deferred":
-        decision.follow_ups = _follow_ups(campaign, step, profile, default_tz)
+        follow_ups = _follow_ups(campaign, step, profile, default_tz)
+        if step.campaign_version != campaign.version:
+            follow_ups = _new_version_steps(campaign, step, profile, default_tz) + follow_ups
+        decision.follow_ups = follow_ups
     return decision
+
+
+def _new_version_steps(campaign: CompiledCampaign, step: PlannedStep, profile: Profile,
+                       default_tz: str) -> list[PlannedStep]:
+    """A yearly occurrence planned under an older version of its date campaign goes on
+    under the current one: the current version's steps of the same occurrence due
+    from this step's time on (a renamed step takes the old one's place, an added one
+    is planned), so the occurrence reaches its last step, whose decision plans next
+    year's. Steps planned already keep their plan (planning is idempotent by key)."""
+    planned = plan_enrollment(campaign, profile["id"], step.ref, parse_iso(step.enrolled_at),
+                              profile.get("timezone"), default_tz, step.event_id,
+                              step.order, step.data)
+    since = step.due_at - step.deferred_for  # its planned time, before any deferral
+    return [s for s in planned if s.step_id != step.step_id and s.due_at >= since]
 
 
 def _decide(step: PlannedStep, compiled_step: CompiledStep, profile: Profile,
