@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -40,7 +41,6 @@ HELP = frozenset({"HELP", "INFO"})
 HELP_TEXT = "Aftercare messages about your orders. Reply STOP to opt out, START to opt back in."
 SURVEY_REPLY_WINDOW = timedelta(days=7)
 _PUNCTUATION = ".,;:!?¡¿'\"()[]-*~"
-_MAX_SCORE_DIGITS = 2  # the widest scale is NPS, 0-10
 
 
 def consent_event(event_id: str, customer_id: str, channel: str, granted: bool,
@@ -111,15 +111,15 @@ def twilio_inbound(request: HttpRequest) -> HttpResponse:
             and len(keyword) <= 20 else kind
     elif keyword in HELP:
         return _twiml(HELP_TEXT)
-    elif keyword.isascii() and keyword.isdigit() and len(keyword) <= _MAX_SCORE_DIGITS:
-        return _twiml(survey_reply(sender, int(keyword)))
+    elif (score := reply_score(form.first("Body") or "")) is not None:
+        return _twiml(survey_reply(sender, score))
     elif keyword in OPT_OUT or (keyword in OPT_IN and alone):
         granted = keyword in OPT_IN
     else:
         return _twiml()
     # The number's own list entry first (customer ids that have it now or later): if
     # queueing the consent changes fails after it, the opt-out still holds.
-    _list_address("sms", sender, granted, f"sms:{keyword}")
+    _list_address("sms", sender, granted, f"sms:{keyword}", sid)
     bodies = [consent_event(f"sms-{keyword.lower()}:{sid}:{cid}", cid, "sms", granted,
                             f"sms:{keyword}") for cid in customers_with_phone(sender)]
     if bodies:
@@ -128,16 +128,18 @@ def twilio_inbound(request: HttpRequest) -> HttpResponse:
     return _twiml()
 
 
-def _list_address(channel: str, address: str, granted: bool, source: str) -> None:
+def _list_address(channel: str, address: str, granted: bool, source: str,
+                  message_id: str | None = None) -> None:
     """An opt-out from the address itself goes on the suppression list; an explicit
-    opt-in from it (START) lifts its entry."""
+    opt-in from it (START) lifts its entry. ``message_id`` (the inbound SMS) makes a
+    webhook delivered again change nothing, even after a later START or STOP."""
     from chalicelib.store import suppression
 
     at = clock.iso(clock.now())
     if granted:
-        suppression.lift(channel, address, at)
+        suppression.lift(channel, address, at, message_id)
     else:
-        suppression.suppress(channel, address, at, source)
+        suppression.suppress(channel, address, at, source, message_id)
 
 
 def reply_keyword(body: str) -> tuple[str, bool]:
@@ -152,6 +154,20 @@ def reply_keyword(body: str) -> tuple[str, bool]:
     words = body.split()
     first = words[0].strip(_PUNCTUATION).upper() if words else ""
     return first, len(words) == 1
+
+
+# A survey answer is a number alone ("9", " 10! ", "(5)"): "1 0" or "3 of them
+# broke" is not one, and "-1" is a negative number (out of range), not 1.
+_SCORE = re.compile(r"[(\[\"'¡¿]*([-+]?)(\d{1,2})[)\]\"'.,;:!?*~]*")  # NPS: 0-10
+
+
+def reply_score(body: str) -> int | None:
+    """The number an SMS reply is, when it is only a number (ASCII digits)."""
+    match = _SCORE.fullmatch(body.strip())
+    if match is None or not match.group(2).isascii():
+        return None
+    value = int(match.group(2))
+    return -value if match.group(1) == "-" else value
 
 
 def survey_reply(phone: str, score: int) -> str | None:

@@ -18,6 +18,7 @@ from pynamodb.attributes import (
     NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
+    UnicodeSetAttribute,
     VersionAttribute,
 )
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
@@ -256,6 +257,9 @@ class SuppressionModel(Model):
     at = UnicodeAttribute()
     source = UnicodeAttribute()
     lifted_at = UnicodeAttribute(null=True)  # a START from the address, after ``at``
+    # The inbound SMS (MessageSids) whose STOP or START made this entry what it is:
+    # a webhook delivered again changes nothing (not even after a later START).
+    message_ids = UnicodeSetAttribute(null=True)
 
 
 ALL_MODELS: tuple[type[Model], ...] = (

@@ -24,7 +24,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import UpdateError
 
 from chalicelib.journeys.engine import CONTACT_FIELD
 from chalicelib.journeys.profile import merge_consent
@@ -119,37 +119,51 @@ def lookup(address_key_: str) -> Entry | None:
     return Entry(item.address_key, item.channel, item.at, item.source)
 
 
-def suppress_key(address_key_: str, at: str, source: str) -> bool:
+def suppress_key(address_key_: str, at: str, source: str,
+                 message_id: str | None = None) -> bool:
     """Record an opt-out of the address with this key; False when a newer opt-out or
-    a newer lift is on the list already (the list keeps each address's latest word)."""
+    a newer lift is on the list already (the list keeps each address's latest word),
+    or when ``message_id`` (the inbound SMS that said STOP) was applied already."""
     channel = address_key_.split(":", 1)[0]
     if channel not in CHANNELS:
         raise ValueError(f"not a suppression key: {address_key_!r}")
-    item = SuppressionModel(address_key_, channel=channel, at=at, source=source)
+    actions: list[Any] = [SuppressionModel.channel.set(channel), SuppressionModel.at.set(at),
+                          SuppressionModel.source.set(source),
+                          SuppressionModel.lifted_at.remove()]
+    condition: Any = SuppressionModel.address_key.does_not_exist() | (
+        (SuppressionModel.at <= at) & (SuppressionModel.lifted_at.does_not_exist()
+                                       | (SuppressionModel.lifted_at <= at)))
+    if message_id is not None:
+        actions.append(SuppressionModel.message_ids.add({message_id}))
+        condition = condition & ~SuppressionModel.message_ids.contains(message_id)
     try:
-        item.save(condition=SuppressionModel.address_key.does_not_exist() | (
-            (SuppressionModel.at <= at) & (SuppressionModel.lifted_at.does_not_exist()
-                                           | (SuppressionModel.lifted_at <= at))))
-    except PutError as exc:
+        SuppressionModel(address_key_).update(actions=actions, condition=condition)
+    except UpdateError as exc:
         if exc.cause_response_code == _CONDITION_FAILED:
             return False
         raise
     return True
 
 
-def suppress(channel: str, address: str, at: str, source: str) -> bool:
+def suppress(channel: str, address: str, at: str, source: str,
+             message_id: str | None = None) -> bool:
     """Record an opt-out of ``address`` on ``channel`` (see :func:`suppress_key`)."""
-    return suppress_key(address_key(channel, address), at, source)
+    return suppress_key(address_key(channel, address), at, source, message_id)
 
 
-def lift(channel: str, address: str, at: str) -> bool:
+def lift(channel: str, address: str, at: str, message_id: str | None = None) -> bool:
     """An explicit opt-in from the address itself (an SMS START) at ``at``: the entry
     is marked lifted (kept, as a record, and so the functions never delete), unless it
-    is newer. A later opt-out replaces it whole. Returns whether one was lifted."""
+    is newer, or ``message_id`` (the START's SMS) was applied already. A later opt-out
+    replaces it. Returns whether one was lifted."""
     item = SuppressionModel(address_key(channel, address))
+    actions: list[Any] = [SuppressionModel.lifted_at.set(at)]
+    condition: Any = SuppressionModel.at <= at  # false for a missing item too
+    if message_id is not None:
+        actions.append(SuppressionModel.message_ids.add({message_id}))
+        condition = condition & ~SuppressionModel.message_ids.contains(message_id)
     try:
-        item.update(actions=[SuppressionModel.lifted_at.set(at)],
-                    condition=SuppressionModel.at <= at)  # false for a missing item too
+        item.update(actions=actions, condition=condition)
     except UpdateError as exc:
         if exc.cause_response_code == _CONDITION_FAILED:
             return False  # no entry, or one newer than this opt-in

@@ -75,7 +75,10 @@ def verify(token: str, key: bytes, now_epoch: int | None = None) -> dict[str, An
     try:
         body, mac = token.split(".", 1)
         expected = hmac.new(key, body.encode("ascii"), hashlib.sha256).digest()[:16]
-        if not hmac.compare_digest(expected, _unb64(mac)):
+        # The text compared, not its decoding: base64 decodes other strings (padding
+        # added, a last character's unused bits changed) to the same bytes, and an
+        # altered token is refused whatever it decodes to.
+        if not hmac.compare_digest(_b64(expected).encode("ascii"), mac.encode("ascii")):
             raise BadToken("bad signature")
         payload = json.loads(_unb64(body))
     except (ValueError, UnicodeError) as exc:
