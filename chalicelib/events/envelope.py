@@ -42,8 +42,10 @@ class EventError(ValueError):
 
 
 def _eventbridge(raw: Any) -> bool:
-    """EventBridge's shape: the envelope has no ``detail-type``."""
-    return isinstance(raw, dict) and "detail-type" in raw
+    """EventBridge's shape: ``detail-type`` with a ``detail`` (or without a ``type``,
+    which an envelope has: one with a stray ``detail-type`` field is still one)."""
+    return isinstance(raw, dict) and "detail-type" in raw and (
+        "detail" in raw or "type" not in raw)
 
 
 def unwrap(raw: Any) -> Any:

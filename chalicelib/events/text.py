@@ -21,7 +21,14 @@ import re
 from typing import Any
 
 NOT_UNICODE = "text is not valid Unicode (an unpaired surrogate)"
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# An escaped UTF-16 surrogate that is not half of a pair: a high one not followed by
+# a low one, or a low one not after a high one. (A pair is how JSON escapes an emoji,
+# and Python's json.dumps writes every non-BMP character so: those are fine.) A hit
+# is only a hint, checked exactly on the decoded value (an escaped backslash before
+# "ud800" matches too).
+_LONE_SURROGATE_ESCAPE = re.compile(
+    r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 
 
 class NotFiniteNumber(ValueError):
@@ -59,7 +66,7 @@ def loads(text: str, *, check_unicode: bool = True) -> Any:
     value = _DECODER.decode(text)
     if check_unicode and (
             (not text.isascii() and not _encodes(text))
-            or ("\\u" in text and _SURROGATE_ESCAPE.search(text) and not _encodes(
+            or ("\\u" in text and _LONE_SURROGATE_ESCAPE.search(text) and not _encodes(
                 json.dumps(value, ensure_ascii=False)))):
         raise NotUnicode()
     return value

@@ -1148,6 +1148,12 @@ def _follow_ups(campaign: CompiledCampaign, step: PlannedStep, profile: Profile,
     """Next year's occurrence, planned when this year's last step is decided."""
     if campaign.trigger_kind != "date" or step.step_id != campaign.steps[-1].id:
         return []
+    return _next_year(campaign, step, profile, default_tz)
+
+
+def _next_year(campaign: CompiledCampaign, step: PlannedStep, profile: Profile,
+               default_tz: str) -> list[PlannedStep]:
+    """The steps of the occurrence after ``step``'s (a date campaign)."""
     year = int(step.ref.rsplit(":", 1)[1])
     tz = zone(profile.get("timezone"), default_tz)
     # The same computation as _rolled_enrollment's, which records this occurrence as
@@ -1168,7 +1174,8 @@ def decide_step(step: PlannedStep, profile: Profile | None, campaign: CompiledCa
     compiled_step = campaign.step(step.step_id)
     if compiled_step is None:
         removed = StepDecision("cancelled", "step removed from campaign")
-        if profile is not None and campaign.trigger_kind == "date":
+        if profile is not None and campaign.trigger_kind == "date" \
+                and not _stale_reason(campaign, step, profile, default_tz):
             removed.follow_ups = _new_version_steps(campaign, step, profile, default_tz)
         return removed
     if profile is None:
@@ -1176,10 +1183,11 @@ def decide_step(step: PlannedStep, profile: Profile | None, campaign: CompiledCa
     decision = _decide(step, compiled_step, profile, campaign, now, default_tz)
     decision.channel = compiled_step.channel
     if campaign.trigger_kind == "date" and decision.outcome != "deferred":
-        follow_ups = _follow_ups(campaign, step, profile, default_tz)
-        if step.campaign_version != campaign.version:
-            follow_ups = _new_version_steps(campaign, step, profile, default_tz) + follow_ups
-        decision.follow_ups = follow_ups
+        # (A cancelled step's occurrence is over: its date changed.)
+        if step.campaign_version != campaign.version and decision.outcome != "cancelled":
+            decision.follow_ups = _new_version_steps(campaign, step, profile, default_tz)
+        else:
+            decision.follow_ups = _follow_ups(campaign, step, profile, default_tz)
     return decision
 
 
@@ -1187,14 +1195,19 @@ def _new_version_steps(campaign: CompiledCampaign, step: PlannedStep, profile: P
                        default_tz: str) -> list[PlannedStep]:
     """A yearly occurrence planned under an older version of its date campaign goes on
     under the current one: the current version's steps of the same occurrence due
-    from this step's time on (a renamed step takes the old one's place, an added one
-    is planned), so the occurrence reaches its last step, whose decision plans next
-    year's. Steps planned already keep their plan (planning is idempotent by key)."""
+    from this step's planned time on (a renamed step takes the old one's place, an
+    added one is planned), or, when the new version has none left, next year's
+    occurrence, as the decision on a last step plans it. So every customer planned
+    under the old version keeps a yearly chain. Steps planned already keep their plan
+    (planning is idempotent by key)."""
     planned = plan_enrollment(campaign, profile["id"], step.ref, parse_iso(step.enrolled_at),
                               profile.get("timezone"), default_tz, step.event_id,
                               step.order, step.data)
-    since = step.due_at - step.deferred_for  # its planned time, before any deferral
-    return [s for s in planned if s.step_id != step.step_id and s.due_at >= since]
+    # ``due_at`` is the planned time: a deferral adds to ``deferred_for`` only.
+    rest = [s for s in planned if s.step_id != step.step_id and s.due_at >= step.due_at]
+    if step.step_id == campaign.steps[-1].id or not rest:
+        rest += _next_year(campaign, step, profile, default_tz)
+    return rest
 
 
 def _decide(step: PlannedStep, compiled_step: CompiledStep, profile: Profile,

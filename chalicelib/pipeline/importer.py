@@ -60,7 +60,19 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
     with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
         if path.suffix.lower() == ".csv":
             reader = csv.DictReader(fh)
-            for row in reader:
+            failed_at = -1
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:  # a cell over csv's field limit (131,072)
+                    if reader.line_num == failed_at:
+                        return  # no progress: nothing more can be read
+                    failed_at = reader.line_num
+                    # The reader does not count the line it failed on.
+                    yield reader.line_num + 1, f"unreadable CSV row: {exc}"
+                    continue
                 if _undecodable(row.values()) or _undecodable(row):
                     yield reader.line_num, NOT_UTF8
                     continue
@@ -294,10 +306,11 @@ def _size(path: Path | None) -> int:
 
 
 def _fingerprint(path: Path) -> str:
-    """Which file a checkpoint is for: its size and modification time (a new export
-    saved under the same name has others)."""
-    st = path.stat()
-    return f"{st.st_size}:{st.st_mtime_ns}"
+    """Which file a checkpoint is for: its size and a hash of its first MiB (a new
+    export saved under the same name differs in one; a file only touched does not)."""
+    with path.open("rb") as fh:
+        head = fh.read(1 << 20)
+    return f"{path.stat().st_size}:{hashlib.sha256(head).hexdigest()[:32]}"
 
 
 def _load_checkpoint(checkpoint: Path) -> dict[str, Any]:

@@ -141,11 +141,13 @@ def _plan_again(step: PlannedStep, condition: Any) -> Op:
 
 
 def add_planned(tx: Transaction, steps: Iterable[PlannedStep],
-                bumps: Sequence[tuple[StatKey, str]] = ()) -> None:
+                bumps: Sequence[tuple[StatKey, str]] = (), continuing: str = "") -> None:
     """Add planned steps to ``tx``: each item created if it does not exist, else
     planned again if it may be (``_MAY_PLAN_AGAIN``), else left as it is; and, as
     ``tx.derived``, the stats: ``bumps`` and one ``enrolled`` per enrollment at least
-    one of whose items is created (so an enrollment planned twice counts once)."""
+    one of whose items is created (so an enrollment planned twice counts once).
+    Steps of the enrollment ``continuing`` (a ref: a new campaign version's steps of
+    an occurrence under way) do not count it enrolled again."""
     if tx.derived is not None:  # one set of planned steps per transaction
         raise ValueError("add_planned: the transaction already has its derived stats")
     steps = list(steps)
@@ -155,7 +157,8 @@ def add_planned(tx: Transaction, steps: Iterable[PlannedStep],
         tx.fallback[j] = _plan_again(step, _MAY_PLAN_AGAIN)
 
     def stats(written: Sequence[bool]) -> list[Op]:
-        created = [s for j, s in enumerate(steps, first) if written[j]]
+        created = [s for j, s in enumerate(steps, first)
+                   if written[j] and s.ref != continuing]
         return stat_ops([*bumps, *enrolled_bumps(created)])
 
     tx.derived = stats

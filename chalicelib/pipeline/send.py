@@ -212,7 +212,8 @@ def _record_no_send(step: PlannedStep, token: str, decision: StepDecision) -> No
         _put_message(_message(step, decision, decision.outcome)),
     ])
     # The counter with the follow-ups' ``enrolled`` (one update per stats item).
-    add_planned(tx, decision.follow_ups, [_bump(step, STAT_FOR[decision.outcome])])
+    add_planned(tx, decision.follow_ups, [_bump(step, STAT_FOR[decision.outcome])],
+                continuing=step.ref)
     commit(tx)
 
 
@@ -411,7 +412,7 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
             _put_message(message),
             _mark_sending(step.id, token),
         ])
-        add_planned(claim, decision.follow_ups)
+        add_planned(claim, decision.follow_ups, continuing=step.ref)
         commit(claim)
     except RequiredConditionFailed:
         return SendOutcome(step.id, "duplicate", "claimed or sent by another worker")

@@ -63,7 +63,8 @@ def nested_call() -> Iterator[None]:
         return
     if budget.depth >= MAX_CALL_DEPTH:
         raise SecurityError(
-            f"calls nested deeper than {MAX_CALL_DEPTH} levels (a macro calling itself?)")
+            f"calls and includes nested deeper than {MAX_CALL_DEPTH} levels (a macro or "
+            f"template calling itself?)")
     budget.depth += 1
     try:
         yield

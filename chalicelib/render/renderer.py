@@ -230,6 +230,13 @@ class Renderer:
 
         return referenced_templates(self._text_env, self._templates)
 
+    def include_cycles(self) -> dict[str, tuple[int | None, list[str]]]:
+        """Files that include, import or extend themselves (see
+        :func:`chalicelib.render.static.include_cycles`)."""
+        from chalicelib.render.static import include_cycles
+
+        return include_cycles(self._text_env, self._templates)
+
     def _check_readable(self, filename: str) -> None:
         source = self._templates.get(filename)
         if isinstance(source, UnreadableTemplate):

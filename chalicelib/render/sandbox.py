@@ -16,13 +16,15 @@ import contextlib
 import functools
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from jinja2 import (
     DictLoader,
+    Environment,
     StrictUndefined,
+    Template,
     TemplateNotFound,
     TemplateRuntimeError,
     TemplateSyntaxError,
@@ -327,11 +329,32 @@ def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     return guarded
 
 
+class _NestedTemplate(Template):
+    """A template whose render counts as one level of nesting (see
+    :func:`limits.nested_call`): an include, import or layout inside another is one
+    more, so a template including itself stops at the render's own depth limit, the
+    same everywhere, not at Python's, which depends on the caller's stack."""
+
+    @classmethod
+    def _from_namespace(cls, environment: Environment, namespace: MutableMapping[str, Any],
+                        globals: MutableMapping[str, Any]) -> Template:
+        template = super()._from_namespace(environment, namespace, globals)
+        inner = template.root_render_func
+
+        def root_render_func(context: Context) -> Iterator[str]:
+            with limits.nested_call():
+                yield from inner(context)
+
+        template.root_render_func = root_render_func
+        return template
+
+
 class AftercareSandbox(ImmutableSandboxedEnvironment):
     """Immutable sandbox that prefers dict keys and refuses runaway work and output."""
 
     intercepted_binops = frozenset({"*", "**", "%", "+"})
     code_generator_class = _CodeGenerator
+    template_class = _NestedTemplate
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Undefined):  # report `cycler`, not `cycler.__init__`

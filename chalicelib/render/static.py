@@ -74,6 +74,44 @@ def referenced_templates(env: AftercareSandbox, sources: Mapping[str, str]) -> s
     return found
 
 
+def include_cycles(env: AftercareSandbox, sources: Mapping[str, str],
+                   ) -> dict[str, tuple[int | None, list[str]]]:
+    """Files that include, import or extend themselves, directly or through others
+    (by literal names): file -> (line of its reference into the cycle, the cycle).
+
+    Such a recursion ends only at Python's recursion limit, whose depth depends on
+    the caller's stack (the sender, simulate, a forked worker): refused instead."""
+    edges: dict[str, dict[str, int | None]] = {}
+    for filename, source in sources.items():
+        try:
+            tree = env.parse(source, filename)
+        except TemplateSyntaxError:
+            continue
+        refs: dict[str, int | None] = {}
+        for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport,
+                                   nodes.Extends)):
+            target = getattr(node, "template", None)
+            if isinstance(target, nodes.Const) and isinstance(target.value, str):
+                refs.setdefault(target.value, node.lineno)
+        edges[filename] = refs
+    found: dict[str, tuple[int | None, list[str]]] = {}
+    for start in sorted(edges):
+        # Depth-first from ``start``: a path back to it is a cycle through it.
+        stack: list[tuple[str, list[str]]] = [(start, [start])]
+        seen: set[str] = set()
+        while stack and start not in found:
+            name, path = stack.pop()
+            for ref in edges.get(name, {}):
+                if ref == start:
+                    found[start] = (edges[start].get(path[1] if len(path) > 1 else start),
+                                    [*path, start])
+                    break
+                if ref not in seen and ref in edges:
+                    seen.add(ref)
+                    stack.append((ref, [*path, ref]))
+    return found
+
+
 def static_problems(env: AftercareSandbox, filename: str, source: str,
                     contexts: Sequence[Mapping[str, Any]], *,
                     judge_data: bool = True) -> list[Finding]:

@@ -99,6 +99,10 @@ def validate_templates(
         for e in renderer.static_problems(filename, sample_contexts, judge_data=alone):
             if (e.template, e.line) not in reported:
                 found[TemplateProblem(e.template, e.line, e.message)] = None
+    for filename, (line, cycle) in renderer.include_cycles().items():
+        found[TemplateProblem(filename, line, (
+            f"includes itself ({' -> '.join(cycle)}): a template may not include, "
+            f"import or extend itself; use a macro"))] = None
     for name, channel in required:
         found.update(dict.fromkeys(_check_required(renderer, name, channel)))
     return list(found)
