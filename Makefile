@@ -52,8 +52,9 @@ demo: $(STAMP)
 	$(BIN)/aftercare demo --out out
 
 SPEED ?= 1440
+PORT ?= 8000
 run: $(STAMP)
-	$(BIN)/aftercare run --speed $(SPEED)
+	$(BIN)/aftercare run --speed $(SPEED) --port $(PORT)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

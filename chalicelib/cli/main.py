@@ -129,8 +129,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from chalicelib.local.generator import generate, write_jsonl
 
+    if args.out.is_dir():
+        print(f"{args.out}: $: is a folder; --out names the file to write "
+              f"(e.g. {args.out / 'events.jsonl'})", file=sys.stderr)
+        return EXIT_INVALID
     events = generate(customers=args.customers, days=args.days, seed=args.seed)
-    write_jsonl(events, args.out)
+    try:
+        write_jsonl(events, args.out)
+    except OSError as exc:
+        print(f"{args.out}: $: cannot write: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_INVALID
     print(f"wrote {len(events)} events to {args.out}")
     return EXIT_OK
 

@@ -28,6 +28,15 @@ class Progress:
             print(file=sys.stderr)
 
 
+def aws_errors(*more: type[Exception]) -> tuple[type[Exception], ...]:
+    """What a command that reaches AWS reports as one line (imported when needed:
+    botocore is slow to import, and most commands never use it), and ``more``."""
+    from botocore.exceptions import BotoCoreError, ClientError
+    from pynamodb.exceptions import PynamoDBException
+
+    return (PynamoDBException, BotoCoreError, ClientError, *more)
+
+
 def cmd_push(args: argparse.Namespace) -> int:
     from chalicelib.cli.main import _load
     from chalicelib.pipeline.backfill import FileCheckpoint, run_backfill
@@ -40,11 +49,23 @@ def cmd_push(args: argparse.Namespace) -> int:
     if errors:
         print("nothing pushed: fix the problems above", file=sys.stderr)
         return 1
-    for b in bundles:
-        version = push(b.campaign, b.templates)
-        print(f"pushed {b.campaign.id} v{version} ({b.campaign.status})")
+    try:
+        for b in bundles:
+            version = push(b.campaign, b.templates)
+            print(f"pushed {b.campaign.id} v{version} ({b.campaign.status})")
+    except aws_errors() as exc:
+        print(f"push stopped: {exc}; run it again once fixed (the campaigns pushed above "
+              f"are live)", file=sys.stderr)
+        return 1
     if not args.no_backfill:
-        report = run_backfill(FileCheckpoint(args.checkpoint), progress=Progress("backfill"))
+        progress = Progress("backfill")
+        try:
+            report = run_backfill(FileCheckpoint(args.checkpoint), progress=progress)
+        except aws_errors() as exc:
+            progress.done()
+            print(f"backfill stopped: {exc}; run `aftercare backfill` to resume from "
+                  f"{args.checkpoint}", file=sys.stderr)
+            return 1
         print(f"backfill: {report.customers} customers, {report.planned} steps planned")
     return 0
 
@@ -69,15 +90,12 @@ def cmd_import(args: argparse.Namespace) -> int:
         return 1
     checkpoint = args.checkpoint or args.file.with_name(args.file.name + ".checkpoint")
     rejected_path = args.file.with_name(args.file.name + ".rejected.txt")
-    from botocore.exceptions import BotoCoreError, ClientError
-    from pynamodb.exceptions import PynamoDBException
-
     progress = Progress(f"import {args.kind}")
     try:
         report = run_import(args.kind, args.file, live(), checkpoint=checkpoint,
                             limit=args.limit, progress=progress, rejected_log=rejected_path,
                             as_of=args.as_of)
-    except (PynamoDBException, BotoCoreError, ClientError, RuntimeError) as exc:
+    except aws_errors(RuntimeError) as exc:
         progress.done()
         print(f"import stopped: {exc}; run the same command again to resume after the "
               f"rows done (checkpoint {checkpoint})", file=sys.stderr)
@@ -101,8 +119,15 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_backfill(args: argparse.Namespace) -> int:
     from chalicelib.pipeline.backfill import FileCheckpoint, run_backfill
 
-    report = run_backfill(FileCheckpoint(args.checkpoint), limit=args.limit,
-                          progress=Progress("backfill"))
+    progress = Progress("backfill")
+    try:
+        report = run_backfill(FileCheckpoint(args.checkpoint), limit=args.limit,
+                              progress=progress)
+    except aws_errors() as exc:
+        progress.done()
+        print(f"backfill stopped: {exc}; run it again to resume from {args.checkpoint}",
+              file=sys.stderr)
+        return 1
     state = "complete" if report.complete else f"stopped, resume from {args.checkpoint}"
     print(f"backfill: {report.customers} customers, {report.planned} steps planned, "
           f"{report.already_planned} already planned; {state}")
@@ -171,13 +196,10 @@ def cmd_erase(args: argparse.Namespace) -> int:
     if not ids:
         print("no customer ids given (arguments or --file)", file=sys.stderr)
         return 1
-    from botocore.exceptions import BotoCoreError, ClientError
-    from pynamodb.exceptions import PynamoDBException
-
     progress = Progress("erase")
     try:
         report = erase(ids, dry_run=args.dry_run, segments=args.segments, progress=progress)
-    except (PynamoDBException, BotoCoreError, ClientError, ValueError, RuntimeError) as exc:
+    except aws_errors(ValueError, RuntimeError) as exc:
         progress.done()
         print(f"erase stopped: {exc}; run it again with the same ids once fixed (it is "
               f"idempotent)", file=sys.stderr)
@@ -197,14 +219,11 @@ def cmd_erase(args: argparse.Namespace) -> int:
 
 
 def cmd_suppression_backfill(args: argparse.Namespace) -> int:
-    from botocore.exceptions import BotoCoreError, ClientError
-    from pynamodb.exceptions import PynamoDBException
-
     from chalicelib.pipeline.suppression_backfill import backfill_suppression
 
     try:
         report = backfill_suppression(segments=args.segments, dry_run=args.dry_run)
-    except (PynamoDBException, BotoCoreError, ClientError, ValueError) as exc:
+    except aws_errors(ValueError) as exc:
         print(f"suppression-backfill stopped: {exc}; run it again once fixed (it is "
               f"idempotent)", file=sys.stderr)
         return 1

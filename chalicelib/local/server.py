@@ -15,6 +15,8 @@ curl command. Signature replay windows still use the real clock.
 from __future__ import annotations
 
 import os
+import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -84,6 +86,17 @@ def _scheduler(stack: Any, outbox: _Outbox, tick_seconds: float, stop: threading
         stop.wait(0.2)
 
 
+def _port_taken(host: str, port: int) -> str:
+    """Why ``host:port`` cannot be listened on ("" when it can)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return ""
+
+
 def run_server(out: Path, host: str = "127.0.0.1", port: int = 8000, speed: float = 1.0,
                tick_seconds: float = 1.0, duration: float | None = None) -> int:
     """Serve until interrupted (or for ``duration`` seconds, for tests)."""
@@ -92,6 +105,11 @@ def run_server(out: Path, host: str = "127.0.0.1", port: int = 8000, speed: floa
 
     from chalicelib.local.stack import LocalStack
 
+    taken = _port_taken(host, port)
+    if taken:
+        print(f"aftercare run: cannot listen on {host}:{port} ({taken}): stop what uses "
+              f"it, or use --port (make run PORT=...)", file=sys.stderr)
+        return 1
     os.environ["PUBLIC_BASE_URL"] = f"http://{host}:{port}"
     out.mkdir(parents=True, exist_ok=True)
     with LocalStack(outbox_dir=out) as stack:

@@ -81,8 +81,10 @@ def verify(token: str, key: bytes, now_epoch: int | None = None) -> dict[str, An
         if not hmac.compare_digest(_b64(expected).encode("ascii"), mac.encode("ascii")):
             raise BadToken("bad signature")
         payload = json.loads(_unb64(body))
-    except (ValueError, UnicodeError) as exc:
-        raise BadToken(str(exc) or "malformed token") from None
+    except BadToken:
+        raise
+    except (ValueError, UnicodeError):  # not two parts, not base64, not JSON
+        raise BadToken("malformed token") from None
     if not isinstance(payload, dict):
         raise BadToken("malformed token")
     exp = payload.get("exp")
