@@ -44,8 +44,9 @@ _PUNCTUATION = ".,;:!?¡¿'\"()[]-*~"
 
 
 def consent_event(event_id: str, customer_id: str, channel: str, granted: bool,
-                  source: str) -> str:
-    at = clock.iso(clock.now())
+                  source: str, at: str | None = None) -> str:
+    """A consent change as a ``customer.updated`` event, at ``at`` (default now)."""
+    at = at or clock.iso(clock.now())
     return json.dumps({
         "id": event_id, "type": "customer.updated", "occurred_at": at,
         "customer": {"id": customer_id, "consent": {channel: {

@@ -358,15 +358,32 @@ def record_outcome(step: PlannedStep, token: str, result: SendResult, attempt: i
             log.exception("outcome write failed alone")
 
 
+def _check_step_types(step: PlannedStep) -> None:
+    """TypeError for a step whose fields the tick could not have written: such a
+    request can never succeed (to the DLQ with the reason, not retried)."""
+    for name in ("customer_id", "campaign_id", "step_id", "ref", "enrolled_at", "event_id"):
+        if not isinstance(getattr(step, name), str):
+            raise TypeError(f"step.{name} must be a string")
+    if step.variant is not None and not isinstance(step.variant, str):
+        raise TypeError("step.variant must be a string or null")
+    for name in ("order", "data"):
+        if getattr(step, name) is not None and not isinstance(getattr(step, name), dict):
+            raise TypeError(f"step.{name} must be an object or null")
+
+
 def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
     """Handle one message from the sends queue."""
     try:
         msg = json.loads(body)
         step = PlannedStep.from_dict(msg["step"])
+        _check_step_types(step)
         token = str(msg["claim_token"])
         attempt = int(msg.get("attempt", 1))
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise PermanentError(f"malformed send request: {exc}", "invalid_send") from None
+    except RecursionError:
+        raise PermanentError("malformed send request: nested too deeply",
+                             "invalid_send") from None
     conf = settings.load()
     now = clock.now()
     profile = live_profile(load_customer(step.customer_id))
@@ -415,11 +432,12 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
         add_planned(claim, decision.follow_ups, continuing=step.ref)
         commit(claim)
     except RequiredConditionFailed:
+        _repair_carrier_opt_out(step)
         return SendOutcome(step.id, "duplicate", "claimed or sent by another worker")
     result = _deliver(step, decision, rendered, channels)
     record_outcome(step, token, result, attempt, list(message.history or []))
     if decision.channel == "sms" and result.error_code == UNSUBSCRIBED_CODE:
-        _record_carrier_opt_out(step, recipient_key)
+        _record_carrier_opt_out(step, recipient_key, message.decided_at)
     if result.outcome == "retryable" and attempt < MAX_SEND_ATTEMPTS:
         follow_due += (clock.iso(clock.now() + RETRY_BACKOFF * attempt),)
     return SendOutcome(step.id, result.outcome, result.error_code or "", result.provider_id,
@@ -429,7 +447,20 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
 UNSUBSCRIBED_CODE = "21610"  # Twilio: the recipient has replied STOP to this sender
 
 
-def _record_carrier_opt_out(step: PlannedStep, recipient_key: str) -> None:
+def _repair_carrier_opt_out(step: PlannedStep) -> None:
+    """A send request delivered again for a message Twilio refused with 21610: its
+    opt-out is written again (both writes are idempotent), in case the first delivery
+    stopped after recording the outcome and before the opt-out. One read, on this
+    rare path only."""
+    try:
+        msg = MessageModel.get(step.id, consistent_read=True)
+    except MessageModel.DoesNotExist:
+        return
+    if msg.channel == "sms" and msg.error_code == UNSUBSCRIBED_CODE and msg.recipient_key:
+        _record_carrier_opt_out(step, msg.recipient_key, msg.decided_at)
+
+
+def _record_carrier_opt_out(step: PlannedStep, recipient_key: str, at: str) -> None:
     """Twilio refused the SMS because the recipient opted out (21610): record it as an
     SMS opt-out, as an inbound STOP would be, so the customer's later steps are
     suppressed at decision time instead of each failing at Twilio. The STOP reached
@@ -440,8 +471,9 @@ def _record_carrier_opt_out(step: PlannedStep, recipient_key: str) -> None:
     from chalicelib.api.consent import apply_consent, consent_event
 
     apply_consent([consent_event(f"twilio-21610:{step.id}", step.customer_id, "sms", False,
-                                 "sms:twilio-21610")])
-    suppression.suppress_key(recipient_key, _now_iso(), "sms:twilio-21610")
+                                 "sms:twilio-21610", at)])
+    # At the send's time, the same on a repair: a START after it is not undone.
+    suppression.suppress_key(recipient_key, at, "sms:twilio-21610")
 
 
 STUCK_REASON = "no provider answer recorded: the worker stopped mid-send"
