@@ -39,6 +39,15 @@ def load_event(name: str) -> dict[str, Any]:
     return data
 
 
+def delivered(eid: str = "evt-0001", cid: str = "c-42", **changes: Any) -> dict[str, Any]:
+    """The fixture delivery event with another id / customer id (and ``changes``)."""
+    event = load_event("order_delivered")
+    event["id"] = eid
+    event["customer"] = {**event["customer"], "id": cid}
+    event.update(changes)
+    return event
+
+
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[LocalStack]:
     with LocalStack(outbox_dir=tmp_path / "out", project_root=ROOT) as s:

@@ -26,7 +26,7 @@ from chalicelib import aws, clock, settings
 from chalicelib.api.signature import sign_header
 from chalicelib.local.stack import LocalStack, sqs_lambda_event
 from chalicelib.store.models import CustomerModel, ScheduleModel, StatsModel
-from tests.conftest import load_event
+from tests.conftest import delivered
 
 KEY = b"local-events-hmac-key"  # the events_hmac_key of the local stack's secret
 DELIVERED = datetime(2026, 3, 1, 14, 3, tzinfo=UTC)
@@ -49,14 +49,6 @@ def now(slice_stack: LocalStack) -> LocalStack:
     the business clock at the fixture delivery."""
     clock.set_now(DELIVERED)
     return slice_stack
-
-
-def delivered(eid: str = "evt-0001", cid: str = "c-42", **changes: Any) -> dict[str, Any]:
-    event = load_event("order_delivered")
-    event["id"] = eid
-    event["customer"] = {**event["customer"], "id": cid}
-    event.update(changes)
-    return event
 
 
 def updated(eid: str, cid: str, occurred_at: str, **customer: Any) -> dict[str, Any]:

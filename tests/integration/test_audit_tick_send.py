@@ -35,7 +35,7 @@ from chalicelib.store.models import (
     StatsModel,
     SuppressionModel,
 )
-from tests.conftest import FIXTURES, ROOT, load_event
+from tests.conftest import FIXTURES, ROOT, delivered, load_event
 
 DELIVERED = datetime(2026, 3, 1, 14, 3, tzinfo=UTC)
 SMS_DUE = datetime(2026, 3, 3, 15, 0, tzinfo=UTC)  # P2D at 10:00 New York (EST)
@@ -44,14 +44,6 @@ PHONE = "+14155550123"
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-
-def delivered(eid: str = "evt-0001", cid: str = "c-42", **changes: Any) -> dict[str, Any]:
-    event = load_event("order_delivered")
-    event["id"] = eid
-    event["customer"] = {**event["customer"], "id": cid}
-    event.update(changes)
-    return event
 
 
 def receive(what: str, visibility: int | None = None) -> list[dict[str, Any]]:

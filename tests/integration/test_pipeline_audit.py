@@ -36,7 +36,7 @@ from chalicelib.store.models import (
     StatsModel,
 )
 from chalicelib.tracking import links
-from tests.conftest import FIXTURES, ROOT, load_event
+from tests.conftest import FIXTURES, ROOT, delivered, load_event
 
 AUDIT = FIXTURES / "pipeline_audit"
 KEY = b"local-events-hmac-key"  # what the local stack stores as events_hmac_key
@@ -51,15 +51,6 @@ FORM = "application/x-www-form-urlencoded"
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-def delivered(eid: str = "evt-0001", cid: str = "c-42", **changes: Any) -> dict[str, Any]:
-    """The fixture delivery event with another id / customer id."""
-    event = load_event("order_delivered")
-    event["id"] = eid
-    event["customer"] = {**event["customer"], "id": cid}
-    event.update(changes)
-    return event
 
 
 def eventbridge(event: dict[str, Any]) -> dict[str, Any]:
