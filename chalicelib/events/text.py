@@ -21,6 +21,9 @@ import re
 from typing import Any
 
 NOT_UNICODE = "text is not valid Unicode (an unpaired surrogate)"
+# Bytes that were not UTF-8, as a file opened with errors="surrogateescape" gives
+# them (simulate's logs, import files): such a line is reported, not a crash.
+UNDECODABLE = re.compile("[\udc80-\udcff]")
 # An escaped UTF-16 surrogate that is not half of a pair: a high one not followed by
 # a low one, or a low one not after a high one. (A pair is how JSON escapes an emoji,
 # and Python's json.dumps writes every non-BMP character so: those are fine.) A hit

@@ -13,7 +13,6 @@ import gc
 import heapq
 import json
 import operator
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,9 +38,6 @@ from chalicelib.journeys.engine import (
 from chalicelib.journeys.profile import Profile
 
 OUTCOME_NAME = {"send": "sent"}
-# Bytes that were not UTF-8, as a file opened with errors="surrogateescape" (see
-# open_log) gives them: such a line is a bad line, not a crash.
-_UNDECODABLE = re.compile("[\udc80-\udcff]")
 DEFAULT_HORIZON = timedelta(days=365)
 # Checks a step decided "send" as the sender would before sending (its render):
 # (step, profile, campaign, decision, time sent) -> why it fails, or None.
@@ -284,7 +280,7 @@ def parse_line(line: str) -> dict[str, Any] | str | None:
     if not line or line.isspace():
         return None
     try:
-        if not line.isascii() and _UNDECODABLE.search(line):
+        if not line.isascii() and event_text.UNDECODABLE.search(line):
             raise EventError("$", "not UTF-8 text")
         return parse_event(event_text.loads(line))
     except json.JSONDecodeError as exc:

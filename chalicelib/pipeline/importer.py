@@ -13,7 +13,6 @@ import csv
 import hashlib
 import json
 import math
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,11 +44,10 @@ class ImportReport:
 
 
 NOT_UTF8 = "not UTF-8 text: save the file as UTF-8 (Excel: CSV UTF-8)"
-_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8
 
 
 def _undecodable(values: Iterable[Any]) -> bool:
-    return any(isinstance(v, str) and _UNDECODABLE.search(v) for v in values)
+    return any(isinstance(v, str) and event_text.UNDECODABLE.search(v) for v in values)
 
 
 def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
@@ -82,7 +80,7 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
         for number, line in enumerate(fh, 1):
             if not line.strip():
                 continue
-            if not line.isascii() and _UNDECODABLE.search(line):
+            if not line.isascii() and event_text.UNDECODABLE.search(line):
                 yield number, NOT_UTF8
                 continue
             try:
