@@ -27,6 +27,7 @@ from chalicelib.api.signature import sign_header
 from chalicelib.local.stack import LocalStack, sqs_lambda_event
 from chalicelib.store.models import CustomerModel, ScheduleModel, StatsModel
 from tests.conftest import delivered
+from tests.integration.sqs_helpers import queue_counts, queue_url
 
 KEY = b"local-events-hmac-key"  # the events_hmac_key of the local stack's secret
 DELIVERED = datetime(2026, 3, 1, 14, 3, tzinfo=UTC)
@@ -66,18 +67,6 @@ def eventbridge(detail: Any, detail_type: str = "order.delivered", *,
     if with_detail:
         envelope["detail"] = detail
     return envelope
-
-
-def queue_url(what: str) -> str:
-    return str(aws.queue_url(settings.resource_name(what)))
-
-
-def queue_counts(what: str) -> tuple[int, int]:
-    """(visible, in flight) messages of a queue."""
-    attrs = aws.client("sqs").get_queue_attributes(
-        QueueUrl=queue_url(what), AttributeNames=["All"])["Attributes"]
-    return (int(attrs["ApproximateNumberOfMessages"]),
-            int(attrs["ApproximateNumberOfMessagesNotVisible"]))
 
 
 def deliver(stack: LocalStack, bodies: list[str]) -> dict[str, Any]:

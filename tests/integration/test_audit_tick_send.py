@@ -22,7 +22,7 @@ from bench._ddb_meter import DdbMeter, attach
 from chalicelib import aws, clock, handlers, settings
 from chalicelib.journeys import keys
 from chalicelib.journeys.engine import PlannedStep
-from chalicelib.local.stack import LocalStack, scheduled_event, sqs_lambda_event
+from chalicelib.local.stack import LocalStack, scheduled_event
 from chalicelib.pipeline.batch import BatchIncomplete
 from chalicelib.pipeline.ingest import schedule_item
 from chalicelib.store import tx
@@ -36,6 +36,7 @@ from chalicelib.store.models import (
     SuppressionModel,
 )
 from tests.conftest import FIXTURES, ROOT, delivered, load_event
+from tests.integration.sqs_helpers import invoke, receive
 
 DELIVERED = datetime(2026, 3, 1, 14, 3, tzinfo=UTC)
 SMS_DUE = datetime(2026, 3, 3, 15, 0, tzinfo=UTC)  # P2D at 10:00 New York (EST)
@@ -44,21 +45,6 @@ PHONE = "+14155550123"
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-
-def receive(what: str, visibility: int | None = None) -> list[dict[str, Any]]:
-    kwargs: dict[str, Any] = {
-        "QueueUrl": aws.queue_url(settings.resource_name(what)), "MaxNumberOfMessages": 10,
-        "AttributeNames": ["All"], "MessageAttributeNames": ["All"]}
-    if visibility is not None:
-        kwargs["VisibilityTimeout"] = visibility
-    got: list[dict[str, Any]] = aws.client("sqs").receive_message(**kwargs).get("Messages", [])
-    return got
-
-
-def invoke(stack: LocalStack, function: str, queue: str, messages: list[dict[str, Any]]) -> Any:
-    return stack.client.lambda_.invoke(function,
-                                       sqs_lambda_event(stack.queue_arn(queue), messages))
 
 
 def messages(channel: str | None = None) -> list[MessageModel]:

@@ -24,7 +24,7 @@ from bench._ddb_meter import DdbMeter, attach
 from chalicelib import aws, clock, settings
 from chalicelib.api.signature import sign_header
 from chalicelib.cli.main import main
-from chalicelib.local.stack import LINK_KEY, TWILIO_AUTH_TOKEN, LocalStack, sqs_lambda_event
+from chalicelib.local.stack import LINK_KEY, TWILIO_AUTH_TOKEN, LocalStack
 from chalicelib.pipeline.batch import BatchIncomplete
 from chalicelib.pipeline.stats import stats_totals
 from chalicelib.store import tx
@@ -37,6 +37,7 @@ from chalicelib.store.models import (
 )
 from chalicelib.tracking import links
 from tests.conftest import FIXTURES, ROOT, delivered, load_event
+from tests.integration.sqs_helpers import invoke, queue_counts, queue_url, receive
 
 AUDIT = FIXTURES / "pipeline_audit"
 KEY = b"local-events-hmac-key"  # what the local stack stores as events_hmac_key
@@ -72,32 +73,6 @@ def post_events(stack: LocalStack, body: bytes, *, t: int | None = None,
 def reply_json(reply: Any) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(reply.body)
     return data
-
-
-def queue_url(what: str) -> str:
-    return str(aws.queue_url(settings.resource_name(what)))
-
-
-def queue_counts(what: str) -> tuple[int, int]:
-    """(visible, in flight) messages of a queue."""
-    attrs = aws.client("sqs").get_queue_attributes(
-        QueueUrl=queue_url(what), AttributeNames=["All"])["Attributes"]
-    return (int(attrs["ApproximateNumberOfMessages"]),
-            int(attrs["ApproximateNumberOfMessagesNotVisible"]))
-
-
-def receive(what: str, visibility: int | None = None) -> list[dict[str, Any]]:
-    kwargs: dict[str, Any] = {"QueueUrl": queue_url(what), "MaxNumberOfMessages": 10,
-                              "AttributeNames": ["All"], "MessageAttributeNames": ["All"]}
-    if visibility is not None:
-        kwargs["VisibilityTimeout"] = visibility
-    got: list[dict[str, Any]] = aws.client("sqs").receive_message(**kwargs).get("Messages", [])
-    return got
-
-
-def invoke(stack: LocalStack, function: str, queue: str, messages: list[dict[str, Any]]) -> Any:
-    return stack.client.lambda_.invoke(function,
-                                       sqs_lambda_event(stack.queue_arn(queue), messages))
 
 
 def injected_error(status: int, code: str) -> tuple[Any, dict[str, Any]]:
