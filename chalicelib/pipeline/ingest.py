@@ -47,7 +47,7 @@ from chalicelib.journeys.profile import merge_consent
 from chalicelib.pipeline.batch import PermanentError
 from chalicelib.pipeline.stats import StatKey, stat_ops
 from chalicelib.store.campaigns import LiveCache
-from chalicelib.store.models import CustomerModel, EventModel, ScheduleModel
+from chalicelib.store.models import CustomerModel, EventModel, MessageModel, ScheduleModel
 from chalicelib.store.tx import MAX_ITEMS, Op, RequiredConditionFailed, Transaction, commit
 
 # A schedule item planned again with the same key: still pending (it moves), or
@@ -190,22 +190,75 @@ def read_pending_steps(wanted: Sequence[StepKey]) -> list[PlannedStep]:
             if item.status == "pending"]
 
 
+_CANCELLABLE = ("pending", "claimed")
+
+
+def _cancel_actions(cancel: Cancellation) -> list[Any]:
+    return [
+        ScheduleModel.status.set("cancelled"),
+        ScheduleModel.outcome.set(cancel.outcome),
+        ScheduleModel.reason.set(cancel.reason),
+        ScheduleModel.due_shard.remove(),
+        ScheduleModel.pending_campaign.remove(),
+        ScheduleModel.claim_token.remove(),
+    ]
+
+
 def _cancel(cancel: Cancellation) -> Op:
+    """A step not yet attempted taken off the schedule (a step already decided is
+    left as it is). DynamoDB returns the item when the condition fails, so a step
+    waiting for its retry gets :func:`_cancel_retrying` instead, without a read."""
     def op(tw: TransactWrite) -> None:
         tw.update(
             ScheduleModel(cancel.schedule_id),
-            actions=[
-                ScheduleModel.status.set("cancelled"),
-                ScheduleModel.outcome.set(cancel.outcome),
-                ScheduleModel.reason.set(cancel.reason),
-                ScheduleModel.due_shard.remove(),
-                ScheduleModel.pending_campaign.remove(),
-                ScheduleModel.claim_token.remove(),
-            ],
-            condition=ScheduleModel.status.is_in("pending", "claimed"),
+            actions=_cancel_actions(cancel),
+            condition=ScheduleModel.status.is_in(*_CANCELLABLE)
+            & ((ScheduleModel.retries == 0) | ScheduleModel.retries.does_not_exist()),
+            return_values="ALL_OLD",
         )
 
     return op
+
+
+def _waits_for_retry(item: dict[str, Any] | None) -> bool:
+    """Whether a schedule item whose :func:`_cancel` failed is still cancellable (then
+    it failed on its ``retries``: an attempt was made and is to be retried)."""
+    return item is not None and item.get("status", {}).get("S") in _CANCELLABLE
+
+
+def _cancel_retrying(cancel: Cancellation) -> Op:
+    """A step waiting for its retry taken off the schedule, and its message (status
+    ``retry`` since the attempt) settled with the cancellation's outcome and reason,
+    so it does not say for ever that it will be retried. The message's history (the
+    sender's attempts) is kept as it is."""
+    def op(tw: TransactWrite) -> None:
+        tw.update(ScheduleModel(cancel.schedule_id), actions=_cancel_actions(cancel),
+                  condition=ScheduleModel.status.is_in(*_CANCELLABLE))
+        tw.update(MessageModel(cancel.schedule_id), actions=[
+            MessageModel.status.set(cancel.outcome),
+            MessageModel.outcome.set(cancel.outcome),
+            MessageModel.reason.set(cancel.reason),
+        ], condition=MessageModel.status == "retry")
+
+    return op
+
+
+def add_cancelled(tx: Transaction, cancellations: Sequence[Cancellation]) -> None:
+    """Add the cancellations to ``tx`` as optional operations (a step already decided
+    or gone is left as it is).
+
+    A step waiting for its retry is cancelled with its message (two items) while
+    the transaction has room for that many; beyond that (never with campaigns that
+    validate with room to spare) it is left pending, and its retry decides the
+    exit: the sender records the message ``exited`` then."""
+    room = max(0, MAX_ITEMS - len(tx) - len(cancellations))
+    for n, cancel in enumerate(cancellations):
+        j = len(tx.optional)
+        tx.optional.append(_cancel(cancel))
+        if n < room:
+            tx.fallback[j] = _cancel_retrying(cancel)
+            tx.fallback_if[j] = _waits_for_retry
+            tx.extra_items += 1
 
 
 def enrolled_bumps(created: Iterable[PlannedStep]) -> list[tuple[StatKey, str]]:
@@ -257,7 +310,7 @@ def result_transaction(result: EventResult, current: CustomerModel | None,
     cancelled = {c.schedule_id: c for c in reversed(result.cancelled)
                  if c.schedule_id not in planned}
     add_planned(tx, planned.values(), _conversion_bumps(result))
-    tx.optional.extend(_cancel(c) for c in reversed(cancelled.values()))
+    add_cancelled(tx, list(reversed(cancelled.values())))
     if result.moved:
         tx.optional.extend(moved_step_ops(
             s for s in {s.id: s for s in result.moved}.values()

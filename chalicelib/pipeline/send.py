@@ -182,9 +182,12 @@ def _message_state(message_id: str) -> tuple[list[dict[str, Any]], str]:
 
 
 def _put_message(msg: MessageModel) -> Op:
+    """The message of an attempt: the step's first, or one after an attempt to be
+    retried (``retry``), or after one whose retry a change of date cancelled and a
+    change back planned again (``cancelled``, see ingest's ``_cancel_retrying``)."""
     def op(tw: TransactWrite) -> None:
         tw.save(msg, condition=MessageModel.message_id.does_not_exist()
-                | (MessageModel.status == "retry"))
+                | MessageModel.status.is_in("retry", "cancelled"))
 
     return op
 

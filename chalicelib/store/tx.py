@@ -6,6 +6,8 @@ schedule item that already exists, a step already sent) is dropped and the rest
 is written again, so deterministic keys make repeats harmless without extra reads.
 An optional operation may have a fallback, written instead when it fails (a
 schedule item that exists is updated, if its state allows, rather than created),
+or only when the failed item, as DynamoDB returns it (``return_values="ALL_OLD"``),
+says so (``fallback_if``: a step waiting for its retry is cancelled with its message),
 and some operations may depend on which optional ones were written as given (a
 stats bump that counts only the schedule items created): ``derived``.
 """
@@ -52,6 +54,14 @@ class Transaction:
     # Index in ``optional`` -> the operation written instead when that one fails its
     # condition (dropped in turn when it fails too).
     fallback: dict[int, Op] = field(default_factory=dict)
+    # Index in ``optional`` -> whether its fallback applies, given the item whose
+    # condition failed as DynamoDB returned it (DynamoDB JSON; None when the operation
+    # did not ask for it with ``return_values="ALL_OLD"``). Without an entry, it does.
+    fallback_if: dict[int, Callable[[dict[str, Any] | None], bool]] = field(
+        default_factory=dict)
+    # Items fallbacks may write beyond one per operation (a fallback of two items):
+    # counted against ``MAX_ITEMS`` with ``len``.
+    extra_items: int = 0
     # Operations written with the others (never conditional), made from a flag per
     # optional operation: whether it is written as given (not its fallback, not
     # dropped). Called again after each failed attempt.
@@ -59,7 +69,7 @@ class Transaction:
 
     def __len__(self) -> int:
         extra = len(self.derived([True] * len(self.optional))) if self.derived else 0
-        return len(self.required) + len(self.optional) + extra
+        return len(self.required) + len(self.optional) + extra + self.extra_items
 
 
 class _Tracked(TransactWrite):
@@ -136,14 +146,16 @@ def commit(tx: Transaction, attempts: int = 5) -> int:
         except TransactWriteError as exc:
             reasons = exc.cancellation_reasons or []
             op_of_item: list[int] = getattr(exc, "op_of_item", [])
-            failed = {op_of_item[i]: r.code for i, r in enumerate(reasons)
+            failed = {op_of_item[i]: r for i, r in enumerate(reasons)
                       if r is not None and i < len(op_of_item)}
-            if not failed or any(code != "ConditionalCheckFailed" for code in failed.values()):
+            if not failed or any(r.code != "ConditionalCheckFailed" for r in failed.values()):
                 raise
-            for i, code in sorted(failed.items()):
+            for i, reason in sorted(failed.items()):
                 if i < required or i >= required + len(chosen):  # required, or derived
-                    raise RequiredConditionFailed(i, code) from exc
-            for i in failed:
+                    raise RequiredConditionFailed(i, reason.code) from exc
+            for i, reason in failed.items():
                 j = chosen[i - required]
-                state[j] = 1 if state[j] == 0 and j in tx.fallback else 2
+                wanted = tx.fallback_if.get(j)
+                state[j] = 1 if state[j] == 0 and j in tx.fallback and (
+                    wanted is None or wanted(reason.raw_item)) else 2
     raise RuntimeError("transaction kept failing its optional conditions")

@@ -553,10 +553,6 @@ def test_retries_that_outlast_expire_after_drop_the_step_with_its_reason(
     assert stats("quick") == {"enrolled": 1, "expired": 1}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DEFECT: a step waiting for its retry (message `retry` after a 429) that an exit "
-    "event cancels at ingest leaves its message `retry` for ever: ingest's _cancel "
-    "updates only the schedule item, and nothing settles the message"))
 def test_an_exit_while_a_step_waits_for_its_retry_settles_its_message(
         enrolled: LocalStack) -> None:
     enrolled.twilio.fail_next(429, 20429)
