@@ -9,6 +9,7 @@ their own type, so they never trigger "order placed" outreach.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -22,10 +23,13 @@ from typing import Any, BinaryIO
 from chalicelib import clock
 from chalicelib.events import text as event_text
 from chalicelib.pipeline.batch import PermanentError
-from chalicelib.pipeline.ingest import decode, ingest_event
+from chalicelib.pipeline.ingest import decode, ingest_events
 from chalicelib.store.campaigns import LiveCache
 
-CHECKPOINT_EVERY = 50
+CHECKPOINT_EVERY = 100
+# Rows written together: their customers read in one request, their writes packed
+# into transactions of up to 100 items (see ingest_events).
+BATCH_ROWS = 100
 _CUSTOMER_FIELDS = ("email", "phone", "name", "timezone", "locale", "birthday")
 _TRUE = {"1", "true", "yes", "y", "t"}
 _FALSE = {"0", "false", "no", "n", "f"}
@@ -261,42 +265,120 @@ def run_import(kind: str, path: Path, live: LiveCache, *, checkpoint: Path,
     keep = int(state.get("rejected_bytes", _size(rejected_log))) if done else 0
     log = RejectedLog(rejected_log, path, keep)
     report.earlier_rejected = log.count
-    last = done
+    rows = _Rows(live, report, log, done)
+    saved = done
     try:
         for number, row in read_rows(path):
             if number <= done:
                 continue
             if limit is not None and report.rows >= limit:
-                _save(checkpoint, last, log, fingerprint)
+                rows.drain()
+                _save(checkpoint, rows.last, log, fingerprint)
                 return report
             report.rows += 1
             try:
                 if isinstance(row, str):
                     raise PermanentError(row)
-                outcome = ingest_event(decode(to_event(row, as_of_text)), live,
-                                       history=True)
+                event = decode(to_event(row, as_of_text))
             except PermanentError as exc:
-                report.rejected.append((number, exc.reason))
-                log.add(number, exc.reason)
+                rows.reject(number, exc.reason)
             else:
-                report.imported += not outcome.duplicate
-                report.duplicates += outcome.duplicate
-            last = number
-            if report.rows % CHECKPOINT_EVERY == 0:
-                _save(checkpoint, last, log, fingerprint)
+                rows.add(number, event)
+            if rows.last - saved >= CHECKPOINT_EVERY:
+                _save(checkpoint, rows.last, log, fingerprint)
+                saved = rows.last
             if progress is not None:
                 progress(report.rows)
-    except BaseException:
-        # Stopped by an error (DynamoDB throttling, a lost connection) or Ctrl-C: the
-        # rows up to ``last`` are done, so a run again resumes after them.
-        if last > done:
-            _save(checkpoint, last, log, fingerprint)
+        rows.drain()
+    except BaseException as exc:
+        # Stopped by an error (DynamoDB throttling, a lost connection) or Ctrl-C, which
+        # first finishes the rows read: the rows up to ``rows.last`` are done, so a run
+        # again resumes after them.
+        if isinstance(exc, KeyboardInterrupt):
+            with contextlib.suppress(BaseException):  # another Ctrl-C, an error: stop
+                rows.drain()
+        if rows.last > done:
+            _save(checkpoint, rows.last, log, fingerprint)
         raise
     finally:
         log.close()
     checkpoint.unlink(missing_ok=True)
     report.complete = True
     return report
+
+
+class _Rows:
+    """Rows read and not yet written, written in batches (:func:`ingest_events`): the
+    first waiting row of each customer, up to ``BATCH_ROWS`` (a row whose customer or
+    event id is already in the batch, or behind an earlier row of its customer still
+    waiting, waits for a later batch: each customer's rows are applied in the file's
+    order, one per batch). A batch is written when ``BATCH_ROWS`` rows wait.
+
+    ``last`` is the row a resumed run starts after: every row up to it is written or
+    rejected. Rejections are reported (``report``, ``log``) once ``last`` passes
+    them, so the rejected-rows report stays in step with the checkpoint."""
+
+    def __init__(self, live: LiveCache, report: ImportReport, log: RejectedLog,
+                 done: int) -> None:
+        self.live, self.report, self.log = live, report, log
+        self.waiting: list[tuple[int, dict[str, Any]]] = []
+        self.rejected: list[tuple[int, str]] = []  # not reported yet, in row order
+        self.last = done
+        self.read = done  # the last row read
+
+    def add(self, number: int, event: dict[str, Any]) -> None:
+        self.waiting.append((number, event))
+        self.read = number
+        if len(self.waiting) >= BATCH_ROWS:
+            self._write_batch()
+        else:
+            self._settle()
+
+    def reject(self, number: int, reason: str) -> None:
+        self.rejected.append((number, reason))
+        self.read = number
+        self._settle()
+
+    def drain(self) -> None:
+        while self.waiting:
+            self._write_batch()
+        self._settle()
+
+    def _write_batch(self) -> None:
+        batch: list[tuple[int, dict[str, Any]]] = []
+        later: list[tuple[int, dict[str, Any]]] = []
+        customers: set[str] = set()
+        ids: set[str] = set()
+        for number, event in self.waiting:
+            customer_id, event_id = event["customer"]["id"], event["id"]
+            if len(batch) < BATCH_ROWS and customer_id not in customers \
+                    and event_id not in ids:
+                batch.append((number, event))
+            else:
+                later.append((number, event))
+            customers.add(customer_id)  # its later rows wait behind this one
+            ids.add(event_id)
+        outcomes = ingest_events([event for _, event in batch], self.live, history=True)
+        for (number, _), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, PermanentError):
+                self.rejected.append((number, outcome.reason))
+            else:
+                self.report.imported += not outcome.duplicate
+                self.report.duplicates += outcome.duplicate
+        self.rejected.sort()
+        self.waiting = later
+        self._settle()
+
+    def _settle(self) -> None:
+        self.last = max(self.last, self.waiting[0][0] - 1 if self.waiting else self.read)
+        done = 0
+        for number, reason in self.rejected:
+            if number > self.last:
+                break
+            self.report.rejected.append((number, reason))
+            self.log.add(number, reason)
+            done += 1
+        del self.rejected[:done]
 
 
 def _size(path: Path | None) -> int:

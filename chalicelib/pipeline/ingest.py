@@ -35,6 +35,7 @@ from chalicelib.events import text as event_text
 from chalicelib.events.envelope import MAX_EVENT_BYTES
 from chalicelib.journeys import keys
 from chalicelib.journeys.engine import (
+    CampaignSet,
     Cancellation,
     EventResult,
     PlannedStep,
@@ -48,7 +49,14 @@ from chalicelib.pipeline.batch import PermanentError
 from chalicelib.pipeline.stats import StatKey, stat_ops
 from chalicelib.store.campaigns import LiveCache
 from chalicelib.store.models import CustomerModel, EventModel, MessageModel, ScheduleModel
-from chalicelib.store.tx import MAX_ITEMS, Op, RequiredConditionFailed, Transaction, commit
+from chalicelib.store.tx import (
+    MAX_ITEMS,
+    Op,
+    RequiredConditionFailed,
+    Transaction,
+    commit,
+    commit_states,
+)
 
 # A schedule item planned again with the same key: still pending (it moves), or
 # cancelled at ingest by a change of date (it is planned anew). Decided items, and
@@ -155,13 +163,26 @@ def add_planned(tx: Transaction, steps: Iterable[PlannedStep],
     for j, step in enumerate(steps, first):
         tx.optional.append(_put_new(schedule_item(step)))
         tx.fallback[j] = _plan_again(step, _MAY_PLAN_AGAIN)
+    tx.derived = _Stats(steps, first, list(bumps), continuing)
 
-    def stats(written: Sequence[bool]) -> list[Op]:
-        created = [s for j, s in enumerate(steps, first)
-                   if written[j] and s.ref != continuing]
-        return stat_ops([*bumps, *enrolled_bumps(created)])
 
-    tx.derived = stats
+@dataclass(slots=True)
+class _Stats:
+    """The stats a transaction's planned steps and ``bumps`` make (``tx.derived``),
+    also as bumps, so that several events' stats merge into one update per item."""
+
+    steps: list[PlannedStep]
+    first: int  # the index in ``tx.optional`` of the first step's operation
+    bumps: list[tuple[StatKey, str]]
+    continuing: str
+
+    def stat_bumps(self, written: Sequence[bool]) -> list[tuple[StatKey, str]]:
+        created = [s for j, s in enumerate(self.steps, self.first)
+                   if written[j] and s.ref != self.continuing]
+        return [*self.bumps, *enrolled_bumps(created)]
+
+    def __call__(self, written: Sequence[bool]) -> list[Op]:
+        return stat_ops(self.stat_bumps(written))
 
 
 def moved_step_ops(steps: Iterable[PlannedStep]) -> list[Op]:
@@ -403,15 +424,8 @@ def ingest_event(event: dict[str, Any], live: LiveCache, *,
             fresh = _mark_processed(event)
             return IngestOutcome(event["id"], not fresh, 0, 0, 0, erased=True)
         before = live_profile(current)
-        result = process_event(event, before, campaigns, conf.default_timezone,
-                               dates_as_of=clock.now() if history else None)
-        _check_profile_size(result.profile)
-        tx = result_transaction(result, current, event)
-        if len(tx) > MAX_ITEMS:  # validation refuses campaigns that could need this
-            raise PermanentError(
-                f"this event needs {len(tx)} writes; one DynamoDB transaction holds at "
-                f"most {MAX_ITEMS}: fewer or shorter campaigns on {event['type']!r}",
-                "too_many_writes")
+        result, tx = _prepare(event, current, before, campaigns, conf.default_timezone,
+                              history)
         # A change of zone moves the pending steps of event enrollments too (no read
         # at all when the zone did not change).
         wanted = event_steps_to_move(result, before, event["_at"], campaigns,
@@ -438,3 +452,166 @@ def ingest_event(event: dict[str, Any], live: LiveCache, *,
         return IngestOutcome(event["id"], False, len(result.planned), len(result.cancelled),
                              dropped, due)
     raise RuntimeError(f"profile kept changing while processing event {event['id']}")
+
+
+def _prepare(event: dict[str, Any], current: CustomerModel | None,
+             before: dict[str, Any] | None, campaigns: CampaignSet, default_tz: str,
+             history: bool) -> tuple[EventResult, Transaction]:
+    """The event's decisions over the profile as read, and their transaction
+    (PermanentError when it can never be written)."""
+    result = process_event(event, before, campaigns, default_tz,
+                           dates_as_of=clock.now() if history else None)
+    _check_profile_size(result.profile)
+    tx = result_transaction(result, current, event)
+    if len(tx) > MAX_ITEMS:  # validation refuses campaigns that could need this
+        raise PermanentError(
+            f"this event needs {len(tx)} writes; one DynamoDB transaction holds at "
+            f"most {MAX_ITEMS}: fewer or shorter campaigns on {event['type']!r}",
+            "too_many_writes")
+    return result, tx
+
+
+# -- several events at once (``aftercare import``) --------------------------------------
+
+
+@dataclass(slots=True)
+class _Ready:
+    """An event of :func:`ingest_events` decided, its transaction to be written."""
+
+    index: int  # in the events given
+    event: dict[str, Any]
+    result: EventResult
+    tx: Transaction
+
+
+def load_customers(customer_ids: Sequence[str]) -> dict[str, CustomerModel]:
+    """The customers' items (tombstones included) by id, in BatchGetItems of 100."""
+    return {c.customer_id: c
+            for c in CustomerModel.batch_get(list(customer_ids), consistent_read=True)}
+
+
+def ingest_events(events: Sequence[dict[str, Any]], live: LiveCache, *,
+                  history: bool = False) -> list[IngestOutcome | PermanentError]:
+    """Ingest parsed events of distinct customers and distinct ids as
+    :func:`ingest_event` ingests each, with far fewer requests: the customers are
+    read in one BatchGetItem (per 100), and the events' writes share transactions of
+    up to ``MAX_ITEMS`` items (their stats merged into one update per item).
+
+    Returns an outcome per event, in order: its ``IngestOutcome``, or the
+    PermanentError it was refused with. Transient errors propagate: events whose
+    transaction was not written are not ingested (ingesting them again is safe).
+    An event whose write fails a condition is taken out of its transaction, the
+    rest written again: a duplicate (its marker exists) is reported as one, a
+    profile changed since the read (a live event meanwhile) goes alone through
+    :func:`ingest_event`, as do the rare events that need more than one profile
+    read: one for an erased customer, one that moves pending event steps (a change
+    of timezone).
+    """
+    ids = [e["customer"]["id"] for e in events]
+    if len(set(ids)) != len(ids) or len({e["id"] for e in events}) != len(events):
+        raise ValueError("ingest_events: one event per customer and per id")
+    conf = settings.load()
+    campaigns = live.get().campaigns
+    currents = load_customers(ids) if ids else {}
+    out: list[IngestOutcome | PermanentError | None] = [None] * len(events)
+    ready: list[_Ready] = []
+    for i, event in enumerate(events):
+        current = currents.get(ids[i])
+        try:
+            if _erased_before(event, current):
+                out[i] = _alone(event, live, history)
+                continue
+            before = live_profile(current)
+            result, tx = _prepare(event, current, before, campaigns, conf.default_timezone,
+                                  history)
+            if event_steps_to_move(result, before, event["_at"], campaigns,
+                                   conf.default_timezone):
+                out[i] = _alone(event, live, history)
+                continue
+        except PermanentError as exc:
+            out[i] = exc
+            continue
+        ready.append(_Ready(i, event, result, tx))
+    group: list[_Ready] = []
+    size = 0
+    for item in ready:
+        if group and size + len(item.tx) > MAX_ITEMS:
+            _write_group(group, out, live, history)
+            group, size = [], 0
+        group.append(item)
+        size += len(item.tx)
+    if group:
+        _write_group(group, out, live, history)
+    assert all(o is not None for o in out)
+    return out  # type: ignore[return-value]
+
+
+def _alone(event: dict[str, Any], live: LiveCache,
+           history: bool) -> IngestOutcome | PermanentError:
+    try:
+        return ingest_event(event, live, history=history)
+    except PermanentError as exc:
+        return exc
+
+
+def _write_group(group: list[_Ready], out: list[IngestOutcome | PermanentError | None],
+                 live: LiveCache, history: bool) -> None:
+    """Write the group's transactions as one; events failing a condition come out."""
+    while group:
+        tx, spans = _merge([item.tx for item in group])
+        try:
+            states = commit_states(tx)
+        except RequiredConditionFailed as exc:
+            owners = [(k, n) for k, (required, _, _) in enumerate(spans)
+                      for n in range(required)]
+            failed: dict[int, int] = {}  # event in group -> its first failed operation
+            for i in exc.indices:
+                if i < len(owners):
+                    failed.setdefault(*owners[i])
+            if not failed:
+                raise
+            for k in sorted(failed, reverse=True):
+                item = group.pop(k)
+                event = item.event
+                # Required operations: the event's marker (0), then the profile (1).
+                out[item.index] = IngestOutcome(event["id"], True, 0, 0, 0) \
+                    if failed[k] == 0 else _alone(event, live, history)
+            continue
+        for item, (_, first, count) in zip(group, spans, strict=True):
+            result = item.result
+            due = tuple(sorted({clock.iso(s.due_at) for s in (*result.planned, *result.moved)}))
+            out[item.index] = IngestOutcome(
+                item.event["id"], False, len(result.planned), len(result.cancelled),
+                states[first:first + count].count(2), due)
+        return
+
+
+def _merge(parts: Sequence[Transaction]) -> tuple[Transaction, list[tuple[int, int, int]]]:
+    """One transaction writing all of ``parts`` (of distinct items, but for stats,
+    merged into one update per item), and per part: its number of required
+    operations, the index of its first optional one and how many it has."""
+    merged = Transaction()
+    spans: list[tuple[int, int, int]] = []
+    stats: list[_Stats] = []
+    for tx in parts:
+        base = len(merged.optional)
+        if tx.derived is not None and not isinstance(tx.derived, _Stats):
+            raise TypeError("only stats derived from planned steps merge")
+        merged.required.extend(tx.required)
+        merged.optional.extend(tx.optional)
+        merged.fallback.update({base + j: op for j, op in tx.fallback.items()})
+        merged.fallback_if.update({base + j: f for j, f in tx.fallback_if.items()})
+        merged.extra_items += tx.extra_items
+        spans.append((len(tx.required), base, len(tx.optional)))
+        if tx.derived is not None:
+            stats.append(tx.derived)
+
+    def derived(written: Sequence[bool]) -> list[Op]:
+        bumps: list[tuple[StatKey, str]] = []
+        for part, (_, base, count) in zip(parts, spans, strict=True):
+            if isinstance(part.derived, _Stats):
+                bumps.extend(part.derived.stat_bumps(written[base:base + count]))
+        return stat_ops(bumps)
+
+    merged.derived = derived if stats else None
+    return merged, spans

@@ -39,12 +39,15 @@ def connection() -> Connection:
 
 
 class RequiredConditionFailed(Exception):
-    """A required operation's condition failed; ``index`` says which."""
+    """A required operation's condition failed; ``index`` says which (the first, when
+    several did: ``indices`` has them all)."""
 
-    def __init__(self, index: int, code: str | None) -> None:
+    def __init__(self, index: int, code: str | None,
+                 indices: tuple[int, ...] | None = None) -> None:
         super().__init__(f"required operation {index} failed: {code}")
         self.index = index
         self.code = code
+        self.indices = indices if indices is not None else (index,)
 
 
 @dataclass
@@ -126,6 +129,12 @@ def commit(tx: Transaction, attempts: int = 5) -> int:
     RequiredConditionFailed
         When a required operation's condition fails.
     """
+    return commit_states(tx, attempts).count(2)
+
+
+def commit_states(tx: Transaction, attempts: int = 5) -> list[int]:
+    """Write ``tx``; return, per optional operation, how it was written: 0 as given,
+    1 its fallback, 2 dropped. Raises as :func:`commit`."""
     if len(tx) > MAX_ITEMS:
         raise ValueError(f"transaction of {len(tx)} operations exceeds {MAX_ITEMS}")
     # Per optional operation: 0 written as given, 1 its fallback, 2 dropped.
@@ -137,12 +146,11 @@ def commit(tx: Transaction, attempts: int = 5) -> int:
                                for j in chosen)]
         if tx.derived is not None:
             ops.extend(tx.derived([s == 0 for s in state]))
-        dropped = state.count(2)
         if not ops:
-            return dropped
+            return state
         try:
             _write(ops)
-            return dropped
+            return state
         except TransactWriteError as exc:
             reasons = exc.cancellation_reasons or []
             op_of_item: list[int] = getattr(exc, "op_of_item", [])
@@ -150,9 +158,10 @@ def commit(tx: Transaction, attempts: int = 5) -> int:
                       if r is not None and i < len(op_of_item)}
             if not failed or any(r.code != "ConditionalCheckFailed" for r in failed.values()):
                 raise
-            for i, reason in sorted(failed.items()):
-                if i < required or i >= required + len(chosen):  # required, or derived
-                    raise RequiredConditionFailed(i, reason.code) from exc
+            hard = sorted(i for i in failed if i < required or i >= required + len(chosen))
+            if hard:  # a required operation's condition, or a derived one
+                raise RequiredConditionFailed(hard[0], failed[hard[0]].code,
+                                              tuple(hard)) from exc
             for i, reason in failed.items():
                 j = chosen[i - required]
                 wanted = tx.fallback_if.get(j)

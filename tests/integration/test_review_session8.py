@@ -103,3 +103,159 @@ def test_cancellations_past_the_transactions_room_are_left_to_the_sender() -> No
     t = tx.Transaction(required=[lambda tw: None] * 95)
     add_cancelled(t, cancels)
     assert sorted(t.fallback) == [0, 1] and len(t) == 100
+
+
+# -- aftercare import writes its rows in batches ------------------------------------------
+
+IMPORT_NOW = datetime(2026, 4, 1, 12, 0, tzinfo=UTC)
+
+
+def _write_jsonl(path: Any, rows: list[dict[str, Any]]) -> Any:
+    import json
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _state() -> dict[str, Any]:
+    """Everything an import writes, keyed so that two runs compare equal."""
+    from chalicelib.store.models import CustomerModel, EventModel, StatsModel
+
+    stats: dict[tuple[str, str], dict[str, int]] = {}
+    for item in StatsModel.scan():
+        pk = item.pk.rsplit("#", 1)[0]  # summed over the write shards
+        totals = stats.setdefault((pk, item.day), {})
+        for name, value in item.attribute_values.items():
+            if isinstance(value, (int, float)) and name not in ("pk", "day"):
+                totals[name] = totals.get(name, 0) + int(value)
+    return {
+        "customers": {c.customer_id: c.profile for c in CustomerModel.scan()},
+        "schedule": {s.schedule_id: (s.status, s.due_at, s.step) for s in ScheduleModel.scan()},
+        "markers": sorted(e.event_id for e in EventModel.scan()),
+        "stats": stats,
+    }
+
+
+def _mixed_rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    customers = [{"id": f"m-{i:03d}", "phone": f"+1415555{i:04d}", "email": f"m{i}@example.com",
+                  "timezone": ["America/Chicago", "Europe/Berlin", "Asia/Tokyo"][i % 3],
+                  "birthday": f"19{70 + i % 30}-{1 + i % 12:02d}-{1 + i % 28:02d}",
+                  "consent_sms": True, "consent_email": i % 4 != 0} for i in range(130)]
+    orders = []
+    for i in range(130):  # sorted by customer: each customer's orders one after another
+        for j in range(i % 4):
+            orders.append({"order_id": f"m-{i}-{j}", "customer_id": f"m-{i:03d}",
+                           "placed_at": f"2025-{1 + j * 3:02d}-{1 + i % 28:02d}T10:00:00Z",
+                           "total": 12.5 * (j + 1)})
+    orders.append(dict(orders[5]))  # a row twice: counted once
+    return customers, orders
+
+
+def test_a_batched_import_writes_what_importing_each_row_alone_writes(
+        live_stack: LocalStack, tmp_path: Any, monkeypatch: Any, capsys: Any) -> None:
+    """The oracle for the batching: the same files through ``ingest_events`` (batches)
+    and through ``ingest_event`` row by row (batches of one) end in the same tables."""
+    from chalicelib.cli.main import main
+    from chalicelib.pipeline import importer
+    from chalicelib.store.models import ALL_MODELS as MODELS
+
+    customers, orders = _mixed_rows()
+    c_path = _write_jsonl(tmp_path / "c.jsonl", customers)
+    o_path = _write_jsonl(tmp_path / "o.jsonl", orders)
+    clock.set_now(IMPORT_NOW)
+    assert main(["import", "customers", str(c_path)]) == 0
+    assert main(["import", "orders", str(o_path)]) == 0
+    batched = _state()
+    assert "1 already imported" in capsys.readouterr().out  # the row given twice
+    for model in MODELS:  # the same stack, emptied
+        for item in model.scan():
+            item.delete()
+    monkeypatch.setattr(importer, "BATCH_ROWS", 1)
+    assert main(["import", "customers", str(c_path)]) == 0
+    assert main(["import", "orders", str(o_path)]) == 0
+    capsys.readouterr()
+    alone = _state()
+    assert batched["customers"] == alone["customers"]
+    assert batched["schedule"] == alone["schedule"]
+    assert batched["markers"] == alone["markers"]
+    assert batched["stats"] == alone["stats"]
+    assert {cid: p.get("order_count", 0) for cid, p in batched["customers"].items()} == {
+        f"m-{i:03d}": i % 4 for i in range(130)}
+
+
+def test_a_profile_changed_between_the_batch_read_and_its_write_keeps_both_changes(
+        live_stack: LocalStack, tmp_path: Any, monkeypatch: Any, capsys: Any) -> None:
+    from chalicelib.cli.main import main
+    from chalicelib.pipeline import ingest
+    from chalicelib.store.models import CustomerModel
+
+    clock.set_now(IMPORT_NOW)
+    rows = [{"id": f"p-{i}", "phone": f"+1415555{i:04d}", "timezone": "America/Chicago",
+             "birthday": "1980-06-01", "consent_sms": True, "updated_at": "2026-03-01T00:00:00Z"}
+            for i in range(30)]
+    path = _write_jsonl(tmp_path / "c.jsonl", rows)
+    real = ingest.load_customers
+
+    def read_then_live_event(ids: Any) -> Any:
+        found = real(ids)
+        live = load_event("customer_updated")
+        live.update(id="live-1", occurred_at="2026-03-31T12:00:00Z")
+        live["customer"] = {"id": "p-7", "email": "p7@example.com",
+                            "attributes": {"tier": "gold"}}
+        live_stack.ingest([live])  # lands after the batch read its customers
+        return found
+
+    monkeypatch.setattr(ingest, "load_customers", read_then_live_event)
+    assert main(["import", "customers", str(path)]) == 0
+    assert "30 imported" in capsys.readouterr().out
+    profile = CustomerModel.get("p-7").profile
+    assert profile["email"] == "p7@example.com" and profile["attributes"] == {"tier": "gold"}
+    assert profile["phone"] == "+14155550007" and profile["birthday"] == "1980-06-01"
+    assert len([s for s in ScheduleModel.scan() if s.step["customer_id"] == "p-7"
+                and s.step["campaign_id"] == "birthday"]) == 1
+
+
+def test_an_erased_customer_in_a_batch_stays_erased_and_the_rest_import(
+        live_stack: LocalStack, tmp_path: Any, capsys: Any) -> None:
+    from chalicelib.cli.main import main
+    from chalicelib.pipeline.erasure import erase
+    from chalicelib.store.models import CustomerModel
+
+    clock.set_now(IMPORT_NOW)
+    rows = [{"id": f"e-{i}", "phone": f"+1415555{i:04d}", "consent_sms": True,
+             "updated_at": "2026-03-01T00:00:00Z"} for i in range(5)]
+    path = _write_jsonl(tmp_path / "c.jsonl", rows)
+    assert main(["import", "customers", str(path)]) == 0
+    erase(["e-2"])
+    # A later re-import of the old export (its markers gone) must not bring e-2 back.
+    from chalicelib.store.models import EventModel
+    for marker in EventModel.scan():
+        marker.delete()
+    assert main(["import", "customers", str(path)]) == 0
+    capsys.readouterr()
+    erased = CustomerModel.get("e-2")
+    assert erased.erased_at is not None and not erased.phone
+    assert [CustomerModel.get(f"e-{i}").phone for i in (0, 1, 3, 4)] == [
+        "+14155550000", "+14155550001", "+14155550003", "+14155550004"]
+
+
+def test_the_import_of_1000_customers_makes_few_requests(
+        live_stack: LocalStack, tmp_path: Any, capsys: Any) -> None:
+    from chalicelib.cli.main import main
+
+    clock.set_now(IMPORT_NOW)
+    rows = [{"id": f"r-{i:04d}", "phone": f"+1415555{i:04d}", "timezone": "America/Chicago",
+             "birthday": f"19{70 + i % 30}-{1 + i % 12:02d}-20", "consent_sms": True}
+            for i in range(1000)]
+    path = _write_jsonl(tmp_path / "c.jsonl", rows)
+    attach(tx.connection().client)
+    for model in ALL_MODELS:
+        attach(model._get_connection().connection.client)
+    with DdbMeter() as meter:
+        assert main(["import", "customers", str(path)]) == 0
+    capsys.readouterr()
+    requests = dict(meter.requests)
+    # 10 batches of 100 rows: one BatchGetItem each, about 25 rows per transaction.
+    assert requests.get("BatchGetItem", 0) == 10
+    assert requests.get("TransactWriteItems", 0) <= 1000 / 20, requests
+    assert requests.get("GetItem", 0) == 0, requests
