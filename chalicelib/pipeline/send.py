@@ -33,6 +33,7 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib import aws, clock, settings
 from chalicelib.channels.base import EmailMessage, SendResult, SmsMessage
+from chalicelib.config.compiled import CompiledCampaign
 from chalicelib.journeys.engine import PlannedStep, StepDecision, decide_step
 from chalicelib.journeys.messages import (
     RenderedMessage,
@@ -374,6 +375,32 @@ def _check_step_types(step: PlannedStep) -> None:
             raise TypeError(f"step.{name} must be an object or null")
 
 
+STALE_RECHECK_SECONDS = 1.0
+
+
+class StaleCampaigns(Exception):
+    """The live campaigns read are older than a step's version (the active index has
+    not caught up with a push yet): the send request is retried later."""
+
+
+def _newer_live(step: PlannedStep,
+                live: LiveCache) -> tuple[LiveCampaigns, CompiledCampaign | None]:
+    """The live campaigns again, for a step this instance's cache cannot decide: one
+    planned from a newer version than it holds (another instance planned it after a
+    push), or of a campaign it does not hold (paused, or pushed since it was loaded).
+    Deciding from the cache would cancel the step for good, as paused or removed. A
+    campaign missing from a cache read less than ``STALE_RECHECK_SECONDS`` ago is
+    paused (one read a second at most, however many of its steps come due)."""
+    cached = live.get().campaigns.get(step.campaign_id)
+    campaigns = live.get(0.0 if cached is not None else STALE_RECHECK_SECONDS)
+    campaign = campaigns.campaigns.get(step.campaign_id)
+    if campaign is not None and campaign.version < step.campaign_version:
+        raise StaleCampaigns(
+            f"live campaign {step.campaign_id!r} is version {campaign.version}, the step "
+            f"was planned from version {step.campaign_version}: retried later")
+    return campaigns, campaign
+
+
 def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
     """Handle one message from the sends queue."""
     try:
@@ -392,6 +419,8 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
     profile = live_profile(load_customer(step.customer_id))
     campaigns = live.get()  # once: the decision and the render see the same version
     campaign = campaigns.campaigns.get(step.campaign_id)
+    if campaign is None or campaign.version < step.campaign_version:
+        campaigns, campaign = _newer_live(step, live)
     decision = decide_step(step, profile, campaign, now, conf.default_timezone)
     try:
         if decision.outcome == "deferred":

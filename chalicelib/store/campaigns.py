@@ -62,8 +62,10 @@ class LiveCache:
         self._value: LiveCampaigns | None = None
         self._loaded = 0.0
 
-    def get(self) -> LiveCampaigns:
-        if self._value is None or time.monotonic() - self._loaded > self.ttl:
+    def get(self, max_age: float | None = None) -> LiveCampaigns:
+        """The live campaigns, read again when older than ``ttl`` (or ``max_age``)."""
+        limit = self.ttl if max_age is None else min(self.ttl, max_age)
+        if self._value is None or time.monotonic() - self._loaded > limit:
             self._value = load_live()
             self._loaded = time.monotonic()
         return self._value
