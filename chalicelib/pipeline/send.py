@@ -197,12 +197,26 @@ def _arm(step: PlannedStep) -> str:
     return "holdout" if step.holdout else "treatment"
 
 
-def _bump(step: PlannedStep, counter: str) -> tuple[StatKey, str]:
-    return (step.campaign_id, step.variant, _arm(step), clock.now().date().isoformat()), counter
+def _bump(step: PlannedStep, counter: str, day: str | None = None) -> tuple[StatKey, str]:
+    """A counter of ``step`` on ``day`` (default today, UTC): a decision counts on the
+    day it was made; a send's outcome on the day it was sent (its claim), where its
+    provider's reports count its delivery (``decided_at``), even when the provider
+    answers after midnight."""
+    return (step.campaign_id, step.variant, _arm(step),
+            day or clock.now().date().isoformat()), counter
 
 
-def _stat(step: PlannedStep, counter: str) -> list[Op]:
-    return stat_ops([_bump(step, counter)])
+def _stat(step: PlannedStep, counter: str, day: str | None = None) -> list[Op]:
+    return stat_ops([_bump(step, counter, day)])
+
+
+def _sent_on(history: list[Any]) -> str | None:
+    """The day (UTC) of the sender's claim of the current attempt: its last
+    ``sending`` entry, written with the message's ``decided_at``."""
+    for entry in reversed(history):
+        if isinstance(entry, dict) and not is_report(entry) and entry.get("status") == "sending":
+            return str(entry.get("at", ""))[:10] or None
+    return None
 
 
 STAT_FOR = {"held_out": "held_out", "expired": "expired", "exited": "exited",
@@ -313,7 +327,7 @@ def _outcome_update(step: PlannedStep, token: str, result: SendResult, attempt: 
         counter = {"sent": "sent", "failed": "failed", "ambiguous": "ambiguous"}[status]
         required.append(_finish_schedule(step.id, token, "done", status,
                                          result.error_code or "", expect="sending"))
-        required.extend(_stat(step, counter))
+        required.extend(_stat(step, counter, _sent_on(history)))
     return Transaction(required=required)
 
 
@@ -567,8 +581,13 @@ def record_stuck(item: ScheduleModel, now: datetime) -> str:
         ], condition=MessageModel.status == "sending")
 
     commit(Transaction(required=[lambda tw: settle(tw, "ambiguous", STUCK_REASON),
-                                 mark_message, *_stat(step, "ambiguous")]))
+                                 mark_message,
+                                 *_stat(step, "ambiguous", _decided_day(message))]))
     return "ambiguous"
+
+
+def _decided_day(message: MessageModel | None) -> str | None:
+    return message.decided_at[:10] if message is not None else None
 
 
 def _settle_reported(step: PlannedStep, message: MessageModel, history: list[Any],
@@ -584,7 +603,7 @@ def _settle_reported(step: PlannedStep, message: MessageModel, history: list[Any
         ], condition=MessageModel.history == history)  # a report meanwhile: next tick
 
     commit(Transaction(required=[lambda tw: settle(tw, "sent", STUCK_REPORTED_REASON),
-                                 mark_message, *_stat(step, "sent")]))
+                                 mark_message, *_stat(step, "sent", message.decided_at[:10])]))
     return "sent"
 
 

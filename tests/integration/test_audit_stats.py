@@ -489,10 +489,6 @@ def _evening(stack: LocalStack, tmp_path: Path) -> datetime:
     return datetime(2026, 3, 3, 23, 59, tzinfo=UTC)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DEFECT: a send whose provider call ends after midnight counts `sent` on the next "
-    "day while its `delivered` lands on the claim day, though docs/api.md puts "
-    "delivered 'in the stats row of the day the message was sent, beside its sent count'."))
 def test_a_send_straddling_midnight_counts_sent_beside_its_delivered(
         stack: LocalStack, tmp_path: Path) -> None:
     due = _evening(stack, tmp_path)
@@ -546,10 +542,6 @@ def test_a_stuck_send_twilio_reported_is_counted_sent_once_not_ambiguous(
                                ("-", "treatment", SMS_DAY): {"sent": 1, "delivered": 1}}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DEFECT: a stuck send that Twilio reported and the tick settles after midnight "
-    "counts `sent` on the sweep's day, not beside its `delivered` on the day it was "
-    "sent (docs/api.md, Stats)."))
 def test_a_stuck_send_swept_after_midnight_counts_sent_on_the_send_day(
         stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     due = _evening(stack, tmp_path)
