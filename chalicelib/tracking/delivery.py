@@ -22,8 +22,10 @@ from typing import Any
 RANK = {"sent": 1, "delivered": 2, "undelivered": 2, "failed": 2}
 """Meaningful statuses; a status replaces the current one if its rank is not lower."""
 
-COUNTER = {"delivered": "delivered", "undelivered": "failed", "failed": "failed"}
-"""The stats counter a status bumps, the first time its class is seen."""
+COUNTER = {"delivered": "delivered", "undelivered": "failed", "failed": "failed",
+           "opened": "opened", "clicked": "clicked"}
+"""The stats counter a status bumps, the first time its class is seen (so opens and
+clicks count unique messages, not every open)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,12 +16,15 @@ carries the tag ``message`` = its message id, which SES copies into every event
                             ``bounce:<subtype>``
 ``Bounce``, other types     kept in the history only (``bounced``): SES retried
 ``Reject``                  status ``failed`` (code ``reject``)
+``Open``                    kept in the history (``opened``); the first bumps ``opened``
+``Click``                   kept in the history (``clicked``); the first bumps
+                            ``clicked`` (a click on the unsubscribe link is not one)
 ``Complaint``               kept in the history (``complained``), email consent
                             withdrawn (``source: email:complaint``) and the
                             complaining addresses put on the suppression list: a
                             spam report is an opt-out, and mail after one harms the
                             sender's reputation
-anything else               ignored (``Send``, ``Open``, ``Click``, ``DeliveryDelay``)
+anything else               ignored (``Send``, ``DeliveryDelay``, ``Subscription``...)
 ==========================  ==========================================================
 
 Each report is folded like a Twilio status callback
@@ -43,6 +46,7 @@ from chalicelib.tracking.delivery import StatusReport
 
 log = logging.getLogger(__name__)
 MESSAGE_TAG = "message"
+UNSUBSCRIBE_PATH = "/l/unsubscribe/"
 
 
 def report_for(event: dict[str, Any]) -> StatusReport | None:
@@ -60,6 +64,13 @@ def report_for(event: dict[str, Any]) -> StatusReport | None:
         return StatusReport(provider_id, status, code, source="ses")
     if kind == "Reject":
         return StatusReport(provider_id, "failed", "reject", source="ses")
+    if kind == "Open":
+        return StatusReport(provider_id, "opened", source="ses")
+    if kind == "Click":
+        link = str((event.get("click") or {}).get("link") or "")
+        if UNSUBSCRIBE_PATH in link:
+            return None  # an opt-out, recorded by its own route; not engagement
+        return StatusReport(provider_id, "clicked", source="ses")
     if kind == "Complaint":
         feedback = (event.get("complaint") or {}).get("complaintFeedbackType")
         return StatusReport(provider_id, "complained", f"complaint:{feedback or 'unknown'}",

@@ -618,23 +618,28 @@ def _open_and_click(msg: MessageModel) -> list[dict[str, Any]]:
 
 def test_ses_opens_and_clicks_change_no_status_and_no_delivery_counter(
         known: LocalStack) -> None:
-    """docs/api.md: `Open` and `Click` events are ignored (no status, no counter of the
-    delivery kind), however often SNS delivers them."""
+    """docs/api.md: `Open` and `Click` are kept in the history once each (however often
+    SNS delivers them, however often the mail is opened), change no status, and bump
+    only `opened` and `clicked`; a click on the unsubscribe link is not counted."""
     known.run_due(EMAIL_DUE)
     msg = email_message()
-    before = rows("tip")
+    before = rows("tip")[("-", "treatment", EMAIL_DAY)]
     events = _open_and_click(msg)
-    assert put_ses(known, *events, *events) == ["ignored"] * 4
+    again = [{**e, "open": {**e["open"], "timestamp": "2026-03-09T08:00:00.000Z"}}
+             if "open" in e else e for e in events]
+    assert put_ses(known, *events, *again) == ["recorded", "recorded",
+                                               "duplicate", "duplicate"]
+    unsubscribe = {**events[1], "click": {**events[1]["click"],
+                                           "link": "https://api.example.com/l/unsubscribe/x.y"}}
+    assert put_ses(known, unsubscribe) == ["ignored"]
     after = MessageModel.get(msg.message_id, consistent_read=True)
-    assert (after.status, after.history) == (msg.status, msg.history)
-    assert rows("tip") == before
+    assert after.status == msg.status
+    assert [h["status"] for h in after.history] == [
+        *(h["status"] for h in msg.history), "opened", "clicked"]
+    counts = rows("tip")[("-", "treatment", EMAIL_DAY)]
+    assert counts == {**before, "opened": 1, "clicked": 1}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DEFECT: DESIGN.md routes SES opens and clicks (and a click redirect) to stats and "
-    "StatsModel has `opened`/`clicked`, but nothing ever bumps them: ses_events ignores "
-    "Open/Click (docs/api.md documents that, contradicting DESIGN) and there is no "
-    "click route."))
 def test_ses_opens_and_clicks_count_once_per_message_as_design_says(
         known: LocalStack) -> None:
     known.run_due(EMAIL_DUE)
