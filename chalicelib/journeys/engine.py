@@ -1167,10 +1167,24 @@ def _next_year(campaign: CompiledCampaign, step: PlannedStep, profile: Profile,
 
 
 def decide_step(step: PlannedStep, profile: Profile | None, campaign: CompiledCampaign | None,
-                now: datetime, default_tz: str = "America/New_York") -> StepDecision:
-    """Whether a due step is sent now, and if not, why. Checked at send time."""
+                now: datetime, default_tz: str = "America/New_York", *,
+                paused: CompiledCampaign | None = None) -> StepDecision:
+    """Whether a due step is sent now, and if not, why. Checked at send time.
+
+    ``campaign`` is the live version (None when the campaign is not live), ``paused``
+    the current version of a campaign not live because it is paused: a date
+    campaign's step is cancelled, but its occurrence goes on (its later steps, then
+    next year's), each cancelled in turn while the pause lasts, so that resuming
+    the campaign finds every customer's yearly chain."""
     if campaign is None:
-        return StepDecision("cancelled", "campaign not active")
+        stopped = StepDecision("cancelled", "campaign not active")
+        if paused is not None and paused.trigger_kind == "date" and profile is not None \
+                and not _stale_reason(paused, step, profile, default_tz):
+            stopped.follow_ups = (
+                _follow_ups(paused, step, profile, default_tz)
+                if step.campaign_version == paused.version and paused.step(step.step_id)
+                else _new_version_steps(paused, step, profile, default_tz))
+        return stopped
     compiled_step = campaign.step(step.step_id)
     if compiled_step is None:
         removed = StepDecision("cancelled", "step removed from campaign")

@@ -45,7 +45,7 @@ from chalicelib.pipeline.batch import PermanentError
 from chalicelib.pipeline.ingest import add_planned, live_profile, load_customer
 from chalicelib.pipeline.stats import StatKey, stat_ops
 from chalicelib.store import suppression
-from chalicelib.store.campaigns import LiveCache, LiveCampaigns
+from chalicelib.store.campaigns import LiveCache, LiveCampaigns, paused_version
 from chalicelib.store.models import MessageModel, ScheduleModel
 from chalicelib.store.tx import Op, RequiredConditionFailed, Transaction, commit
 from chalicelib.tracking import links
@@ -435,7 +435,9 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
     campaign = campaigns.campaigns.get(step.campaign_id)
     if campaign is None or campaign.version < step.campaign_version:
         campaigns, campaign = _newer_live(step, live)
-    decision = decide_step(step, profile, campaign, now, conf.default_timezone)
+    decision = decide_step(step, profile, campaign, now, conf.default_timezone,
+                           paused=paused_version(step.campaign_id) if campaign is None
+                           else None)
     try:
         if decision.outcome == "deferred":
             assert decision.defer_until is not None

@@ -72,3 +72,19 @@ class LiveCache:
 
     def invalidate(self) -> None:
         self._value = None
+
+
+_paused: dict[tuple[str, int], CompiledCampaign] = {}
+
+
+def paused_version(campaign_id: str) -> CompiledCampaign | None:
+    """The campaign's latest version when it is ``paused`` (else None): one Query;
+    compiled once per version and instance."""
+    latest = list(CampaignModel.query(campaign_id, scan_index_forward=False, limit=1))
+    if not latest or latest[0].status != "paused":
+        return None
+    item = latest[0]
+    key = (campaign_id, int(item.version))
+    if key not in _paused:
+        _paused[key] = compile_campaign(Campaign.model_validate(item.definition), key[1])
+    return _paused[key]
