@@ -584,6 +584,36 @@ def _enroll_event(result: EventResult, event: Mapping[str, Any], at: datetime, s
         result.planned.extend(planned)
         result.rows.append(Row(cid, c.id, "-", stamp, "enrolled",
                                "holdout group" if planned[0].holdout else ""))
+        if c.goal_event is not None:
+            _goal_seen_before(result, c, planned[0], at)
+
+
+def _goal_seen_before(result: EventResult, c: CompiledCampaign, first: PlannedStep,
+                      at: datetime) -> None:
+    """A late trigger's enrollment converts at once when its goal event, within the
+    window after it, was processed before it (events arrive out of order): as the
+    goal would have converted it had the trigger come first. The profile keeps the
+    latest event of each type, and each order's own events: a goal seen more than
+    once after the enrollment converts it if the latest (or, for an order event,
+    any order's) is in the window."""
+    assert c.goal_event is not None and c.goal_within is not None
+    profile = result.profile
+    start = first.enrolled_at
+    end = iso(at + c.goal_within)
+    seen = [(profile.get("last_events") or {}).get(c.goal_event)]
+    if order_scoped(c.goal_event):
+        seen += [(o.get("events") or {}).get(c.goal_event)
+                 for o in (profile.get("orders") or {}).values()]
+    hits = [t for t in seen if t is not None and start < t <= end]
+    if not hits:
+        return
+    when = min(hits)
+    arm = "holdout" if first.holdout else "treatment"
+    result.conversions.append(Conversion(c.id, arm, first.variant, start))
+    enrollments = dict(profile["enrollments"])
+    enrollments[c.id] = {**enrollments[c.id], "converted": when}
+    profile["enrollments"] = enrollments
+    result.rows.append(Row(profile["id"], c.id, "-", when, "converted", c.goal_event))
 
 
 def _date_occurrence(c: CompiledCampaign, profile: Profile, today_local: datetime,

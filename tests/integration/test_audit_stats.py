@@ -407,11 +407,6 @@ def test_a_goal_event_arriving_after_the_window_closed_still_converts(lift: Loca
                                                                    "converted": 1}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DEFECT: a goal event logged before the (late) trigger it follows in time is never "
-    "counted: goals are checked only against enrollments that exist when the goal "
-    "arrives, though DESIGN says events may arrive out of order and campaigns.md "
-    "counts any goal within the window after enrollment."))
 def test_a_goal_logged_before_its_late_trigger_still_converts(lift: LocalStack) -> None:
     t = customer(holdout=False)
     clock.set_now(DELIVERED + timedelta(days=6))

@@ -187,3 +187,36 @@ def test_delivery_before_its_order_enrolls_once() -> None:
     again = process_event(event("order.delivered", "2026-03-03T15:00:00Z", "e3"),
                           late.profile, cs)
     assert [s.campaign_id for s in again.planned] == []
+
+
+def _late_trigger(goal_at: str, goal: str = "order.placed", within: str = "P30D",
+                  ) -> tuple[Any, Any]:
+    """A goal event processed first, then the (late) delivery that enrolls at 03-01."""
+    cs = cset(campaign(goal={"event": goal, "within": within}))
+    r1 = process_event(event(goal, goal_at, "g1", order="o1" if goal != "order.placed"
+                             else "o2"), None, cs)
+    r2 = process_event(event("order.delivered", "2026-03-01T14:00:00Z", "e1"), r1.profile, cs)
+    return r2, cs
+
+
+def test_a_goal_processed_before_its_late_trigger_converts_the_enrollment_once() -> None:
+    r, cs = _late_trigger("2026-03-10T14:00:00Z")
+    assert [(c.campaign_id, c.arm, c.enrolled_at) for c in r.conversions] == [
+        ("checkin", "treatment", "2026-03-01T14:00:00Z")]
+    assert ("converted", "2026-03-10T14:00:00Z") in [(row.outcome, row.at) for row in r.rows]
+    assert r.profile["enrollments"]["checkin"]["converted"] == "2026-03-10T14:00:00Z"
+    later = process_event(event("order.placed", "2026-03-12T14:00:00Z", "g2", order="o3"),
+                          r.profile, cs)
+    assert later.conversions == []  # once per enrollment
+
+
+def test_a_goal_processed_before_its_late_trigger_counts_only_inside_the_window() -> None:
+    assert _late_trigger("2026-04-01T14:00:01Z")[0].conversions == []  # past 30 days
+    assert _late_trigger("2026-03-01T14:00:00Z")[0].conversions == []  # its own instant
+    assert _late_trigger("2026-02-20T14:00:00Z")[0].conversions == []  # before it
+
+
+def test_an_order_scoped_goal_seen_before_its_late_trigger_converts() -> None:
+    # Goal: a return (of order o1) logged before the delivery of o1 that enrolls.
+    r, _ = _late_trigger("2026-03-05T09:00:00Z", goal="order.returned")
+    assert len(r.conversions) == 1
