@@ -10,6 +10,8 @@ opt-out).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -25,7 +27,7 @@ _CONTACT = ("email", "phone", "name", "timezone", "locale", "birthday")
 PROFILE_FIELDS = frozenset({
     "id", "attributes", "consent", "order_count", "total_spent", "orders", "products",
     "last_events", "enrollments", *_CONTACT, "currency", "first_order_at",
-    "last_order_at", "last_delivery_at", "created_at", "updated_at",
+    "last_order_at", "last_delivery_at", "created_at", "updated_at", "pruned_orders",
 })
 
 
@@ -139,12 +141,46 @@ def order_scoped(event_type: str) -> bool:
     return event_type.startswith("order.") and event_type != "order.placed"
 
 
-def _prune(orders: dict[str, Any]) -> None:
+def _prune(profile: Profile, orders: dict[str, Any]) -> None:
     """Keep the newest ``MAX_ORDERS_KEPT`` orders: by the order's time, or for one seen
-    only by its return or cancellation, by the time of that event."""
+    only by its return or cancellation, by the time of that event. The ids of those
+    dropped are remembered (hashed, :func:`_pruned`), so that an event of one seen
+    again (a re-import or a replay after its event marker expired) counts nothing."""
+    dropped = []
     while len(orders) > MAX_ORDERS_KEPT:
-        del orders[min(orders, key=lambda k: orders[k].get("at")
-                       or min((orders[k].get("events") or {}).values(), default=""))]
+        oldest = min(orders, key=lambda k: orders[k].get("at")
+                     or min((orders[k].get("events") or {}).values(), default=""))
+        del orders[oldest]
+        dropped.append(_order_token(oldest))
+    if dropped:
+        kept = (profile.get("pruned_orders") or "") + "".join(dropped)
+        profile["pruned_orders"] = kept[-MAX_PRUNED_KEPT * _TOKEN:]
+
+
+# Pruned order ids: 8 characters each (48 bits of an unkeyed hash, base64url), one
+# string, the oldest dropped first past MAX_PRUNED_KEPT (80,000 characters).
+MAX_PRUNED_KEPT = 10_000
+_TOKEN = 8
+
+
+def _order_token(order_id: str) -> str:
+    digest = hashlib.blake2b(order_id.encode("utf-8", "surrogatepass"), digest_size=6,
+                             person=b"aftercare-order").digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii")
+
+
+def _pruned(profile: Profile, order_id: str) -> bool:
+    """Whether ``order_id`` is among the orders pruned from the profile."""
+    tokens = profile.get("pruned_orders")
+    if not tokens:
+        return False
+    token = _order_token(order_id)
+    at = tokens.find(token)
+    while at != -1:
+        if at % _TOKEN == 0:
+            return True
+        at = tokens.find(token, at + 1)
+    return False
 
 
 def _counted(order: Mapping[str, Any]) -> bool:
@@ -210,7 +246,7 @@ def _apply_order(profile: Profile, event_type: str, order: Mapping[str, Any], at
                 record["cancelled"] = True
             orders = profile["orders"] = dict(orders)
             orders[order_id] = record
-            _prune(orders)
+            _prune(profile, orders)
             if event_type == "order.cancelled" and known is not None and _counted(known):
                 _uncount(profile, orders, known)
             known = record
@@ -229,7 +265,7 @@ def _apply_order(profile: Profile, event_type: str, order: Mapping[str, Any], at
         # cancelled or not (so they do not depend on the order events' arrival order).
         if order.get("currency"):
             profile["currency"] = order["currency"]
-        _prune(orders)
+        _prune(profile, orders)
         _add_products(profile, order.get("items") or ())
     else:
         orders = profile["orders"] = dict(orders)
@@ -254,7 +290,10 @@ def apply_event(profile: Profile, event: Mapping[str, Any], at: datetime) -> Pro
     stamp = iso(at)
     _apply_customer(out, event["customer"], stamp)
     order = event.get("order")
-    if order is not None:
+    # An order pruned from the profile is older than every order kept, and was counted
+    # (or not) when it was seen: its events change nothing.
+    if order is not None and (order["id"] in (out.get("orders") or {})
+                              or not _pruned(out, order["id"])):
         _apply_order(out, event["type"], order, stamp)
     last = dict(out.get("last_events") or {})
     last[event["type"]] = _later(last.get(event["type"]), stamp)

@@ -724,9 +724,6 @@ def test_reimporting_an_old_export_after_the_markers_expire_keeps_newer_live_dat
     assert CustomerModel.get("r-1").profile["phone"] == "+14155550121"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DEFECT: after the markers expire, orders pruned from the profile are "
-    "counted again"))
 def test_reimporting_orders_after_the_markers_expire_counts_each_order_once(
         stack: LocalStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     clock.set_now(NOW)

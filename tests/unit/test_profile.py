@@ -239,3 +239,45 @@ def test_cancelling_every_order_of_each_subset_in_every_order() -> None:
                 last = max(counted.values(), default=None)
                 assert p.get("last_order_at") == (
                     None if last is None else f"2026-03-0{last}T00:00:00Z"), arrival
+
+
+def _orders(n: int, newest_first: bool = False) -> dict:
+    times = [T1 + timedelta(hours=i) for i in range(n)]
+    order = list(range(n))[::-1] if newest_first else range(n)
+    p = new_profile("c1")
+    for i in order:
+        p = apply_event(p, ev("order.placed", f"o{i}"), times[i])
+    return p
+
+
+def test_an_order_pruned_from_the_profile_and_seen_again_counts_nothing() -> None:
+    p = _orders(MAX_ORDERS_KEPT + 5)
+    assert p["order_count"] == MAX_ORDERS_KEPT + 5 and len(p["orders"]) == MAX_ORDERS_KEPT
+    assert len(p["pruned_orders"]) == 5 * 8
+    for kind in ("order.placed", "order.delivered", "order.cancelled", "order.returned"):
+        again = apply_event(p, ev(kind, "o0"), T1)  # the oldest, pruned
+        assert (again["order_count"], again["total_spent"], again["orders"]) == (
+            p["order_count"], p["total_spent"], p["orders"]), kind
+    kept = apply_event(p, ev("order.cancelled", f"o{MAX_ORDERS_KEPT}"), T2)
+    assert kept["order_count"] == p["order_count"] - 1  # a kept order still counts
+
+
+def test_orders_imported_newest_first_all_count() -> None:
+    """Older orders never seen before (an export sorted newest first) are new orders,
+    not pruned ones: only the ids pruned are remembered."""
+    p = _orders(MAX_ORDERS_KEPT + 40, newest_first=True)
+    assert p["order_count"] == MAX_ORDERS_KEPT + 40
+    assert p["total_spent"] == 10.0 * (MAX_ORDERS_KEPT + 40)
+
+
+def test_the_pruned_ids_kept_are_bounded() -> None:
+    from chalicelib.journeys import profile as mod
+
+    p = new_profile("c1")
+    p["pruned_orders"] = "A" * (mod.MAX_PRUNED_KEPT * 8)
+    p = apply_event(p, ev("order.placed", "x"), T1)
+    for i in range(MAX_ORDERS_KEPT + 1):
+        p = apply_event(p, ev("order.placed", f"o{i}"), T2 + timedelta(minutes=i))
+    assert len(p["pruned_orders"]) == mod.MAX_PRUNED_KEPT * 8
+    assert p["pruned_orders"].endswith(mod._order_token("o0"))  # the oldest went first
+    assert mod._pruned(p, "x") and not mod._pruned(p, "never")
