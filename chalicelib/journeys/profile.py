@@ -158,8 +158,9 @@ def _prune(profile: Profile, orders: dict[str, Any]) -> None:
 
 
 # Pruned order ids: 8 characters each (48 bits of an unkeyed hash, base64url), one
-# string, the oldest dropped first past MAX_PRUNED_KEPT (80,000 characters).
-MAX_PRUNED_KEPT = 10_000
+# string, the oldest dropped first past MAX_PRUNED_KEPT (16,000 characters: every
+# event of such a customer rewrites them, at 1 write unit per KB).
+MAX_PRUNED_KEPT = 2_000
 _TOKEN = 8
 
 

@@ -255,11 +255,13 @@ def _cancel_retrying(cancel: Cancellation) -> Op:
     def op(tw: TransactWrite) -> None:
         tw.update(ScheduleModel(cancel.schedule_id), actions=_cancel_actions(cancel),
                   condition=ScheduleModel.status.is_in(*_CANCELLABLE))
+        # ``cancelled``: a step whose retry a change of date cancelled, planned again by
+        # a change back (its message says so), and now cancelled again.
         tw.update(MessageModel(cancel.schedule_id), actions=[
             MessageModel.status.set(cancel.outcome),
             MessageModel.outcome.set(cancel.outcome),
             MessageModel.reason.set(cancel.reason),
-        ], condition=MessageModel.status == "retry")
+        ], condition=MessageModel.status.is_in("retry", "cancelled"))
 
     return op
 
@@ -331,11 +333,11 @@ def result_transaction(result: EventResult, current: CustomerModel | None,
     cancelled = {c.schedule_id: c for c in reversed(result.cancelled)
                  if c.schedule_id not in planned}
     add_planned(tx, planned.values(), _conversion_bumps(result))
-    add_cancelled(tx, list(reversed(cancelled.values())))
     if result.moved:
         tx.optional.extend(moved_step_ops(
             s for s in {s.id: s for s in result.moved}.values()
             if s.id not in planned and s.id not in cancelled))
+    add_cancelled(tx, list(reversed(cancelled.values())))  # last: it counts the room left
     return tx
 
 

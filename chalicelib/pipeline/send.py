@@ -45,7 +45,7 @@ from chalicelib.pipeline.batch import PermanentError
 from chalicelib.pipeline.ingest import add_planned, live_profile, load_customer
 from chalicelib.pipeline.stats import StatKey, stat_ops
 from chalicelib.store import suppression
-from chalicelib.store.campaigns import LiveCache, LiveCampaigns, paused_version
+from chalicelib.store.campaigns import LiveCache, LiveCampaigns, latest_version
 from chalicelib.store.models import MessageModel, ScheduleModel
 from chalicelib.store.tx import Op, RequiredConditionFailed, Transaction, commit
 from chalicelib.tracking import links
@@ -415,6 +415,22 @@ def _newer_live(step: PlannedStep,
     return campaigns, campaign
 
 
+def _not_live(step: PlannedStep) -> CompiledCampaign | None:
+    """For a step of a campaign the live campaigns do not hold: its current version
+    when the campaign is paused (its yearly chain goes on, see ``decide_step``), or
+    None (archived, draft, never pushed). A campaign whose latest version is active
+    was pushed (resumed) after the live campaigns were read, or the active index has
+    not caught up: the step is retried later, not cancelled."""
+    latest = latest_version(step.campaign_id)
+    if latest is None:
+        return None
+    status, current = latest
+    if status == "active":
+        raise StaleCampaigns(f"campaign {step.campaign_id!r} is active but not in the live "
+                             "campaigns read: retried later")
+    return current if status == "paused" else None
+
+
 def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
     """Handle one message from the sends queue."""
     try:
@@ -433,11 +449,13 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
     profile = live_profile(load_customer(step.customer_id))
     campaigns = live.get()  # once: the decision and the render see the same version
     campaign = campaigns.campaigns.get(step.campaign_id)
+    paused = None
     if campaign is None or campaign.version < step.campaign_version:
         campaigns, campaign = _newer_live(step, live)
+        if campaign is None:
+            paused = _not_live(step)
     decision = decide_step(step, profile, campaign, now, conf.default_timezone,
-                           paused=paused_version(step.campaign_id) if campaign is None
-                           else None)
+                           paused=paused)
     try:
         if decision.outcome == "deferred":
             assert decision.defer_until is not None

@@ -74,17 +74,19 @@ class LiveCache:
         self._value = None
 
 
-_paused: dict[tuple[str, int], CompiledCampaign] = {}
+_compiled: dict[tuple[str, int], CompiledCampaign] = {}
 
 
-def paused_version(campaign_id: str) -> CompiledCampaign | None:
-    """The campaign's latest version when it is ``paused`` (else None): one Query;
-    compiled once per version and instance."""
-    latest = list(CampaignModel.query(campaign_id, scan_index_forward=False, limit=1))
-    if not latest or latest[0].status != "paused":
+def latest_version(campaign_id: str) -> tuple[str, CompiledCampaign] | None:
+    """The campaign's latest version (its status and compiled definition), read from
+    the table itself (consistent, unlike the active index): one Query; compiled once
+    per version and instance. None for a campaign never pushed."""
+    latest = list(CampaignModel.query(campaign_id, scan_index_forward=False, limit=1,
+                                      consistent_read=True))
+    if not latest:
         return None
     item = latest[0]
     key = (campaign_id, int(item.version))
-    if key not in _paused:
-        _paused[key] = compile_campaign(Campaign.model_validate(item.definition), key[1])
-    return _paused[key]
+    if key not in _compiled:
+        _compiled[key] = compile_campaign(Campaign.model_validate(item.definition), key[1])
+    return str(item.status), _compiled[key]
