@@ -20,6 +20,15 @@ Predicate = Callable[[Mapping[str, Any]], bool]
 log = logging.getLogger(__name__)
 
 
+# The error types the rule runtime raises itself; any other was given to ``throw``,
+# perhaps from the customer's data, and is not logged.
+_RUNTIME_ERRORS = frozenset({"NaN", "Invalid Arguments", "Unknown Operator"})
+
+
+def _error_kind(exc: RuleEvaluationError) -> str:
+    return exc.type if exc.type in _RUNTIME_ERRORS else "a value thrown by `throw`"
+
+
 def _predicate(rule: Any, path: str) -> Predicate | None:
     if rule is None:
         return None
@@ -34,7 +43,7 @@ def _predicate(rule: Any, path: str) -> Predicate | None:
             # Data the rule cannot handle (a text where a number belongs) means
             # "not matched" for this customer, never a failed event. No values
             # are logged: they may be personal data.
-            log.warning("rule at %s failed to evaluate: %s", path, exc.type)
+            log.warning("rule at %s failed to evaluate: %s", path, _error_kind(exc))
             return False
         except Exception as exc:  # a defect of the rule runtime on odd data
             # Still "not matched": one customer's data must not fail the event for

@@ -80,7 +80,10 @@ def parse_time(value: str, path: str) -> datetime:
     try:
         dt = datetime.fromisoformat(value)
     except ValueError:
-        raise EventError(path, f"not an ISO 8601 datetime: {value[:40]!r}") from None
+        # The value is not quoted: a mis-mapped export can put an email or a phone in
+        # any column, and reasons go to logs, DLQ attributes and import reports.
+        raise EventError(path, "not an ISO 8601 datetime (such as "
+                         "2026-03-01T14:02:00Z)") from None
     if dt.tzinfo is None:
         raise EventError(path, "datetime needs a timezone offset or Z")
     if not MIN_YEAR <= dt.year <= MAX_YEAR:

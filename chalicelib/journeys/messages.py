@@ -88,8 +88,9 @@ def render_message(step: PlannedStep, profile: Profile, campaign: CompiledCampai
 
 
 def render_failure(error: Exception) -> str:
-    """The reason a step that cannot render is recorded ``failed`` with."""
-    return f"template error: {error}"
+    """The reason a step that cannot render is recorded ``failed`` with: the error
+    without the customer's values it may quote (it is stored and logged)."""
+    return f"template error: {getattr(error, 'redacted', None) or error}"
 
 
 # Links in a simulated message: signed as the sender signs them, with a key that

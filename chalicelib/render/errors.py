@@ -25,11 +25,16 @@ class RenderError(TemplateError):
         What went wrong, in words a template author understands.
     """
 
-    def __init__(self, template: str, line: int | None, message: str) -> None:
+    def __init__(self, template: str, line: int | None, message: str,
+                 redacted: str | None = None) -> None:
         self.template = template
         self.line = line
         self.message = message
         where = f"{template}:{line}" if line is not None else template
+        # The error without the values it may quote (a customer's data): what a send
+        # records and logs. The message itself is for template authors (validation,
+        # preview), who see sample or their own data.
+        self.redacted = f"{where}: {redacted or message}"
         super().__init__(f"{where}: {message}")
 
 

@@ -58,7 +58,7 @@ def _timezone(context: Context, tz: str | None) -> dt.tzinfo:
         return default if isinstance(default, dt.tzinfo) else UTC
     zone = parse_timezone(tz) if isinstance(tz, str) else None
     if zone is None:
-        raise FilterValueError("datetime", f"unknown timezone {_shown(tz)} (use an IANA "
+        raise FilterValueError("datetime", f"unknown timezone {shown_value(tz)} (use an IANA "
                                "name such as 'Europe/Berlin')", tz)
     return zone
 
@@ -77,7 +77,7 @@ class FilterValueError(ValueError):
         self.value = value
 
 
-def _shown(value: Any) -> str:
+def shown_value(value: Any) -> str:
     """``value`` for an error message: ``null`` for None, long values cut."""
     if value is None:
         return "null (empty)"
@@ -98,13 +98,13 @@ def _to_datetime(value: Any, filter: str) -> dt.datetime | dt.date:
             except ValueError:
                 pass
     raise FilterValueError(filter, "expected a date, a datetime or an ISO 8601 string, got "
-                           f"{_shown(value)}", value)
+                           f"{shown_value(value)}", value)
 
 
 def _format(filter: str, format: Any) -> str:
     if not isinstance(format, str) or not format.strip():
         raise FilterValueError(filter, "the format must be 'short', 'medium', 'long', 'full' "
-                               f"or a pattern such as 'd MMM y', got {_shown(format)}", format)
+                               f"or a pattern such as 'd MMM y', got {shown_value(format)}", format)
     return format
 
 
@@ -150,19 +150,19 @@ def money(context: Context, amount: Any, currency: str = "USD") -> str:
     if isinstance(amount, Undefined):
         amount._fail_with_undefined_error()
     if isinstance(amount, bool) or not isinstance(amount, (int, float, Decimal, str)):
-        raise FilterValueError("money", f"money expects a number, got {_shown(amount)}",
+        raise FilterValueError("money", f"money expects a number, got {shown_value(amount)}",
                                amount)
     try:
         value = amount if isinstance(amount, Decimal) else Decimal(str(amount).strip())
     except InvalidOperation:
-        raise FilterValueError("money", f"money expects a number, got {_shown(amount)}",
+        raise FilterValueError("money", f"money expects a number, got {shown_value(amount)}",
                                amount) from None
     if not value.is_finite() or value.adjusted() >= 30:
         raise FilterValueError("money", "money expects a finite amount under 10^30, got "
-                               f"{_shown(amount)}", amount)
+                               f"{shown_value(amount)}", amount)
     code = str(currency).strip().upper() if isinstance(currency, str) else ""
     if not is_currency(code):
-        raise FilterValueError("money", f"unknown currency {_shown(currency)} (use an "
+        raise FilterValueError("money", f"unknown currency {shown_value(currency)} (use an "
                                "ISO 4217 code such as 'USD' or 'EUR')", currency)
     locale = _locale(context)
     # Babel rounds in the current decimal context (28 digits): an amount from 10^26

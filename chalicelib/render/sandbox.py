@@ -42,7 +42,7 @@ from jinja2.utils import missing, pass_environment
 
 from chalicelib.render import limits
 from chalicelib.render.errors import RenderError
-from chalicelib.render.filters import FILTERS, FilterValueError
+from chalicelib.render.filters import FILTERS, FilterValueError, shown_value
 
 if TYPE_CHECKING:
     from jinja2.runtime import Context
@@ -654,8 +654,22 @@ def to_render_error(exc: Exception, env: AftercareSandbox, template: str,
         message = _null_message(exc, env, where, line, variables)
     elif isinstance(exc, FilterValueError):
         message = _filter_message(exc, env, where, line, variables)
+        return RenderError(where, line, message, _without_value(message, exc.value))
     elif isinstance(exc, UndefinedError):
         message = str(exc)
     else:
         message = f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, (TemplateRuntimeError, SecurityError, NullValueError)):
+            # An error of Python's own may quote the value (``int('abc')``).
+            return RenderError(where, line, message, type(exc).__name__)
     return RenderError(where, line, message)
+
+
+def _without_value(message: str, value: Any) -> str:
+    """A filter's error without the value it quotes (see RenderError.redacted): the
+    value may be a customer's; its type says enough."""
+    if value is None or isinstance(value, bool):
+        return message
+    for shown in {shown_value(value), repr(value)}:
+        message = message.replace(shown, f"a {type(value).__name__} value")
+    return message

@@ -272,8 +272,10 @@ def test_message_features_agree(stack: LocalStack, tmp_path: Path) -> None:
     assert failed_tz
     for r in failed_tz:
         assert r[CUSTOMER] in moved and r[AT] >= moved[r[CUSTOMER]], r
-        assert "unknown timezone 'standard'" in r[REASON] or "unknown timezone 'gold'" \
-            in r[REASON] or "unknown timezone 'vip'" in r[REASON], r
+        # The customer's value is not quoted in a recorded reason (it may be personal
+        # data): its type is.
+        assert "|datetime: unknown timezone a str value" in r[REASON], r
+        assert not any(v in r[REASON] for v in ("'standard'", "'gold'", "'vip'")), r
     assert any(r[OUTCOME] == "sent" and r[CUSTOMER] not in moved for r in tz)
 
 
