@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 
@@ -235,6 +235,44 @@ def cmd_suppression_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    import json
+    from datetime import timedelta
+
+    from chalicelib.tracking.report import campaign_definitions, format_table, read_campaign
+
+    end = args.end or datetime.now(UTC).date()
+    start = args.start or end - timedelta(days=29)
+    if start > end:
+        print(f"--from {start} is after --to {end}", file=sys.stderr)
+        return 1
+    try:
+        definitions = campaign_definitions()
+        unknown = [c for c in args.campaigns if c not in definitions]
+        if unknown:
+            for c in unknown:
+                print(f"{c}: no campaign with this id was pushed", file=sys.stderr)
+            return 1
+        reports = [read_campaign(c, definitions[c], start, end)
+                   for c in (args.campaigns or sorted(definitions))]
+    except aws_errors() as exc:
+        print(f"report stopped: {exc}", file=sys.stderr)
+        return 1
+    if args.format == "json":
+        print(json.dumps([r.to_json() for r in reports], indent=2))
+    else:
+        print("\n".join(format_table(r) for r in reports) if reports
+              else "no campaign pushed yet")
+    return 0
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a day (YYYY-MM-DD)") from None
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("push", help="validate, store and activate campaigns, then backfill")
     p.add_argument("paths", nargs="*", type=Path, default=[Path("campaigns")])
@@ -265,6 +303,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--segments", type=_segments, default=4,
                    help="parallel scan segments per table (1-64, default 4)")
     e.set_defaults(func=cmd_erase)
+
+    r = sub.add_parser("report", help="what campaigns did: counts, rates, survey scores, "
+                                      "conversion lift over the holdout")
+    r.add_argument("campaigns", nargs="*", metavar="CAMPAIGN_ID",
+                   help="default: every campaign pushed")
+    r.add_argument("--from", dest="start", type=_day, metavar="DAY",
+                   help="first day, UTC (default: 29 days before --to)")
+    r.add_argument("--to", dest="end", type=_day, metavar="DAY",
+                   help="last day, UTC (default: today)")
+    r.add_argument("--format", choices=["table", "json"], default="table")
+    r.set_defaults(func=cmd_report)
 
     sb = sub.add_parser("suppression-backfill",
                         help="list opt-outs recorded before the suppression list (once)")

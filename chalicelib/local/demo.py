@@ -66,6 +66,7 @@ def run_demo(out: Path, customers: int = 120, days: int = 120, seed: int = 7) ->
         entries = _outbox(stack)
         path = _write_outbox(entries, out)
         dlq = stack.dead_letters()
+        reports = _reports(events)
     elapsed = time.perf_counter() - started
     _print_summary(events, rows, entries, len(dlq), elapsed, enrolled)
     print(f"message status after provider callbacks: {dict(sorted(statuses.items()))}")
@@ -73,7 +74,20 @@ def run_demo(out: Path, customers: int = 120, days: int = 120, seed: int = 7) ->
         print(f"  {e['at']}  {e['channel']:<5} {e.get('to', '?'):<28} "
               f"{e['campaign']}/{e['step']}: {(e.get('subject') or e.get('body', ''))[:60]!r}")
     print(f"outbox: {path} ({len(entries)} messages); events: {out / 'events.jsonl'}")
+    print("\naftercare report (from the stats counters, as on a stage):")
+    print("\n".join(reports))
     return 0
+
+
+def _reports(events: list[dict[str, Any]]) -> list[str]:
+    """``aftercare report`` of every campaign, over the days of the replay."""
+    from chalicelib import clock
+    from chalicelib.tracking.report import campaign_definitions, format_table, read_campaign
+
+    start = clock.parse_iso(events[0]["occurred_at"]).date()
+    end = clock.now().date()
+    return [format_table(read_campaign(c, d, start, end))
+            for c, d in sorted(campaign_definitions().items())]
 
 
 def _message_statuses() -> Counter[str]:
