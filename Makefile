@@ -21,7 +21,7 @@ STAGE ?= dev
 REGION ?= us-east-1
 PACKAGE_DIR ?= build/package
 
-.PHONY: install test lint typecheck unit demo run bench package package-smoke deploy schema clean
+.PHONY: install test lint typecheck unit demo run bench package package-smoke test-lambda deploy schema clean
 
 $(STAMP): pyproject.toml requirements.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -76,6 +76,13 @@ package: $(LAMBDA_STAMP)
 # The artifact is tested with the Python it was built for (the runtime's).
 package-smoke: package
 	AFTERCARE_PACKAGE_DIR=$(PACKAGE_DIR) $(LAMBDA_BIN)/python -m pytest -q -m package tests/package
+
+# The whole suite again with the Lambda runtime's Python (CI runs it after make test);
+# skipped when no 3.12+ was found (the fallback venv is the dev Python).
+test-lambda: $(LAMBDA_STAMP)
+	@if $(LAMBDA_BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then \
+		$(LAMBDA_BIN)/python -m pytest -q -p no:cacheprovider; \
+	else echo "test-lambda: skipped (no python3.13/3.12: set LAMBDA_PY)"; fi
 
 # Needs AWS credentials (and the stack of infra/ deployed first: README "Deploy").
 deploy: $(LAMBDA_STAMP)
