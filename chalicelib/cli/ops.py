@@ -260,6 +260,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 1
     if args.format == "json":
         print(json.dumps([r.to_json() for r in reports], indent=2))
+    elif args.format == "html":
+        from chalicelib.tracking.report_html import format_html
+
+        print(format_html(reports, datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")), end="")
     else:
         print("\n".join(format_table(r) for r in reports) if reports
               else "no campaign pushed yet")
@@ -312,7 +316,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="first day, UTC (default: 29 days before --to)")
     r.add_argument("--to", dest="end", type=_day, metavar="DAY",
                    help="last day, UTC (default: today)")
-    r.add_argument("--format", choices=["table", "json"], default="table")
+    r.add_argument("--format", choices=["table", "json", "html"], default="table",
+                   help="html: one self-contained page with charts (> report.html)")
     r.set_defaults(func=cmd_report)
 
     sb = sub.add_parser("suppression-backfill",

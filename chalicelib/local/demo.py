@@ -66,7 +66,7 @@ def run_demo(out: Path, customers: int = 120, days: int = 120, seed: int = 7) ->
         entries = _outbox(stack)
         path = _write_outbox(entries, out)
         dlq = stack.dead_letters()
-        reports = _reports(events)
+        reports = _reports(events, out / "report.html")
     elapsed = time.perf_counter() - started
     _print_summary(events, rows, entries, len(dlq), elapsed, enrolled)
     print(f"message status after provider callbacks: {dict(sorted(statuses.items()))}")
@@ -79,15 +79,19 @@ def run_demo(out: Path, customers: int = 120, days: int = 120, seed: int = 7) ->
     return 0
 
 
-def _reports(events: list[dict[str, Any]]) -> list[str]:
-    """``aftercare report`` of every campaign, over the days of the replay."""
+def _reports(events: list[dict[str, Any]], html: Path) -> list[str]:
+    """``aftercare report`` of every campaign, over the days of the replay (also
+    written as ``html``, as ``--format html`` writes it)."""
     from chalicelib import clock
     from chalicelib.tracking.report import campaign_definitions, format_table, read_campaign
+    from chalicelib.tracking.report_html import format_html
 
     start = clock.parse_iso(events[0]["occurred_at"]).date()
     end = clock.now().date()
-    return [format_table(read_campaign(c, d, start, end))
-            for c, d in sorted(campaign_definitions().items())]
+    reports = [read_campaign(c, d, start, end)
+               for c, d in sorted(campaign_definitions().items())]
+    html.write_text(format_html(reports, clock.iso(clock.now())), encoding="utf-8")
+    return [format_table(r) for r in reports] + [f"(as a page with charts: {html})"]
 
 
 def _message_statuses() -> Counter[str]:

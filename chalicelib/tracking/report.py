@@ -49,6 +49,8 @@ class CampaignReport:
     survey: str | None  # the campaign's survey kind; "mixed" when it asks several
     arms: list[ArmReport]
     lift: dict[str, float | None] | None
+    # Counters per day (every variant and arm), for charts; filled by read_campaign.
+    days: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -147,32 +149,48 @@ def campaign_definitions() -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def read_totals(campaign_id: str, variants: Sequence[str | None], start: date,
-                end: date) -> dict[tuple[str | None, str], dict[str, int]]:
-    """Counters of ``campaign_id`` summed per (variant, arm) over [start, end]: one
-    Query per variant x arm x shard."""
+def read_days(campaign_id: str, variants: Sequence[str | None], start: date,
+              end: date) -> dict[tuple[str | None, str], dict[str, dict[str, int]]]:
+    """Counters of ``campaign_id`` per (variant, arm) and day in [start, end], the
+    shards summed: one Query per variant x arm x shard."""
     from chalicelib.pipeline.stats import STATS_SHARDS, stats_pk
     from chalicelib.store.models import COUNTERS, StatsModel
 
-    totals: dict[tuple[str | None, str], dict[str, int]] = {}
+    out: dict[tuple[str | None, str], dict[str, dict[str, int]]] = {}
     for variant in variants:
         for arm in ARMS:
-            counts = totals.setdefault((variant, arm), {})
+            days = out.setdefault((variant, arm), {})
             for shard in range(STATS_SHARDS):
                 pk = stats_pk(campaign_id, variant, arm, shard)
                 for item in StatsModel.query(pk, StatsModel.day.between(
                         start.isoformat(), end.isoformat())):
+                    counts = days.setdefault(str(item.day), {})
                     for name in COUNTERS:
                         value = getattr(item, name)
                         if value:
                             counts[name] = counts.get(name, 0) + int(value)
-    return totals
+    return out
+
+
+def summed(days: Mapping[str, Mapping[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for counts in days.values():
+        for name, value in counts.items():
+            total[name] = total.get(name, 0) + value
+    return total
 
 
 def read_campaign(campaign_id: str, definitions: Sequence[Mapping[str, Any]], start: date,
                   end: date) -> CampaignReport:
-    totals = read_totals(campaign_id, variants_of(definitions), start, end)
-    return summarize(campaign_id, survey_kind(definitions), start, end, totals)
+    days = read_days(campaign_id, variants_of(definitions), start, end)
+    report = summarize(campaign_id, survey_kind(definitions), start, end,
+                       {key: summed(per_day) for key, per_day in days.items()})
+    for per_day in days.values():  # every arm and variant, per day
+        for day, counts in per_day.items():
+            into = report.days.setdefault(day, {})
+            for name, value in counts.items():
+                into[name] = into.get(name, 0) + value
+    return report
 
 
 # -- the table -----------------------------------------------------------------------------

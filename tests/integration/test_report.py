@@ -120,3 +120,32 @@ def test_nps_score_and_lift_statistics() -> None:
                         (None, "holdout"): {}})
     assert report.lift is None and [a.arm for a in report.arms] == ["treatment"]
     assert report.arms[0].rates["delivery_rate"] is None
+
+
+def test_the_html_report_is_one_page_with_charts(
+        lift: LocalStack, capsys: pytest.CaptureFixture[str]) -> None:
+    for i in range(2):
+        lift.ingest([event("order.delivered", customer(holdout=False, skip=i), DELIVERED)])
+    lift.ingest([event("order.delivered", customer(holdout=True), DELIVERED)])
+    lift.run_due(SMS_DUE)
+    capsys.readouterr()
+    assert main(["report", "lift", "--from", "2026-03-01", "--to", "2026-03-10",
+                 "--format", "html"]) == 0
+    page = capsys.readouterr().out
+    assert page.startswith("<!doctype html>") and page.endswith("</html>\n")
+    assert "<script" not in page and "http" not in page.replace("http-equiv", "")
+    assert page.count("<svg") == 3  # conversion by arm, messages, per day
+    assert "<td>treatment</td>" in page and "<td>holdout</td>" in page
+    assert ">2026-03-01<" in page and ">2026-03-10<" in page
+
+
+def test_the_html_report_escapes_what_it_shows() -> None:
+    from datetime import date
+
+    from chalicelib.tracking.report_html import format_html
+
+    report = summarize("<img src=x onerror=alert(1)>", None, date(2026, 3, 1),
+                       date(2026, 3, 2), {("<b>", "treatment"): {"enrolled": 1}})
+    page = format_html([report], "now")
+    assert "<img" not in page and "<b>" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
