@@ -13,7 +13,8 @@ Figures, per campaign, variant and arm (``treatment`` or ``holdout``):
   was sent (docs/campaigns.md);
 - rates: ``conversion_rate`` = converted / enrolled (intent-to-treat, the same way
   in both arms), ``delivery_rate`` = delivered / sent, ``open_rate`` and
-  ``click_rate`` per delivered message (email opens are approximate: docs/api.md);
+  ``click_rate`` per delivered message, for campaigns that send email (opens are
+  approximate: docs/api.md);
 - the survey score of the campaign's survey kind: CSAT and CES as the mean answer,
   NPS as % promoters - % detractors (-100..100);
 - per campaign, the lift of the treatment over the holdout: the difference of their
@@ -97,8 +98,11 @@ def lift(treatment: Mapping[str, int], holdout: Mapping[str, int]) -> dict[str, 
 
 
 def summarize(campaign_id: str, survey: str | None, start: date, end: date,
-              totals: Mapping[tuple[str | None, str], Mapping[str, int]]) -> CampaignReport:
-    """The report of one campaign from its counters summed per (variant, arm)."""
+              totals: Mapping[tuple[str | None, str], Mapping[str, int]],
+              email: bool = True) -> CampaignReport:
+    """The report of one campaign from its counters summed per (variant, arm).
+    ``email``: whether it sends email (opens and clicks are email's: without it,
+    their rates are None rather than 0)."""
     arms: list[ArmReport] = []
     by_arm: dict[str, dict[str, int]] = {a: {} for a in ARMS}
     for (variant, arm), counts in sorted(totals.items(),
@@ -112,8 +116,8 @@ def summarize(campaign_id: str, survey: str | None, start: date, end: date,
         rates = {
             "conversion_rate": _ratio(kept.get("converted", 0), kept.get("enrolled", 0)),
             "delivery_rate": _ratio(delivered, kept.get("sent", 0)),
-            "open_rate": _ratio(kept.get("opened", 0), delivered),
-            "click_rate": _ratio(kept.get("clicked", 0), delivered),
+            "open_rate": _ratio(kept.get("opened", 0), delivered) if email else None,
+            "click_rate": _ratio(kept.get("clicked", 0), delivered) if email else None,
         }
         arms.append(ArmReport(variant, arm, kept, rates, survey_score(survey, kept)))
     has_holdout = bool(by_arm["holdout"].get("enrolled"))
@@ -183,8 +187,10 @@ def summed(days: Mapping[str, Mapping[str, int]]) -> dict[str, int]:
 def read_campaign(campaign_id: str, definitions: Sequence[Mapping[str, Any]], start: date,
                   end: date) -> CampaignReport:
     days = read_days(campaign_id, variants_of(definitions), start, end)
+    email = any(step.get("channel") == "email" for d in definitions
+                for step in d.get("steps", ()))
     report = summarize(campaign_id, survey_kind(definitions), start, end,
-                       {key: summed(per_day) for key, per_day in days.items()})
+                       {key: summed(per_day) for key, per_day in days.items()}, email)
     for per_day in days.values():  # every arm and variant, per day
         for day, counts in per_day.items():
             into = report.days.setdefault(day, {})

@@ -149,3 +149,13 @@ def test_the_html_report_escapes_what_it_shows() -> None:
     page = format_html([report], "now")
     assert "<img" not in page and "<b>" not in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+def test_open_and_click_rates_are_for_campaigns_that_send_email() -> None:
+    from datetime import date
+
+    counts = {(None, "treatment"): {"enrolled": 2, "sent": 2, "delivered": 2}}
+    sms = summarize("c", None, date(2026, 3, 1), date(2026, 3, 2), counts, email=False)
+    assert (sms.arms[0].rates["open_rate"], sms.arms[0].rates["click_rate"]) == (None, None)
+    mail = summarize("c", None, date(2026, 3, 1), date(2026, 3, 2), counts, email=True)
+    assert (mail.arms[0].rates["open_rate"], mail.arms[0].rates["click_rate"]) == (0.0, 0.0)
