@@ -397,15 +397,15 @@ class StaleCampaigns(Exception):
     not caught up with a push yet): the send request is retried later."""
 
 
-def _newer_live(step: PlannedStep,
-                live: LiveCache) -> tuple[LiveCampaigns, CompiledCampaign | None]:
+def _newer_live(step: PlannedStep, live: LiveCache, cached: CompiledCampaign | None,
+                ) -> tuple[LiveCampaigns, CompiledCampaign | None]:
     """The live campaigns again, for a step this instance's cache cannot decide: one
     planned from a newer version than it holds (another instance planned it after a
     push), or of a campaign it does not hold (paused, or pushed since it was loaded).
     Deciding from the cache would cancel the step for good, as paused or removed. A
     campaign missing from a cache read less than ``STALE_RECHECK_SECONDS`` ago is
-    paused (one read a second at most, however many of its steps come due)."""
-    cached = live.get().campaigns.get(step.campaign_id)
+    not read again (one read a second at most, however many of its steps come due);
+    :func:`_not_live` then tells paused from resumed."""
     campaigns = live.get(0.0 if cached is not None else STALE_RECHECK_SECONDS)
     campaign = campaigns.campaigns.get(step.campaign_id)
     if campaign is not None and campaign.version < step.campaign_version:
@@ -451,7 +451,7 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
     campaign = campaigns.campaigns.get(step.campaign_id)
     paused = None
     if campaign is None or campaign.version < step.campaign_version:
-        campaigns, campaign = _newer_live(step, live)
+        campaigns, campaign = _newer_live(step, live, campaign)
         if campaign is None:
             paused = _not_live(step)
     decision = decide_step(step, profile, campaign, now, conf.default_timezone,

@@ -71,14 +71,14 @@ def throttle() -> ClientError:
 
 
 def fail_commit_at(monkeypatch: pytest.MonkeyPatch, module: Any, k: int,
-                   *, after_write: bool = False) -> list[int]:
-    """Make the k-th commit (1-based) of ``module`` raise a throttling error once:
-    before anything is written, or (``after_write``) once it was written, as when
-    the response is lost."""
-    real = module.commit
+                   *, after_write: bool = False, name: str = "commit") -> list[int]:
+    """Make the k-th call (1-based) of ``module``'s commit function ``name`` raise a
+    throttling error once: before anything is written, or (``after_write``) once it
+    was written, as when the response is lost."""
+    real = getattr(module, name)
     calls: list[int] = []
 
-    def flaky(t: tx.Transaction, *a: Any, **kw: Any) -> int:
+    def flaky(t: tx.Transaction, *a: Any, **kw: Any) -> Any:
         calls.append(1)
         if len(calls) == k:
             if after_write:
@@ -86,27 +86,16 @@ def fail_commit_at(monkeypatch: pytest.MonkeyPatch, module: Any, k: int,
             raise throttle()
         return real(t, *a, **kw)
 
-    monkeypatch.setattr(module, "commit", flaky)
+    monkeypatch.setattr(module, name, flaky)
     return calls
 
 
 def fail_write_at(monkeypatch: pytest.MonkeyPatch, module: Any, k: int,
                   *, after_write: bool = False) -> list[int]:
-    """As :func:`fail_commit_at`, for the transactions the import writes its batches
-    of rows in (``commit_states``)."""
-    real = module.commit_states
-    calls: list[int] = []
-
-    def flaky(t: tx.Transaction, *a: Any, **kw: Any) -> list[int]:
-        calls.append(1)
-        if len(calls) == k:
-            if after_write:
-                real(t, *a, **kw)
-            raise throttle()
-        return real(t, *a, **kw)
-
-    monkeypatch.setattr(module, "commit_states", flaky)
-    return calls
+    """:func:`fail_commit_at` for the transactions the import writes its batches of
+    rows in (``commit_states``)."""
+    return fail_commit_at(monkeypatch, module, k, after_write=after_write,
+                          name="commit_states")
 
 
 def push_cli(*paths: Path, backfill: bool = False, checkpoint: Path | None = None) -> None:

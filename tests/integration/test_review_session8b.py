@@ -11,16 +11,8 @@ from chalicelib import clock, handlers
 from chalicelib.local.stack import LocalStack
 from chalicelib.pipeline.batch import BatchIncomplete
 from chalicelib.store.models import MessageModel, ScheduleModel
-from tests.conftest import FIXTURES, ROOT, load_event
-
-BIRTHDAY_DUE = datetime(2026, 5, 20, 15, 0, tzinfo=UTC)  # 10:00 in Chicago (CDT)
-
-
-def _customer_update(event_id: str, at: datetime, **customer: Any) -> dict[str, Any]:
-    event = load_event("customer_updated")
-    event.update(id=event_id, occurred_at=clock.iso(at))
-    event["customer"] = {"id": "b-1", **customer}
-    return event
+from tests.conftest import FIXTURES, ROOT
+from tests.integration.test_review_session8 import BIRTHDAY_DUE, _customer_update
 
 
 def _retry_cancelled_then_planned_again(stack: LocalStack) -> tuple[str, datetime]:
