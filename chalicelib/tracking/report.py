@@ -201,13 +201,13 @@ def read_campaign(campaign_id: str, definitions: Sequence[Mapping[str, Any]], st
 
 # -- the table -----------------------------------------------------------------------------
 
-_COLUMNS = ("enrolled", "held_out", "sent", "delivered", "failed", "opened", "clicked",
-            "converted")
-_RATES = (("conv", "conversion_rate"), ("deliv", "delivery_rate"), ("open", "open_rate"),
-          ("click", "click_rate"))
+COLUMNS = ("enrolled", "held_out", "sent", "delivered", "failed", "opened", "clicked",
+           "converted")
+RATES = (("conv", "conversion_rate"), ("deliv", "delivery_rate"), ("open", "open_rate"),
+         ("click", "click_rate"))
 
 
-def _pct(value: float | None) -> str:
+def pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
@@ -217,9 +217,9 @@ def format_table(report: CampaignReport) -> str:
              + (f"  survey: {report.survey}" if report.survey else "")]
     if not report.arms:
         return lines[0] + "\n  nothing counted in these days\n"
-    head = ["variant", "arm", *_COLUMNS, *(name + "%" for name, _ in _RATES), "score"]
-    rows = [[a.variant or "-", a.arm, *(str(a.counts.get(c, 0)) for c in _COLUMNS),
-             *(_pct(a.rates.get(key)) for _, key in _RATES),
+    head = ["variant", "arm", *COLUMNS, *(name + "%" for name, _ in RATES), "score"]
+    rows = [[a.variant or "-", a.arm, *(str(a.counts.get(c, 0)) for c in COLUMNS),
+             *(pct(a.rates.get(key)) for _, key in RATES),
              "-" if a.survey_score is None else f"{a.survey_score:g}"] for a in report.arms]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     for r in [head, *rows]:

@@ -15,7 +15,7 @@ from datetime import date, timedelta
 
 from markupsafe import Markup, escape
 
-from chalicelib.tracking.report import CampaignReport
+from chalicelib.tracking.report import COLUMNS, RATES, CampaignReport, pct
 
 _W, _BAR_H = 560, 22
 _STYLE = """
@@ -26,12 +26,6 @@ td:nth-child(-n+2),th:nth-child(-n+2){text-align:left} th{border-bottom:1px soli
 .charts{display:flex;flex-wrap:wrap;gap:2em} .muted{color:#777}
 svg text{font:12px system-ui,sans-serif}
 """
-_COLUMNS = ("enrolled", "held_out", "sent", "delivered", "failed", "opened", "clicked",
-            "converted")
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
 
 
 def _bars(title: str, items: Sequence[tuple[str, float, str]], maximum: float) -> Markup:
@@ -83,12 +77,11 @@ def _campaign(report: CampaignReport) -> str:
            + (f", survey {escape(report.survey)}" if report.survey else "") + "</span></h2>"]
     if not report.arms:
         return out[0] + "<p class=muted>nothing counted in these days</p>"
-    head = ["variant", "arm", *_COLUMNS, "conv", "deliv", "open", "click", "score"]
+    head = ["variant", "arm", *COLUMNS, *(name for name, _ in RATES), "score"]
     out.append("<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>")
     for a in report.arms:
-        cells = [a.variant or "-", a.arm, *(str(a.counts.get(c, 0)) for c in _COLUMNS),
-                 *(_pct(a.rates.get(k)) for k in ("conversion_rate", "delivery_rate",
-                                                  "open_rate", "click_rate")),
+        cells = [a.variant or "-", a.arm, *(str(a.counts.get(c, 0)) for c in COLUMNS),
+                 *(pct(a.rates.get(key)) for _, key in RATES),
                  "-" if a.survey_score is None else f"{a.survey_score:g}"]
         out.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
     out.append("</table>")
@@ -105,7 +98,7 @@ def _campaign(report: CampaignReport) -> str:
         for name, value in a.counts.items():
             counts[name] = counts.get(name, 0) + value
     rates = [(arm, c.get("converted", 0) / c["enrolled"],
-              f"{_pct(c.get('converted', 0) / c['enrolled'])} of {c['enrolled']}")
+              f"{pct(c.get('converted', 0) / c['enrolled'])} of {c['enrolled']}")
              for arm, c in arms.items() if c.get("enrolled")]
     if rates:
         charts.append(_bars("conversion rate by arm", rates, max(r for _, r, _ in rates)))
