@@ -301,4 +301,15 @@ def attach(client: Any) -> Any:
     return client
 
 
+def attach_app_clients() -> None:
+    """Meter the app's DynamoDB clients made before the meter was installed (PynamoDB's
+    per model, and the transactions' connection)."""
+    from chalicelib.store import tx
+    from chalicelib.store.models import ALL_MODELS
+
+    for model in ALL_MODELS:
+        attach(model._get_connection().connection.client)
+    attach(tx.connection().client)
+
+
 install()

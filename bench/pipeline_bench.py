@@ -68,7 +68,7 @@ if str(ROOT) not in sys.path:
 
 # The meter must be installed before botocore sessions exist, and the local
 # environment applied before chalicelib.store.models is imported.
-from bench._ddb_meter import DdbMeter, attach, item_size  # noqa: E402
+from bench._ddb_meter import DdbMeter, attach_app_clients, item_size  # noqa: E402
 from chalicelib.local.stack import LocalStack, apply_local_env  # noqa: E402
 
 apply_local_env()
@@ -114,22 +114,11 @@ def _stack(warm_cache: bool) -> Iterator[LocalStack]:
             os.environ["CAMPAIGN_CACHE_SECONDS"] = CACHE_SECONDS
             handlers.reset()
             handlers.live()
-        _attach_existing_clients()
+        attach_app_clients()
         try:
             yield stack
         finally:
             os.environ["CAMPAIGN_CACHE_SECONDS"] = "0"
-
-
-def _attach_existing_clients() -> None:
-    """Meter PynamoDB clients made before the meter was installed (e.g. when
-    another benchmark ran first in this process)."""
-    from chalicelib.store import tx
-    from chalicelib.store.models import ALL_MODELS
-
-    for model in ALL_MODELS:
-        attach(model._get_connection().connection.client)
-    attach(tx.connection().client)
 
 
 def _bench_campaign(n: int) -> dict[str, Any]:

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from bench._ddb_meter import DdbMeter, attach
+from bench._ddb_meter import DdbMeter, attach_app_clients
 from chalicelib import clock, handlers
 from chalicelib.cli.main import main
 from chalicelib.local.stack import LocalStack
 from chalicelib.store import tx
-from chalicelib.store.models import ALL_MODELS, CustomerModel, EventModel, ScheduleModel
+from chalicelib.store.models import CustomerModel, EventModel, ScheduleModel
 from tests.conftest import FIXTURES, ROOT, load_event
 
 BIRTHDAY = FIXTURES / "campaigns_birthday"
@@ -737,9 +737,7 @@ def test_the_import_batches_its_writes(stack: LocalStack, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     clock.set_now(NOW)
     path = write_jsonl(tmp_path / "c.jsonl", customer_rows(100, "w"))
-    attach(tx.connection().client)
-    for model in ALL_MODELS:
-        attach(model._get_connection().connection.client)
+    attach_app_clients()
     with DdbMeter() as meter:
         assert main(["import", "customers", str(path)]) == 0
     capsys.readouterr()

@@ -11,13 +11,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench._ddb_meter import DdbMeter, attach
+from bench._ddb_meter import DdbMeter, attach_app_clients
 from chalicelib import clock, handlers
 from chalicelib.journeys.engine import Cancellation
 from chalicelib.local.stack import LocalStack
 from chalicelib.pipeline.ingest import add_cancelled
 from chalicelib.store import tx
-from chalicelib.store.models import ALL_MODELS, MessageModel, ScheduleModel
+from chalicelib.store.models import MessageModel, ScheduleModel
 from tests.conftest import FIXTURES, ROOT, delivered, load_event
 
 DELIVERED = datetime(2026, 3, 1, 14, 3, tzinfo=UTC)
@@ -47,9 +47,7 @@ def test_an_exit_settles_the_message_of_a_step_waiting_for_its_retry_in_one_more
     returned = load_event("order_returned")
     returned["occurred_at"] = "2026-03-03T15:02:00Z"
     clock.set_now(SMS_DUE + timedelta(minutes=2))
-    attach(tx.connection().client)
-    for model in ALL_MODELS:
-        attach(model._get_connection().connection.client)
+    attach_app_clients()
     with DdbMeter() as meter:
         slice_stack.ingest([returned])
     # The SMS step's cancel fails on its retries and is written again with its
@@ -248,9 +246,7 @@ def test_the_import_of_1000_customers_makes_few_requests(
              "birthday": f"19{70 + i % 30}-{1 + i % 12:02d}-20", "consent_sms": True}
             for i in range(1000)]
     path = _write_jsonl(tmp_path / "c.jsonl", rows)
-    attach(tx.connection().client)
-    for model in ALL_MODELS:
-        attach(model._get_connection().connection.client)
+    attach_app_clients()
     with DdbMeter() as meter:
         assert main(["import", "customers", str(path)]) == 0
     capsys.readouterr()
