@@ -29,6 +29,8 @@ from chalicelib.api.errors import (
 from chalicelib.api.events import enqueue
 from chalicelib.api.http import HttpRequest, HttpResponse
 from chalicelib.api.webhooks import MAX_BODY_BYTES, MEDIA_TYPE, parse_form, verify_twilio
+from chalicelib.store.models import MessageModel
+from chalicelib.tracking.replies import customers_with_phone, record_sms_reply
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +85,10 @@ def _twiml(message: str | None = None) -> HttpResponse:
     return HttpResponse(200, body, {"Content-Type": "text/xml"})
 
 
-def customers_with_phone(phone: str) -> list[str]:
-    from chalicelib.store.models import CustomerModel
-
-    return [c.customer_id for c in CustomerModel.by_phone.query(phone)]
-
-
 def twilio_inbound(request: HttpRequest) -> HttpResponse:
-    """An SMS from a recipient: STOP/START/HELP keywords change or explain consent."""
+    """An SMS from a recipient: STOP/START/HELP keywords change or explain consent, a
+    number answers the latest survey SMS, any other text is recorded as a reply to the
+    latest SMS (:mod:`chalicelib.tracking.replies`)."""
     if request.media_type != MEDIA_TYPE:
         raise UnsupportedMediaTypeError(f"send {MEDIA_TYPE}")
     if len(request.body) > MAX_BODY_BYTES:
@@ -100,7 +98,8 @@ def twilio_inbound(request: HttpRequest) -> HttpResponse:
     sender, sid = form.first("From"), form.first("MessageSid")
     if not sender or not sid:
         raise BadRequestError("From and MessageSid are required")
-    keyword, alone = reply_keyword(form.first("Body") or "")
+    body = form.first("Body") or ""
+    keyword, alone = reply_keyword(body)
     # With Advanced Opt-Out, Twilio names the keyword's kind itself, custom and
     # other-language keywords included ("ARRET"), and has already replied.
     kind = (form.first("OptOutType") or "").upper()
@@ -112,11 +111,14 @@ def twilio_inbound(request: HttpRequest) -> HttpResponse:
             and len(keyword) <= 20 else kind
     elif keyword in HELP:
         return _twiml(HELP_TEXT)
-    elif (score := reply_score(form.first("Body") or "")) is not None:
-        return _twiml(survey_reply(sender, score))
+    elif (score := reply_score(body)) is not None and (
+            survey := latest_survey(sender)) is not None:
+        return _twiml(survey_reply(survey, score))
     elif keyword in OPT_OUT or (keyword in OPT_IN and alone):
         granted = keyword in OPT_IN
     else:
+        if body.strip():
+            record_sms_reply(sender, body, sid)
         return _twiml()
     # The number's own list entry first (customer ids that have it now or later): if
     # queueing the consent changes fails after it, the opt-out still holds.
@@ -171,12 +173,9 @@ def reply_score(body: str) -> int | None:
     return -value if match.group(1) == "-" else value
 
 
-def survey_reply(phone: str, score: int) -> str | None:
-    """A bare number texted back: the answer to the customer's latest survey SMS of the
-    last SURVEY_REPLY_WINDOW. Returns the reply to text back, if any."""
-    from chalicelib.api.survey import SCALES, record_answer
-    from chalicelib.store.models import MessageModel
-
+def latest_survey(phone: str) -> MessageModel | None:
+    """The latest survey SMS sent to ``phone`` (to any customer with it) within
+    SURVEY_REPLY_WINDOW, or None."""
     since = clock.iso(clock.now() - SURVEY_REPLY_WINDOW)
     latest = None
     for cid in customers_with_phone(phone):
@@ -186,11 +185,22 @@ def survey_reply(phone: str, score: int) -> str | None:
                 latest = item
     if latest is None:
         return None
-    kind = str(MessageModel.get(latest.message_id).survey_kind)
+    try:
+        return MessageModel.get(latest.message_id)
+    except MessageModel.DoesNotExist:
+        return None  # erased since the index was read
+
+
+def survey_reply(survey: MessageModel, score: int) -> str | None:
+    """A bare number texted back: the answer to ``survey`` (:func:`latest_survey`).
+    Returns the reply to text back, if any."""
+    from chalicelib.api.survey import SCALES, record_answer
+
+    kind = str(survey.survey_kind)
     scale = SCALES[kind]
     if score not in scale:
         return f"Please reply with a number from {scale[0]} to {scale[-1]}."
-    if record_answer(latest.message_id, kind, score):
+    if record_answer(survey.message_id, kind, score):
         return "Thank you for your answer!"
     return None
 
@@ -222,8 +232,6 @@ def unsubscribe_page(request: HttpRequest) -> HttpResponse:
 def unsubscribe(request: HttpRequest) -> HttpResponse:
     """POST (RFC 8058 one-click, or the page's button): withdraw consent for the
     channel the link was sent by (email, or SMS when an SMS template carries it)."""
-    from chalicelib.store.models import MessageModel
-
     payload = verified_link(request, "unsubscribe")
     message_id = payload["m"]
     page = "<!doctype html><title>Unsubscribed</title><p>You are unsubscribed.</p>"

@@ -161,7 +161,8 @@ def _requeue(step: PlannedStep, token: str, due: datetime, *, retry: bool = Fals
 def _message(step: PlannedStep, decision: StepDecision, status: str,
              survey: str | None = None) -> MessageModel:
     now = _now_iso()
-    texted_survey = survey is not None and decision.channel == "sms" and status == "sending"
+    texted = decision.channel == "sms" and status == "sending"
+    texted_survey = texted and survey is not None
     return MessageModel(
         step.id, status=status, outcome=decision.outcome, reason=decision.reason or None,
         customer_id=step.customer_id, campaign_id=step.campaign_id, step_id=step.step_id,
@@ -170,6 +171,7 @@ def _message(step: PlannedStep, decision: StepDecision, status: str,
         history=[{"status": status, "at": now}],
         survey_kind=survey if texted_survey else None,
         survey_customer=step.customer_id if texted_survey else None,
+        sms_customer=step.customer_id if texted else None,
     )
 
 

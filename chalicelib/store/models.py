@@ -166,6 +166,17 @@ class SurveyIndex(GlobalSecondaryIndex["MessageModel"]):
     decided_at = UnicodeAttribute(range_key=True)
 
 
+class SmsIndex(GlobalSecondaryIndex["MessageModel"]):
+    """Sparse: a customer's SMS, newest last, to match a free-text reply to the
+    message it answers (:mod:`chalicelib.tracking.replies`)."""
+
+    class Meta(_KeysIndexMeta):
+        index_name = "sms-by-customer"
+
+    sms_customer = UnicodeAttribute(hash_key=True)
+    decided_at = UnicodeAttribute(range_key=True)
+
+
 class MessageModel(Model):
     """The outcome of one step's send attempt; id = the schedule id (at-most-once)."""
 
@@ -191,12 +202,19 @@ class MessageModel(Model):
     survey_score = NumberAttribute(null=True)
     survey_at = UnicodeAttribute(null=True)
     survey_customer = UnicodeAttribute(null=True)  # set on survey SMS only
+    sms_customer = UnicodeAttribute(null=True)  # set on SMS only
+    # Free-text SMS replies (chalicelib.tracking.replies): the latest one's text and
+    # time, and the inbound MessageSids recorded (each reply once; how many there were).
+    reply = UnicodeAttribute(null=True)
+    reply_at = UnicodeAttribute(null=True)
+    reply_sids = UnicodeSetAttribute(null=True)
     # The suppression-list key of the address it was sent to (a keyed hash, not the
     # address): an unsubscribe or complaint suppresses that address, even if the
     # customer's contact has changed since.
     recipient_key = UnicodeAttribute(null=True)
     by_provider = ProviderIndex()
     surveys = SurveyIndex()
+    sms = SmsIndex()
 
 
 class StatsModel(Model):

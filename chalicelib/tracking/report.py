@@ -14,7 +14,8 @@ Figures, per campaign, variant and arm (``treatment`` or ``holdout``):
 - rates: ``conversion_rate`` = converted / enrolled (intent-to-treat, the same way
   in both arms), ``delivery_rate`` = delivered / sent, ``open_rate`` and
   ``click_rate`` per delivered message, for campaigns that send email (opens are
-  approximate: docs/api.md);
+  approximate: docs/api.md), ``reply_rate`` (messages that got a free-text reply)
+  per delivered message, for campaigns that send SMS;
 - the survey score of the campaign's survey kind: CSAT and CES as the mean answer,
   NPS as % promoters - % detractors (-100..100);
 - per campaign, the lift of the treatment over the holdout: the difference of their
@@ -99,10 +100,10 @@ def lift(treatment: Mapping[str, int], holdout: Mapping[str, int]) -> dict[str, 
 
 def summarize(campaign_id: str, survey: str | None, start: date, end: date,
               totals: Mapping[tuple[str | None, str], Mapping[str, int]],
-              email: bool = True) -> CampaignReport:
+              email: bool = True, sms: bool = True) -> CampaignReport:
     """The report of one campaign from its counters summed per (variant, arm).
     ``email``: whether it sends email (opens and clicks are email's: without it,
-    their rates are None rather than 0)."""
+    their rates are None rather than 0); ``sms`` the same for SMS and replies."""
     arms: list[ArmReport] = []
     by_arm: dict[str, dict[str, int]] = {a: {} for a in ARMS}
     for (variant, arm), counts in sorted(totals.items(),
@@ -118,6 +119,7 @@ def summarize(campaign_id: str, survey: str | None, start: date, end: date,
             "delivery_rate": _ratio(delivered, kept.get("sent", 0)),
             "open_rate": _ratio(kept.get("opened", 0), delivered) if email else None,
             "click_rate": _ratio(kept.get("clicked", 0), delivered) if email else None,
+            "reply_rate": _ratio(kept.get("replied", 0), delivered) if sms else None,
         }
         arms.append(ArmReport(variant, arm, kept, rates, survey_score(survey, kept)))
     has_holdout = bool(by_arm["holdout"].get("enrolled"))
@@ -187,10 +189,10 @@ def summed(days: Mapping[str, Mapping[str, int]]) -> dict[str, int]:
 def read_campaign(campaign_id: str, definitions: Sequence[Mapping[str, Any]], start: date,
                   end: date) -> CampaignReport:
     days = read_days(campaign_id, variants_of(definitions), start, end)
-    email = any(step.get("channel") == "email" for d in definitions
-                for step in d.get("steps", ()))
+    channels = {step.get("channel") for d in definitions for step in d.get("steps", ())}
     report = summarize(campaign_id, survey_kind(definitions), start, end,
-                       {key: summed(per_day) for key, per_day in days.items()}, email)
+                       {key: summed(per_day) for key, per_day in days.items()},
+                       email="email" in channels, sms="sms" in channels)
     for per_day in days.values():  # every arm and variant, per day
         for day, counts in per_day.items():
             into = report.days.setdefault(day, {})
@@ -202,9 +204,9 @@ def read_campaign(campaign_id: str, definitions: Sequence[Mapping[str, Any]], st
 # -- the table -----------------------------------------------------------------------------
 
 COLUMNS = ("enrolled", "held_out", "sent", "delivered", "failed", "opened", "clicked",
-           "converted")
+           "replied", "converted")
 RATES = (("conv", "conversion_rate"), ("deliv", "delivery_rate"), ("open", "open_rate"),
-         ("click", "click_rate"))
+         ("click", "click_rate"), ("reply", "reply_rate"))
 
 
 def pct(value: float | None) -> str:

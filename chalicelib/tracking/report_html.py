@@ -3,7 +3,7 @@
 No script and no external asset: the charts are inline SVG drawn here, so the page
 opens anywhere (a mail attachment, an S3 object) and shows the same thing offline.
 Per campaign: the table of ``format_table``, the lift, a chart of the conversion
-rate per arm, the message funnel (sent, delivered, opened, clicked) and the
+rate per arm, the message funnel (sent, delivered, opened, clicked, replied) and the
 enrollments and sends per day. Every value is escaped (campaign ids come from
 config, but a page is no place to trust them).
 """
@@ -104,7 +104,7 @@ def _campaign(report: CampaignReport) -> str:
         charts.append(_bars("conversion rate by arm", rates, max(r for _, r, _ in rates)))
     treated = arms.get("treatment", {})
     funnel = [(name, float(treated.get(name, 0)), str(treated.get(name, 0)))
-              for name in ("sent", "delivered", "opened", "clicked")]
+              for name in ("sent", "delivered", "opened", "clicked", "replied")]
     if treated.get("sent"):
         charts.append(_bars("messages (treatment)", funnel, funnel[0][1]))
     charts.append(_daily(report))
@@ -119,5 +119,5 @@ def format_html(reports: Sequence[CampaignReport], generated: str) -> str:
             f"<style>{_STYLE}</style><h1>Aftercare report</h1>"
             f"<p class=muted>Generated {escape(generated)} from the stats counters. "
             "Rates: conversion = converted / enrolled, delivery = delivered / sent, "
-            "open and click per delivered message (opens are approximate).</p>"
+            "open, click and reply per delivered message (opens are approximate).</p>"
             f"{body}</html>\n")
