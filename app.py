@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalice import Chalice, Rate, Response
+from chalice import Chalice, IAMAuthorizer, Rate, Response
 
 from chalicelib import api, handlers, settings
 
@@ -76,6 +76,21 @@ def survey_page(token: str) -> Response:
            content_types=["application/x-www-form-urlencoded"])
 def survey_answer(token: str) -> Response:
     return _http(api.survey_answer)
+
+
+# Admin routes: API Gateway lets through only callers whose SigV4-signed request an
+# IAM policy allows (execute-api:Invoke); see docs/api.md, "Reports".
+ADMIN = IAMAuthorizer()
+
+
+@app.route("/reports", methods=["GET"], authorizer=ADMIN)
+def list_reports() -> Response:
+    return _http(api.list_reports)
+
+
+@app.route("/reports/{campaign_id}", methods=["GET"], authorizer=ADMIN)
+def campaign_report(campaign_id: str) -> Response:
+    return _http(api.campaign_report)
 
 
 def _http(handler: api.Handler) -> Response:

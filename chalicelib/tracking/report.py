@@ -155,6 +155,13 @@ def campaign_definitions() -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def campaign_versions(campaign_id: str) -> list[dict[str, Any]]:
+    """Every pushed version's definition of one campaign (one Query; none: [])."""
+    from chalicelib.store.models import CampaignModel
+
+    return [dict(item.definition) for item in CampaignModel.query(campaign_id)]
+
+
 def read_days(campaign_id: str, variants: Sequence[str | None], start: date,
               end: date) -> dict[tuple[str | None, str], dict[str, dict[str, int]]]:
     """Counters of ``campaign_id`` per (variant, arm) and day in [start, end], the

@@ -134,6 +134,9 @@ def _run_everything(stack: LocalStack, calls: list[Any]) -> None:
     _inbound(stack, "4", "SM" + "1" * 32)  # a survey answer by SMS
     _inbound(stack, "STOP", "SM" + "2" * 32)  # opt-out: consent event, suppression list
     _inbound(stack, "START", "SM" + "3" * 32)  # opt-in: the entry lifted
+    _inbound(stack, "It came, thanks", "SM" + "4" * 32)  # a free-text reply (sms index)
+    for path in ("/reports", "/reports/checkin?format=html"):  # the admin routes
+        assert stack.client.http.get(path).status_code == 200
     stack.pump("events", "ingest")
     mark = len(calls)
     (email_msg,) = [m for m in MessageModel.scan() if m.channel == "email"]

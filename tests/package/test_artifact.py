@@ -84,3 +84,20 @@ def test_packaged_template_wires_the_stage_queues() -> None:
                  for ev in r["Properties"].get("Events", {}).values()
                  if ev["Type"] == "Schedule"]
     assert schedules and schedules[0]["Properties"]["Schedule"] == "rate(1 minute)"
+
+
+def test_packaged_api_checks_iam_on_the_admin_routes_only() -> None:
+    """The IAM authorizer is enforced by API Gateway, which the test client is not:
+    the packaged API definition must put SigV4 on the report routes, and on no route
+    whose callers (Twilio, recipients, signed event senders) are not AWS principals."""
+    sam = json.loads((PACKAGE_DIR / "sam.json").read_text()) if (
+        PACKAGE_DIR / "sam.json").exists() else pytest.skip("no sam.json")
+    (api,) = [r for r in sam["Resources"].values() if r["Type"] == "AWS::Serverless::Api"]
+    swagger = api["Properties"]["DefinitionBody"]
+    assert swagger["securityDefinitions"]["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4"
+    signed = {(path, method) for path, methods in swagger["paths"].items()
+              for method, spec in methods.items() if spec.get("security") == [{"sigv4": []}]}
+    every = {(path, method) for path, methods in swagger["paths"].items()
+             for method in methods if method != "options"}
+    assert signed == {("/reports", "get"), ("/reports/{campaign_id}", "get")}
+    assert {p for p, _ in every} >= {"/events", "/webhooks/twilio/inbound", "/reports"}
