@@ -99,6 +99,10 @@ class CompiledCampaign:
     reentry_window: timedelta | None
     priority: int
     definition: Mapping[str, Any]
+    # Staff who get copies of sampled sends: channel -> addresses, and how many of
+    # each step's sends per UTC day are copied (chalicelib.pipeline.observers).
+    observers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    observers_per_day: int = 1
     # Derived once here, not per enrollment: (variant id, weight) for keys.pick_variant.
     variant_weights: tuple[tuple[str, int], ...] = field(init=False, repr=False, compare=False)
 
@@ -168,4 +172,8 @@ def compile_campaign(campaign: Campaign, version: int = 1) -> CompiledCampaign:
         reentry_window=parse_duration(reentry.window) if reentry and reentry.window else None,
         priority=campaign.priority,
         definition=campaign.model_dump(mode="json", by_alias=True, exclude_none=True),
+        observers={channel: tuple(addresses) for channel, addresses in (
+            ("sms", campaign.observers.sms), ("email", campaign.observers.email))
+            if addresses} if campaign.observers else {},
+        observers_per_day=campaign.observers.per_day if campaign.observers else 1,
     )

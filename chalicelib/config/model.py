@@ -30,6 +30,9 @@ TEMPLATE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 # [0-9], not \d: pydantic's \d also takes other scripts' digits ("1\u0660:00"), which the
 # schema (ECMA-262) refuses and time.fromisoformat cannot read.
 LOCAL_TIME_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
+EMAIL_PATTERN = r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$"
+MAX_OBSERVERS = 10
 MAX_STEPS = 20
 MAX_VARIANTS = 10
 
@@ -208,6 +211,25 @@ class Reentry(_Strict):
         return self
 
 
+class Observers(_Strict):
+    """Staff who get copies of sampled sends ("mystery shoppers", docs/campaigns.md)."""
+
+    sms: list[Annotated[str, Field(pattern=E164_PATTERN)]] = Field(
+        default_factory=list, max_length=MAX_OBSERVERS,
+        description="Phones (E.164) that get copies of the campaign's SMS.")
+    email: list[Annotated[str, Field(pattern=EMAIL_PATTERN, max_length=254)]] = Field(
+        default_factory=list, max_length=MAX_OBSERVERS,
+        description="Addresses that get copies of the campaign's email.")
+    per_day: int = Field(1, ge=1, le=100, description=(
+        "Copies per step and UTC day: of the step's first sends that day."))
+
+    @model_validator(mode="after")
+    def _someone(self) -> Observers:
+        if not self.sms and not self.email:
+            raise ValueError("give at least one address in 'sms' or 'email'")
+        return self
+
+
 class Campaign(_Strict):
     schema_: str | None = Field(None, alias="$schema")
     id: str = Field(pattern=ID_PATTERN)
@@ -227,6 +249,8 @@ class Campaign(_Strict):
         "per yearly occurrence, idle triggers once per idle spell.",
     )
     priority: int = Field(100, ge=0, le=1000, description="Lower runs first.")
+    observers: Observers | None = Field(
+        None, description="Staff who get copies of sampled sends; never counted in stats.")
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

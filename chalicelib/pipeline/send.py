@@ -43,6 +43,7 @@ from chalicelib.journeys.messages import (
 )
 from chalicelib.pipeline.batch import PermanentError
 from chalicelib.pipeline.ingest import add_planned, live_profile, load_customer
+from chalicelib.pipeline.observers import copy_to_observers
 from chalicelib.pipeline.stats import StatKey, stat_ops
 from chalicelib.store import suppression
 from chalicelib.store.campaigns import LiveCache, LiveCampaigns, latest_version
@@ -74,6 +75,8 @@ class Channels:
         self._sms: Any = None
         self._email: Any = None
         self._signing_key: bytes | None = None
+        # (campaign, step, UTC day) whose observer copies this worker found all sent.
+        self.observer_slots_taken: set[tuple[str, str, str]] = set()
 
     def sms(self) -> Any:
         if self._sms is None:
@@ -504,6 +507,10 @@ def send_one(body: str, live: LiveCache, channels: Channels) -> SendOutcome:
         return SendOutcome(step.id, "duplicate", "claimed or sent by another worker")
     result = _deliver(step, decision, rendered, channels)
     record_outcome(step, token, result, attempt, list(message.history or []))
+    if result.accepted and campaign is not None and campaign.observers:
+        renderer = renderer_for(step.campaign_id, campaign.version,
+                                campaigns.templates.get(step.campaign_id, {}))
+        copy_to_observers(step, profile, campaign, decision, renderer, channels)
     if decision.channel == "sms" and result.error_code == UNSUBSCRIBED_CODE:
         _record_carrier_opt_out(step, recipient_key, message.decided_at)
     if result.outcome == "retryable" and attempt < MAX_SEND_ATTEMPTS:

@@ -261,6 +261,8 @@ class EventModel(Model):
     event_id = UnicodeAttribute(hash_key=True)
     type = UnicodeAttribute()
     expires_at = TTLAttribute()
+    # Observer copy slots taken (items ``observe#...``, chalicelib.pipeline.observers).
+    copies = NumberAttribute(null=True)
 
 
 class SuppressionModel(Model):

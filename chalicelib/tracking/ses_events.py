@@ -46,6 +46,7 @@ from chalicelib.tracking.delivery import StatusReport
 
 log = logging.getLogger(__name__)
 MESSAGE_TAG = "message"
+OBSERVER_TAG = "observer"  # copies for staff (chalicelib.pipeline.observers)
 UNSUBSCRIBE_PATH = "/l/unsubscribe/"
 
 
@@ -78,12 +79,17 @@ def report_for(event: dict[str, Any]) -> StatusReport | None:
     return None
 
 
-def tagged_message_id(event: dict[str, Any]) -> str | None:
-    """The message id Aftercare tagged the email with (``mail.tags.message``)."""
-    values = ((event.get("mail") or {}).get("tags") or {}).get(MESSAGE_TAG)
+def _tag(event: dict[str, Any], name: str) -> str | None:
+    """The first value of the SES tag ``name`` of the event's email (``mail.tags``)."""
+    values = ((event.get("mail") or {}).get("tags") or {}).get(name)
     if isinstance(values, list) and values and isinstance(values[0], str) and values[0]:
         return values[0]
     return None
+
+
+def tagged_message_id(event: dict[str, Any]) -> str | None:
+    """The message id Aftercare tagged the email with (``mail.tags.message``)."""
+    return _tag(event, MESSAGE_TAG)
 
 
 def _event_of(message: str) -> dict[str, Any]:
@@ -106,8 +112,8 @@ def record_ses_event(message: str) -> str:
     """Fold one SES event (a record of the ses-events queue); returns what happened.
 
     ``ignored`` (an event type that changes nothing), ``unknown`` (not an
-    Aftercare email), or the report's result (``recorded``, ``duplicate``,
-    ``mismatch``).
+    Aftercare email), ``observer`` (a copy for staff: dropped), or the report's
+    result (``recorded``, ``duplicate``, ``mismatch``).
 
     Raises
     ------
@@ -121,6 +127,8 @@ def record_ses_event(message: str) -> str:
     message_id = tagged_message_id(event)
     if report is None:
         return "ignored"
+    if message_id is None and _tag(event, OBSERVER_TAG):
+        return "observer"  # a copy for staff: never counted, never a customer's consent
     if message_id is None:
         log.warning("SES event without a message tag", extra={"provider_id": report.provider_id,
                                                                 "status": report.status})
