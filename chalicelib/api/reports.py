@@ -12,6 +12,9 @@ on them get through. Query parameters:
 - ``campaign`` (``GET /reports`` only, repeatable): the campaigns to report, by
   default every campaign ever pushed;
 - ``format``: ``json`` (default) or ``html``.
+
+``GET /reports`` also gives the customers' retention over the same days
+(:mod:`chalicelib.tracking.retention`), as ``retention``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from chalicelib.tracking.report import (
     campaign_definitions,
     campaign_versions,
     read_campaign,
+    read_retention,
 )
+from chalicelib.tracking.retention import RetentionReport
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 400  # a report reads O(days): a bound keeps one request's cost known
@@ -69,12 +74,14 @@ def _format(request: HttpRequest) -> str:
     return fmt
 
 
-def _reply(reports: list[CampaignReport], fmt: str, body: Any) -> HttpResponse:
+def _reply(reports: list[CampaignReport], fmt: str, body: Any,
+           customers: RetentionReport | None = None) -> HttpResponse:
     if fmt == "html":
         from chalicelib.tracking.report_html import format_html
 
-        generated = clock.now().astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        return HttpResponse(200, format_html(reports, generated),
+        now = clock.now().astimezone(UTC)
+        generated = now.strftime("%Y-%m-%d %H:%M UTC")
+        return HttpResponse(200, format_html(reports, generated, customers, now.date()),
                             {"Content-Type": "text/html; charset=utf-8",
                              "Cache-Control": "no-store"})
     return HttpResponse(200, body, {"Cache-Control": "no-store"})
@@ -93,8 +100,10 @@ def list_reports(request: HttpRequest) -> HttpResponse:
         raise NotFoundError(f"campaign: no campaign with id {unknown[0][:100]!r} was pushed")
     ids = list(dict.fromkeys(wanted)) or sorted(definitions)
     reports = [read_campaign(c, definitions[c], start, end) for c in ids]
+    customers = read_retention(start, end)
     return _reply(reports, fmt, {"from": start.isoformat(), "to": end.isoformat(),
-                                 "reports": [r.to_json() for r in reports]})
+                                 "reports": [r.to_json() for r in reports],
+                                 "retention": customers.to_json()}, customers)
 
 
 def campaign_report(request: HttpRequest) -> HttpResponse:

@@ -239,9 +239,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     import json
     from datetime import timedelta
 
-    from chalicelib.tracking.report import campaign_definitions, format_table, read_campaign
+    from chalicelib.tracking.report import (
+        campaign_definitions,
+        format_retention,
+        format_table,
+        read_campaign,
+        read_retention,
+    )
 
-    end = args.end or datetime.now(UTC).date()
+    today = datetime.now(UTC).date()
+    end = args.end or today
     start = args.start or end - timedelta(days=29)
     if start > end:
         print(f"--from {start} is after --to {end}", file=sys.stderr)
@@ -255,6 +262,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             return 1
         reports = [read_campaign(c, definitions[c], start, end)
                    for c in (args.campaigns or sorted(definitions))]
+        # The whole business's retention, with the report of every campaign.
+        customers = read_retention(start, end) if not args.campaigns else None
     except aws_errors() as exc:
         print(f"report stopped: {exc}", file=sys.stderr)
         return 1
@@ -263,10 +272,34 @@ def cmd_report(args: argparse.Namespace) -> int:
     elif args.format == "html":
         from chalicelib.tracking.report_html import format_html
 
-        print(format_html(reports, datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")), end="")
+        print(format_html(reports, datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                          customers, today), end="")
     else:
-        print("\n".join(format_table(r) for r in reports) if reports
-              else "no campaign pushed yet")
+        blocks = [format_retention(customers, today)] if customers is not None else []
+        blocks += [format_table(r) for r in reports] or ["no campaign pushed yet\n"]
+        print("\n".join(blocks), end="")
+    return 0
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    import json
+    from datetime import timedelta
+
+    from chalicelib.tracking.report import format_retention, read_retention
+
+    today = datetime.now(UTC).date()
+    end = args.end or today
+    start = args.start or end - timedelta(days=29)
+    if start > end:
+        print(f"--from {start} is after --to {end}", file=sys.stderr)
+        return 1
+    try:
+        report = read_retention(start, end)
+    except aws_errors() as exc:
+        print(f"retention stopped: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report.to_json(), indent=2) if args.format == "json"
+          else format_retention(report, today), end="\n" if args.format == "json" else "")
     return 0
 
 
@@ -319,6 +352,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--format", choices=["table", "json", "html"], default="table",
                    help="html: one self-contained page with charts (> report.html)")
     r.set_defaults(func=cmd_report)
+
+    rt = sub.add_parser("retention", help="customers who ordered again (retention, churn)")
+    rt.add_argument("--from", dest="start", type=_day, metavar="DAY",
+                    help="first day of the cohort, UTC (default: 29 days before --to)")
+    rt.add_argument("--to", dest="end", type=_day, metavar="DAY",
+                    help="last day of the cohort, UTC (default: today)")
+    rt.add_argument("--format", choices=["table", "json"], default="table")
+    rt.set_defaults(func=cmd_retention)
 
     sb = sub.add_parser("suppression-backfill",
                         help="list opt-outs recorded before the suppression list (once)")

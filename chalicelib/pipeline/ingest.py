@@ -57,6 +57,7 @@ from chalicelib.store.tx import (
     commit,
     commit_states,
 )
+from chalicelib.tracking.retention import retention_bumps
 
 # A schedule item planned again with the same key: still pending (it moves), or
 # cancelled at ingest by a change of date (it is planned anew). Decided items, and
@@ -307,6 +308,7 @@ def result_transaction(result: EventResult, current: CustomerModel | None,
                        event: dict[str, Any] | None = None) -> Transaction:
     """What one decision result writes: [event marker], profile, stats (required);
     new schedule items and cancellations (optional: already done is fine)."""
+    before = live_profile(current)
     customer = current or CustomerModel(result.profile["id"])
     customer.profile = result.profile
     customer.phone = result.profile.get("phone")
@@ -332,7 +334,8 @@ def result_transaction(result: EventResult, current: CustomerModel | None,
     planned = {s.id: s for s in result.planned}
     cancelled = {c.schedule_id: c for c in reversed(result.cancelled)
                  if c.schedule_id not in planned}
-    add_planned(tx, planned.values(), _conversion_bumps(result))
+    add_planned(tx, planned.values(),
+                [*_conversion_bumps(result), *retention_bumps(before, result.profile)])
     if result.moved:
         tx.optional.extend(moved_step_ops(
             s for s in {s.id: s for s in result.moved}.values()

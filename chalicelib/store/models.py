@@ -244,6 +244,11 @@ class StatsModel(Model):
     survey_score_sum = NumberAttribute(null=True)
     promoters = NumberAttribute(null=True)
     detractors = NumberAttribute(null=True)
+    # Customers (the reserved id "_customers", chalicelib.tracking.retention).
+    ordered = NumberAttribute(null=True)
+    customers_new = NumberAttribute(null=True)
+    returned = NumberAttribute(null=True)
+    reactivated = NumberAttribute(null=True)
 
 
 COUNTERS = frozenset(

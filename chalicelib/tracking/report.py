@@ -31,6 +31,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from chalicelib.tracking import retention
+from chalicelib.tracking.retention import RETENTION_DAYS, RetentionReport
+
 ARMS = ("treatment", "holdout")
 
 
@@ -163,7 +166,8 @@ def campaign_versions(campaign_id: str) -> list[dict[str, Any]]:
 
 
 def read_days(campaign_id: str, variants: Sequence[str | None], start: date,
-              end: date) -> dict[tuple[str | None, str], dict[str, dict[str, int]]]:
+              end: date, arms: Sequence[str] = ARMS,
+              ) -> dict[tuple[str | None, str], dict[str, dict[str, int]]]:
     """Counters of ``campaign_id`` per (variant, arm) and day in [start, end], the
     shards summed: one Query per variant x arm x shard."""
     from chalicelib.pipeline.stats import STATS_SHARDS, stats_pk
@@ -171,7 +175,7 @@ def read_days(campaign_id: str, variants: Sequence[str | None], start: date,
 
     out: dict[tuple[str | None, str], dict[str, dict[str, int]]] = {}
     for variant in variants:
-        for arm in ARMS:
+        for arm in arms:
             days = out.setdefault((variant, arm), {})
             for shard in range(STATS_SHARDS):
                 pk = stats_pk(campaign_id, variant, arm, shard)
@@ -208,6 +212,13 @@ def read_campaign(campaign_id: str, definitions: Sequence[Mapping[str, Any]], st
     return report
 
 
+def read_retention(start: date, end: date) -> RetentionReport:
+    """The customers' retention over the cohort of days [start, end]: one Query per
+    stats shard (docs/campaigns.md, "Retention and churn")."""
+    days = read_days(retention.CUSTOMERS, [None], start, end, arms=(retention.ARM,))
+    return retention.summarize_retention(start, end, summed(days[(None, retention.ARM)]))
+
+
 # -- the table -----------------------------------------------------------------------------
 
 COLUMNS = ("enrolled", "held_out", "sent", "delivered", "failed", "opened", "clicked",
@@ -218,6 +229,17 @@ RATES = (("conv", "conversion_rate"), ("deliv", "delivery_rate"), ("open", "open
 
 def pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def format_retention(report: RetentionReport, today: date) -> str:
+    """The customers' retention for a terminal."""
+    c = report.counts
+    state = report.state(today)
+    return (f"customers  {report.start}..{report.end}  (orders within "
+            f"{RETENTION_DAYS} days; {state})\n"
+            f"  ordered {c['ordered']}  new {c['customers_new']}  returned {c['returned']}"
+            f"  reactivated {c['reactivated']}  retention {pct(report.retention_rate)}"
+            f"  churn {pct(report.churn_rate)}\n")
 
 
 def format_table(report: CampaignReport) -> str:

@@ -16,6 +16,7 @@ from datetime import date, timedelta
 from markupsafe import Markup, escape
 
 from chalicelib.tracking.report import COLUMNS, RATES, CampaignReport, pct
+from chalicelib.tracking.retention import RETENTION_DAYS, RetentionReport
 
 _W, _BAR_H = 560, 22
 _STYLE = """
@@ -112,8 +113,25 @@ def _campaign(report: CampaignReport) -> str:
     return "".join(out)
 
 
-def format_html(reports: Sequence[CampaignReport], generated: str) -> str:
+def _customers(report: RetentionReport, today: date) -> str:
+    c = report.counts
+    state = report.state(today)
+    head = ["ordered", "new", "returned", "reactivated", "retention", "churn"]
+    cells = [str(c["ordered"]), str(c["customers_new"]), str(c["returned"]),
+             str(c["reactivated"]), pct(report.retention_rate), pct(report.churn_rate)]
+    return (f"<h2>Customers <span class=muted>{escape(report.start)} .. "
+            f"{escape(report.end)}</span></h2><table><tr>"
+            + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr><tr>"
+            + "".join(f"<td>{escape(v)}</td>" for v in cells) + "</tr></table>"
+            f"<p class=muted>Customers who ordered in these days, and of them those who "
+            f"ordered again within {RETENTION_DAYS} days ({escape(state)}).</p>")
+
+
+def format_html(reports: Sequence[CampaignReport], generated: str,
+                customers: RetentionReport | None = None, today: date | None = None) -> str:
     body = "".join(_campaign(r) for r in reports) or "<p>No campaign pushed yet.</p>"
+    if customers is not None:
+        body = _customers(customers, today or date.fromisoformat(customers.end)) + body
     return ("<!doctype html><html lang=en><meta charset=utf-8>"
             "<title>Aftercare report</title>"
             f"<style>{_STYLE}</style><h1>Aftercare report</h1>"
