@@ -58,7 +58,7 @@ def run_demo(out: Path, customers: int = 120, days: int = 120, seed: int = 7) ->
         print(f"pushed {len(campaigns)} campaigns: {', '.join(campaigns)}")
         print(f"replaying {len(events)} events from {events[0]['occurred_at']} "
               f"to {events[-1]['occurred_at']} ...")
-        replay = Replay(stack, callbacks=True)
+        replay = Replay(stack, callbacks=True, replies=True)
         replay.run(events)
         rows = pipeline_rows()
         enrolled = _enrollments()
@@ -67,9 +67,12 @@ def run_demo(out: Path, customers: int = 120, days: int = 120, seed: int = 7) ->
         path = _write_outbox(entries, out)
         dlq = stack.dead_letters()
         reports = _reports(events, out / "report.html")
+        replied = replay.replied
     elapsed = time.perf_counter() - started
     _print_summary(events, rows, entries, len(dlq), elapsed, enrolled)
     print(f"message status after provider callbacks: {dict(sorted(statuses.items()))}")
+    print(f"texted back (signed inbound webhooks): {replied['survey']} survey answers, "
+          f"{replied['text']} free-text replies")
     for e in entries[:8]:
         print(f"  {e['at']}  {e['channel']:<5} {e.get('to', '?'):<28} "
               f"{e['campaign']}/{e['step']}: {(e.get('subject') or e.get('body', ''))[:60]!r}")
@@ -83,15 +86,24 @@ def _reports(events: list[dict[str, Any]], html: Path) -> list[str]:
     """``aftercare report`` of every campaign, over the days of the replay (also
     written as ``html``, as ``--format html`` writes it)."""
     from chalicelib import clock
-    from chalicelib.tracking.report import campaign_definitions, format_table, read_campaign
+    from chalicelib.tracking.report import (
+        campaign_definitions,
+        format_retention,
+        format_table,
+        read_campaign,
+        read_retention,
+    )
     from chalicelib.tracking.report_html import format_html
 
     start = clock.parse_iso(events[0]["occurred_at"]).date()
     end = clock.now().date()
     reports = [read_campaign(c, d, start, end)
                for c, d in sorted(campaign_definitions().items())]
-    html.write_text(format_html(reports, clock.iso(clock.now())), encoding="utf-8")
-    return [format_table(r) for r in reports] + [f"(as a page with charts: {html})"]
+    customers = read_retention(start, end)
+    html.write_text(format_html(reports, clock.iso(clock.now()), customers, end),
+                    encoding="utf-8")
+    return [format_retention(customers, end), *(format_table(r) for r in reports),
+            f"(as a page with charts: {html})"]
 
 
 def _message_statuses() -> Counter[str]:

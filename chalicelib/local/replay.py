@@ -7,6 +7,7 @@ every step is decided exactly at its due time, as ``aftercare simulate`` does.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -16,11 +17,24 @@ from chalicelib import clock
 from chalicelib.journeys.engine import Row
 from chalicelib.local.stack import LocalStack
 
+# What recipients text back in a replay with ``replies`` (chosen by a hash of the
+# recipient and the message, so a seeded log replays the same way every time).
+CSAT_ANSWERS = (5, 5, 4, 4, 5, 3, 4, 2, 5, 1)
+NPS_ANSWERS = (10, 9, 9, 8, 10, 7, 6, 9, 3, 10)
+FREE_TEXT = ("Thanks, it works great!", "Arrived a bit late but all good",
+             "Can I get it in blue?", "who is this?")
+
 
 class Replay:
-    def __init__(self, stack: LocalStack, *, callbacks: bool = False) -> None:
+    def __init__(self, stack: LocalStack, *, callbacks: bool = False,
+                 replies: bool = False) -> None:
         self.stack = stack
         self.callbacks = callbacks  # deliver Twilio's signed status callbacks as they come
+        # Recipients answer some SMS as they arrive (signed inbound webhooks): about
+        # 60% of survey SMS with a score, 12% of SMS with a free-text reply.
+        self.replies = replies
+        self.replied: dict[str, int] = {"survey": 0, "text": 0}
+        self._texts_seen = 0
         self._due: list[datetime] = []
         self._queued: set[datetime] = set()
         self._now: datetime | None = None  # the virtual clock: it never goes back
@@ -46,7 +60,36 @@ class Replay:
             self._add_due(self.stack.run_due(at))
             if self.callbacks:
                 self.stack.twilio.deliver_callbacks()
+            if self.replies:
+                self._text_back()
             self.invocations += 1
+
+    def _text_back(self) -> None:
+        """Answer the SMS sent since the last call, as some recipients would."""
+        from chalicelib import settings
+        from chalicelib.store.models import MessageModel
+
+        sent = self.stack.twilio.messages[self._texts_seen:]
+        self._texts_seen += len(sent)
+        url = settings.load().public_base_url + "/webhooks/twilio/inbound"
+        for sms in sent:
+            if sms.get("status") in ("undelivered", "failed"):
+                continue
+            roll = int.from_bytes(hashlib.sha256(
+                f"{sms['to']}|{sms['body']}".encode()).digest()[:4], "big")
+            kind = None
+            for hit in MessageModel.by_provider.query(sms["sid"], limit=1):
+                kind = MessageModel.get(hit.message_id).survey_kind
+            if kind in ("csat", "nps") and roll % 10 < 6:
+                answers = CSAT_ANSWERS if kind == "csat" else NPS_ANSWERS
+                body = str(answers[(roll // 10) % len(answers)])
+                self.replied["survey"] += 1
+            elif roll % 100 >= 88:
+                body = FREE_TEXT[(roll // 100) % len(FREE_TEXT)]
+                self.replied["text"] += 1
+            else:
+                continue
+            self.stack.twilio.simulate_inbound(sms["to"], body, sms["from"], url)
 
     def feed(self, event: Mapping[str, Any]) -> None:
         at = clock.parse_iso(str(event["occurred_at"]))
