@@ -33,6 +33,7 @@ class Replay:
         # Recipients answer some SMS as they arrive (signed inbound webhooks): about
         # 60% of survey SMS with a score, 12% of SMS with a free-text reply.
         self.replies = replies
+        self.survey_share, self.text_share = 0.6, 0.12
         self.replied: dict[str, int] = {"survey": 0, "text": 0}
         self._texts_seen = 0
         self._due: list[datetime] = []
@@ -80,12 +81,13 @@ class Replay:
             kind = None
             for hit in MessageModel.by_provider.query(sms["sid"], limit=1):
                 kind = MessageModel.get(hit.message_id).survey_kind
-            if kind in ("csat", "nps") and roll % 10 < 6:
+            share = (roll % 1000) / 1000
+            if kind in ("csat", "nps") and share < self.survey_share:
                 answers = CSAT_ANSWERS if kind == "csat" else NPS_ANSWERS
-                body = str(answers[(roll // 10) % len(answers)])
+                body = str(answers[(roll // 1000) % len(answers)])
                 self.replied["survey"] += 1
-            elif roll % 100 >= 88:
-                body = FREE_TEXT[(roll // 100) % len(FREE_TEXT)]
+            elif share >= 1 - self.text_share:
+                body = FREE_TEXT[(roll // 1000) % len(FREE_TEXT)]
                 self.replied["text"] += 1
             else:
                 continue
