@@ -71,7 +71,8 @@ def record_answer(message_id: str, kind: str, score: int) -> bool:
         tw.update(msg, actions=[MessageModel.survey_kind.set(kind),
                                 MessageModel.survey_score.set(score),
                                 MessageModel.survey_at.set(clock.iso(clock.now()))],
-                  condition=MessageModel.survey_score.does_not_exist())
+                  condition=MessageModel.message_id.exists()
+                  & MessageModel.survey_score.does_not_exist())
 
     try:
         commit(Transaction(required=[answer, *stat_ops((key, c) for c in counters)]))

@@ -236,12 +236,13 @@ class CampaignSet:
         """An upper bound of the items one event of this type writes at ingest: its
         marker and the profile; each triggered campaign's steps and stats item; the
         steps each exit cancels; each goal's stats item; and every date and idle
-        campaign cancelled and planned again (a changed date, a new order)."""
+        campaign cancelled and planned again (a changed date, a new order); and the
+        two retention counters a new order bumps (chalicelib.tracking.retention)."""
         steps = sum(len(c.steps) + 1 for c in self.by_trigger.get(event_type, ()))
         exits = sum(len(c.steps) for c in self.by_exit.get(event_type, ()))
         goals = len(self.by_goal.get(event_type, ()))
         yearly = sum(2 * len(c.steps) + 1 for c in (*self.dated, *self.idle))
-        return 2 + steps + exits + goals + yearly
+        return 4 + steps + exits + goals + yearly
 
     def event_types(self) -> set[str]:
         """Every event type some campaign is triggered, exited or converted by."""

@@ -104,6 +104,7 @@ def _tombstone(customer_id: str, report: ErasureReport, dry_run: bool) -> None:
         item.phone = None
         item.email = None
         item.erased_at = report.erased_at
+        item.retention_day = None
         try:
             item.save()  # conditional on the version read: ingest may write meanwhile
         except PutError as exc:

@@ -309,11 +309,18 @@ def result_transaction(result: EventResult, current: CustomerModel | None,
     """What one decision result writes: [event marker], profile, stats (required);
     new schedule items and cancellations (optional: already done is fine)."""
     before = live_profile(current)
+    retained, mark = retention_bumps(
+        before, result.profile,
+        current.retention_day if current is not None and before is not None else None)
     customer = current or CustomerModel(result.profile["id"])
     customer.profile = result.profile
     customer.phone = result.profile.get("phone")
     customer.email = result.profile.get("email")
     customer.erased_at = None  # a tombstone replaced by a profile started after it
+    if mark is not None:
+        customer.retention_day = mark
+    elif before is None:
+        customer.retention_day = None  # a new profile (after an erasure: counted anew)
     required: list[Op] = []
     if event is not None:
         marker = EventModel(event["id"], type=event["type"],
@@ -335,7 +342,7 @@ def result_transaction(result: EventResult, current: CustomerModel | None,
     cancelled = {c.schedule_id: c for c in reversed(result.cancelled)
                  if c.schedule_id not in planned}
     add_planned(tx, planned.values(),
-                [*_conversion_bumps(result), *retention_bumps(before, result.profile)])
+                [*_conversion_bumps(result), *retained])
     if result.moved:
         tx.optional.extend(moved_step_ops(
             s for s in {s.id: s for s in result.moved}.values()

@@ -5,13 +5,16 @@ team, and ``per_day``, how many of each step's sends per UTC day they get a copy
 of (1 by default: the step's first send of the day). After the sender has sent a
 step and recorded its outcome, :func:`copy_to_observers` claims one of the day's
 slots for that step with one conditional UpdateItem on a counter item of the
-events table (``observe#<campaign>#<step>#<day>``, expiring after two days), and,
-if it got one, sends the same message again to every observer of the channel.
+stats table (:func:`slot_key`, the day as its sort key), and,
+if it got one, sends the same message again to every observer of the channel
+whose address is not on the suppression list (an observer's STOP is honoured).
 
 A copy is rendered for the same customer and order as the real message (it is
-what the customer saw), with every link signed by a key nobody holds, so a click
-on the copy's unsubscribe or survey link opens nothing (404) and can never change
-the customer's consent or answer. Copies are never counted in stats and leave no
+what the customer saw), with the links Aftercare makes (unsubscribe, survey) signed
+by a key nobody holds, so a click on them opens nothing (404) and can never change
+the customer's consent or answer. Other URLs a template prints from the customer's
+or order's data go out as they are: templates should not print URLs that act for
+the customer. Copies are never counted in stats and leave no
 message record: an SMS copy asks Twilio for no status callback, an email copy is
 tagged ``observer`` instead of ``message`` (the SES-events function drops its
 events). A copy that fails is logged (campaign, step, channel, outcome; never an
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pynamodb.exceptions import UpdateError
@@ -34,20 +37,22 @@ from chalicelib.channels.base import EmailMessage, SmsMessage
 from chalicelib.config.compiled import CompiledCampaign
 from chalicelib.journeys.engine import PlannedStep, StepDecision
 from chalicelib.journeys.messages import RenderedMessage, render_message
-from chalicelib.store.models import EventModel
+from chalicelib.store import suppression
+from chalicelib.store.models import StatsModel
 from chalicelib.tracking import links
 from chalicelib.tracking.ses_events import OBSERVER_TAG
 
 log = logging.getLogger(__name__)
 
-SLOT_TTL = timedelta(days=2)
 SUBJECT_PREFIX = "[Observer copy] "
 # Links in copies are signed with this, which no route knows: they open nothing.
 _INERT_KEY = secrets.token_bytes(32)
 
 
-def slot_key(campaign_id: str, step_id: str, day: str) -> str:
-    return f"observe#{campaign_id}#{step_id}#{day}"
+def slot_key(campaign_id: str, step_id: str) -> str:
+    """The stats item of a step's copy slots (with the day as its sort key). Campaign
+    ids start with a letter or digit: no campaign's counters have this key."""
+    return f"_observe#{campaign_id}#{step_id}#copies"
 
 
 def claim_slot(campaign_id: str, step_id: str, now: datetime, per_day: int,
@@ -59,13 +64,11 @@ def claim_slot(campaign_id: str, step_id: str, now: datetime, per_day: int,
         return False
     if len(full) > 10_000:
         full.clear()
-    item = EventModel(slot_key(campaign_id, step_id, day))
+    item = StatsModel(slot_key(campaign_id, step_id), day)
     try:
-        item.update(actions=[EventModel.copies.add(1),
-                             EventModel.type.set("observer-slot"),
-                             EventModel.expires_at.set(now + SLOT_TTL)],
-                    condition=EventModel.copies.does_not_exist()
-                    | (EventModel.copies < per_day))
+        item.update(actions=[StatsModel.copies.add(1)],
+                    condition=StatsModel.copies.does_not_exist()
+                    | (StatsModel.copies < per_day))
     except UpdateError as exc:
         if exc.cause_response_code == "ConditionalCheckFailedException":
             full.add((campaign_id, step_id, day))
@@ -100,6 +103,9 @@ def copy_to_observers(step: PlannedStep, profile: dict[str, Any], campaign: Comp
             return 0
         copy = render_copy(step, profile, campaign, decision, renderer, now)
         for address in addresses:
+            if suppression.lookup(suppression.address_key(channel or "", address)):
+                outcomes.append("suppressed")  # the observer sent STOP, say
+                continue
             if channel == "sms":
                 result = channels.sms().send(SmsMessage(to=address, body=copy.body))
             else:

@@ -78,6 +78,9 @@ class CustomerModel(Model):
     email = UnicodeAttribute(null=True)
     profile = CompactJSONAttribute()
     erased_at = UnicodeAttribute(null=True)
+    # The day of the latest order counted in retention (chalicelib.tracking.retention):
+    # beside the profile, which rules read, not in it.
+    retention_day = UnicodeAttribute(null=True)
     version = VersionAttribute()
     by_phone = PhoneIndex()
     by_email = EmailIndex()
@@ -249,6 +252,9 @@ class StatsModel(Model):
     customers_new = NumberAttribute(null=True)
     returned = NumberAttribute(null=True)
     reactivated = NumberAttribute(null=True)
+    # Observer copies sent per step and day (pk "_observe#<campaign>#<step>#copies",
+    # chalicelib.pipeline.observers): how many of the day's slots are taken.
+    copies = NumberAttribute(null=True)
 
 
 COUNTERS = frozenset(
@@ -266,8 +272,6 @@ class EventModel(Model):
     event_id = UnicodeAttribute(hash_key=True)
     type = UnicodeAttribute()
     expires_at = TTLAttribute()
-    # Observer copy slots taken (items ``observe#...``, chalicelib.pipeline.observers).
-    copies = NumberAttribute(null=True)
 
 
 class SuppressionModel(Model):

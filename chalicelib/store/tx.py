@@ -14,6 +14,8 @@ stats bump that counts only the schedule items created): ``derived``.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,11 @@ from chalicelib.store.models import REGION
 
 Op = Callable[[TransactWrite], None]
 MAX_ITEMS = 100
+# Pauses (seconds, jittered 0.5-1.5x) before a transaction cancelled only by
+# TransactionConflict is sent again: DynamoDB cancels it when another transaction
+# holds one of its items at that moment (a stats counter many events bump).
+CONFLICT_PAUSES: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4)
+pause: Callable[[float], None] = time.sleep  # replaced in tests
 _conn: Connection | None = None
 
 
@@ -140,7 +147,8 @@ def commit_states(tx: Transaction, attempts: int = 5) -> list[int]:
     # Per optional operation: 0 written as given, 1 its fallback, 2 dropped.
     state = [0] * len(tx.optional)
     required = len(tx.required)
-    for _ in range(attempts):
+    conflicts = 0
+    for _ in range(attempts + len(CONFLICT_PAUSES)):
         chosen = [j for j, s in enumerate(state) if s < 2]
         ops = [*tx.required, *(tx.optional[j] if state[j] == 0 else tx.fallback[j]
                                for j in chosen)]
@@ -156,6 +164,13 @@ def commit_states(tx: Transaction, attempts: int = 5) -> list[int]:
             op_of_item: list[int] = getattr(exc, "op_of_item", [])
             failed = {op_of_item[i]: r for i, r in enumerate(reasons)
                       if r is not None and i < len(op_of_item)}
+            if failed and all(r.code == "TransactionConflict" for r in failed.values()) \
+                    and conflicts < len(CONFLICT_PAUSES):
+                # Another transaction held one of the items (a hot stats counter):
+                # nothing was written, so the same write is safe to send again.
+                pause(CONFLICT_PAUSES[conflicts] * (0.5 + random.random()))
+                conflicts += 1
+                continue
             if not failed or any(r.code != "ConditionalCheckFailed" for r in failed.values()):
                 raise
             hard = sorted(i for i in failed if i < required or i >= required + len(chosen))

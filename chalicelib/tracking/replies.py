@@ -36,8 +36,10 @@ REPLY_WINDOW = timedelta(days=7)
 MAX_REPLY_CHARS = 1600  # Twilio's limit for one (concatenated) message body
 MAX_REPLIES = 50  # MessageSids kept per message; replies past them are not recorded
 CANDIDATES = 5  # newest SMS per customer looked at for one that reached the phone
-RECEIVED = frozenset({"sending", "sent", "delivered", "ambiguous"})
-"""Message statuses of an SMS that reached, or may have reached, the phone."""
+RECEIVED = frozenset({"sent", "delivered", "ambiguous"})
+"""Message statuses of an SMS that reached, or may have reached, the phone (one still
+``sending`` is in flight: the reply answers an earlier one, and a retry of that send
+writes its message anew)."""
 MAX_ATTEMPTS = 5
 SENT_ARM = "treatment"  # only treatment messages are ever sent
 
@@ -88,8 +90,11 @@ def record_reply(message_id: str, body: str, sid: str, at: str) -> str:
         # Conditional on the sids read: a reply recorded meanwhile makes us read again,
         # so the first reply, and only it, is counted.
         # (The set only grows, so its size tells whether it changed.)
-        condition = (MessageModel.reply_sids.does_not_exist() if first
-                     else size(MessageModel.reply_sids) == len(sids))
+        # And on the message still being there (an erasure may have deleted it since:
+        # an update would create it again, holding the reply).
+        condition = MessageModel.message_id.exists() & (
+            MessageModel.reply_sids.does_not_exist() if first
+            else size(MessageModel.reply_sids) == len(sids))
 
         def update(tw: TransactWrite, actions: list[Action] = actions,
                    condition: Condition = condition) -> None:
@@ -103,7 +108,7 @@ def record_reply(message_id: str, body: str, sid: str, at: str) -> str:
             commit(Transaction(required=ops))
         except RequiredConditionFailed as exc:
             if exc.index == 0:
-                continue
+                continue  # read again: a reply recorded meanwhile, or the message gone
             raise
         return "recorded" if first else "again"
     raise RuntimeError(f"message {message_id} kept changing while recording a reply")
@@ -111,11 +116,20 @@ def record_reply(message_id: str, body: str, sid: str, at: str) -> str:
 
 def record_sms_reply(phone: str, body: str, sid: str) -> str:
     """A free-text SMS from ``phone``: recorded on the SMS it answers, if any.
-    Returns :func:`record_reply`'s result, or ``unmatched``."""
+    Returns :func:`record_reply`'s result, ``unmatched``, or ``error`` when it could
+    not be recorded (DynamoDB refused: logged, never raised, since Twilio does not
+    retry an inbound webhook and a 500 would lose the reply all the same)."""
     now = clock.now()
-    msg = replied_message(phone, now)
-    result = "unmatched" if msg is None else record_reply(msg.message_id, body, sid,
-                                                         clock.iso(now))
+    msg = None
+    try:
+        msg = replied_message(phone, now)
+        result = "unmatched" if msg is None else record_reply(msg.message_id, body, sid,
+                                                             clock.iso(now))
+    except Exception as exc:  # never the body or the phone in the log
+        log.warning("sms reply not recorded", extra={
+            "error": type(exc).__name__,
+            "message_id": None if msg is None else msg.message_id})
+        return "error"
     log.info("sms reply", extra={"result": result,
                                  "message_id": None if msg is None else msg.message_id})
     return result

@@ -15,7 +15,8 @@ Figures, per campaign, variant and arm (``treatment`` or ``holdout``):
   in both arms), ``delivery_rate`` = delivered / sent, ``open_rate`` and
   ``click_rate`` per delivered message, for campaigns that send email (opens are
   approximate: docs/api.md), ``reply_rate`` (messages that got a free-text reply)
-  per delivered message, for campaigns that send SMS;
+  per message sent, for campaigns that send SMS (per sent, not delivered: carriers
+  do not always report deliveries, and a reply says the message arrived);
 - the survey score of the campaign's survey kind: CSAT and CES as the mean answer,
   NPS as % promoters - % detractors (-100..100);
 - per campaign, the lift of the treatment over the holdout: the difference of their
@@ -122,7 +123,7 @@ def summarize(campaign_id: str, survey: str | None, start: date, end: date,
             "delivery_rate": _ratio(delivered, kept.get("sent", 0)),
             "open_rate": _ratio(kept.get("opened", 0), delivered) if email else None,
             "click_rate": _ratio(kept.get("clicked", 0), delivered) if email else None,
-            "reply_rate": _ratio(kept.get("replied", 0), delivered) if sms else None,
+            "reply_rate": _ratio(kept.get("replied", 0), kept.get("sent", 0)) if sms else None,
         }
         arms.append(ArmReport(variant, arm, kept, rates, survey_score(survey, kept)))
     has_holdout = bool(by_arm["holdout"].get("enrolled"))
@@ -153,7 +154,8 @@ def campaign_definitions() -> dict[str, list[dict[str, Any]]]:
     from chalicelib.store.models import CampaignModel
 
     out: dict[str, list[dict[str, Any]]] = {}
-    for item in CampaignModel.scan():
+    # Not the templates each version stores: only what a report reads.
+    for item in CampaignModel.scan(attributes_to_get=["campaign_id", "version", "definition"]):
         out.setdefault(str(item.campaign_id), []).append(dict(item.definition))
     return out
 

@@ -11,17 +11,19 @@ nothing:
   same day is not counted again);
 - ``customers_new``: of them, those ordering for the first time;
 - ``returned``: of the customers who ordered that day, those who ordered again
-  within :data:`RETENTION_DAYS` (bumped on the day of the earlier order, when the
-  later one arrives);
+  within :data:`RETENTION_DAYS` days (bumped on the day of the earlier order, when
+  the later one arrives);
 - ``reactivated``: customers who ordered after more than :data:`RETENTION_DAYS`
-  without an order (churned customers won back).
+  days without an order (churned customers won back).
 
 For a cohort of days, ``retention_rate`` = returned / ordered and ``churn_rate`` =
-1 - retention_rate. Both are final once :data:`RETENTION_DAYS` have passed since the
-cohort's last day; before that, retention can still grow (the report says until
-when). An order that arrives older than the customer's latest order (a late event,
-an import of old orders after newer ones) changes nothing here, and neither does a
-cancellation: the counters follow orders in the order they were placed.
+1 - retention_rate: over several days they are rates of customer-days (a customer
+who ordered on two of them counts twice, once returned). Both are final once
+:data:`RETENTION_DAYS` have passed since the cohort's last day; before that,
+retention can still grow (the report says until when). An order that arrives older
+than the customer's latest order (a late event, an import of old orders after newer
+ones) changes nothing here, and neither does a cancellation: the counters follow
+orders in the order they were placed, and each day is counted at most once.
 """
 
 from __future__ import annotations
@@ -30,8 +32,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
-
-from chalicelib.clock import parse_iso
 
 CUSTOMERS = "_customers"
 RETENTION_DAYS = 120  # as the example win-back campaign's "no order for 120 days"
@@ -45,20 +45,34 @@ def _key(day: str) -> tuple[str, str | None, str, str]:
     return (CUSTOMERS, None, ARM, day)
 
 
-def retention_bumps(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[Bump]:
-    """The counters one event bumps, from the profile before and after it."""
+def retention_bumps(before: Mapping[str, Any] | None, after: Mapping[str, Any],
+                    mark: str | None = None) -> tuple[list[Bump], str | None]:
+    """The counters one event bumps, from the profile before and after it, and the
+    new mark (None: unchanged).
+
+    ``mark`` is the day of the customer's latest order counted here, kept beside the
+    profile (``CustomerModel.retention_day``, not in it: rules do not see it). It
+    only moves forward, so a cancellation (which moves ``last_order_at`` back) can
+    make neither a day's customer count as returned twice nor a customer as new
+    twice. Customers counted before it existed count from their ``last_order_at``.
+    """
     new = after.get("last_order_at")
     old = before.get("last_order_at") if before else None
     count_before = int(before.get("order_count", 0)) if before else 0
     if new is None or int(after.get("order_count", 0)) <= count_before:
-        return []  # no new purchase counted
-    if old is None:
-        return [(_key(new[:10]), "ordered"), (_key(new[:10]), "customers_new")]
-    if new <= old or new[:10] == old[:10]:
-        return []  # an older order arriving late, or a second order the same day
-    if parse_iso(new) - parse_iso(old) <= timedelta(days=RETENTION_DAYS):
-        return [(_key(new[:10]), "ordered"), (_key(old[:10]), "returned")]
-    return [(_key(new[:10]), "ordered"), (_key(new[:10]), "reactivated")]
+        return [], None  # no new purchase counted
+    if old is not None and new <= old:
+        return [], None  # an order older than the latest arriving late
+    mark = mark or (old[:10] if old else None)
+    day = new[:10]
+    if mark is None:
+        return [(_key(day), "ordered"), (_key(day), "customers_new")], day
+    if day <= mark:
+        return [], None  # a second order the same day (or before a counted one)
+    gap = (date.fromisoformat(day) - date.fromisoformat(mark)).days
+    if gap <= RETENTION_DAYS:
+        return [(_key(day), "ordered"), (_key(mark), "returned")], day
+    return [(_key(day), "ordered"), (_key(day), "reactivated")], day
 
 
 @dataclass(frozen=True, slots=True)

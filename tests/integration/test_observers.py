@@ -222,3 +222,27 @@ def test_bad_observers_are_refused_with_their_path(
     _bundles, problems = load_bundles([tmp_path], load_template_dir(ROOT / "templates"))
     lines = [str(p) for p in problems if p.severity == "error"]
     assert any(words in line for line in lines), lines
+
+
+def test_an_observer_who_texted_stop_gets_no_copy(stack: LocalStack, tmp_path: Path) -> None:
+    from chalicelib.store import suppression
+
+    other = "+14155550101"
+    stack.push_campaigns(_campaigns(tmp_path / "c", sms=[other, STAFF_PHONE]),
+                         ROOT / "templates")
+    suppression.suppress("sms", other, "2026-02-01T00:00:00Z", "sms:STOP")
+    clock.set_now(DELIVERED)
+    stack.ingest([_customer(1)])
+    stack.run_due(SMS_DUE)
+    assert _sms_to(stack, other) == [] and len(_sms_to(stack, STAFF_PHONE)) == 1
+
+
+def test_copy_slots_are_counted_in_the_stats_table_outside_any_campaign(
+        observed: LocalStack) -> None:
+    from chalicelib.store.models import StatsModel
+
+    observed.ingest([_customer(n) for n in (1, 2)])
+    observed.run_due(SMS_DUE)
+    (slot,) = [i for i in StatsModel.scan() if i.pk.startswith("_observe#")]
+    assert (slot.pk, slot.day, slot.copies) == (
+        "_observe#checkin#checkin#copies", "2026-03-03", 1)

@@ -127,3 +127,17 @@ def test_an_import_of_the_orders_counts_as_ingest_does(
     expected = {day: dict(c) for day, c in EXPECTED.items()}
     expected["2026-03-20"] = {"ordered": 1, "customers_new": 1}  # its cancel is not in it
     assert _counters() == expected
+
+
+def test_the_counted_day_lives_beside_the_profile_and_an_erasure_clears_it(
+        counted: LocalStack) -> None:
+    from chalicelib.pipeline.erasure import erase
+    from chalicelib.store.models import CustomerModel
+
+    item = CustomerModel.get("c-1")
+    assert item.retention_day == "2026-04-10" and "retention_day" not in item.profile
+    assert erase(["c-2"]).customers == 1
+    assert CustomerModel.get("c-2").retention_day is None
+    clock.set_now(datetime(2026, 7, 2, 12, 0, tzinfo=UTC))
+    counted.ingest([_order("c-2", "o-9", "2026-07-02T11:00:00Z")])  # after the erasure
+    assert _counters()["2026-07-02"] == {"ordered": 1, "customers_new": 1}  # a new profile

@@ -198,3 +198,34 @@ def test_the_report_shows_replies_and_the_reply_rate_of_sms_campaigns(
     email = read_campaign("second", [{"steps": [{"channel": "email"}]}], day,
                           day + timedelta(days=2))
     assert email.arms[0].rates["reply_rate"] is None
+
+
+def test_a_reply_racing_an_erasure_never_writes_the_message_again(
+        texted: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    doomed = _message("second")
+    first_write_runs(monkeypatch, doomed.delete)  # gone between the read and the write
+    text_back(texted, "delete my data please")
+    assert [m.campaign_id for m in MessageModel.scan()] == ["first"]
+    assert _replied("second") == 0
+
+
+def test_a_reply_that_cannot_be_recorded_still_gets_its_twiml(
+        texted: LocalStack, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    def throttled(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("ProvisionedThroughputExceededException")
+
+    monkeypatch.setattr(replies, "record_reply", throttled)
+    caplog.set_level(logging.INFO, logger="chalicelib")
+    assert text_back(texted, "hello there").endswith(b"<Response></Response>")
+    (record,) = [r for r in caplog.records if r.getMessage() == "sms reply not recorded"]
+    assert record.error == "RuntimeError" and record.message_id  # type: ignore[attr-defined]
+    assert "hello there" not in json.dumps(record.__dict__, default=str)
+
+
+def test_a_reply_while_the_latest_sms_is_in_flight_answers_the_one_before(
+        texted: LocalStack) -> None:
+    second = _message("second")
+    second.update(actions=[MessageModel.status.set("sending")])  # claimed, not yet sent
+    text_back(texted, "ok thanks")
+    assert _message("first").reply == "ok thanks" and _message("second").reply is None
