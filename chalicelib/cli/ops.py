@@ -235,9 +235,21 @@ def cmd_suppression_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _days(args: argparse.Namespace, today: date) -> tuple[date, date] | None:
+    """``--from``/``--to`` (default: the 30 days up to today); None, said, when the
+    range is backwards."""
+    from datetime import timedelta
+
+    end = args.end or today
+    start = args.start or end - timedelta(days=29)
+    if start > end:
+        print(f"--from {start} is after --to {end}", file=sys.stderr)
+        return None
+    return start, end
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     import json
-    from datetime import timedelta
 
     from chalicelib.tracking.report import (
         campaign_definitions,
@@ -248,11 +260,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     )
 
     today = datetime.now(UTC).date()
-    end = args.end or today
-    start = args.start or end - timedelta(days=29)
-    if start > end:
-        print(f"--from {start} is after --to {end}", file=sys.stderr)
+    days = _days(args, today)
+    if days is None:
         return 1
+    start, end = days
     try:
         definitions = campaign_definitions()
         unknown = [c for c in args.campaigns if c not in definitions]
@@ -283,16 +294,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_retention(args: argparse.Namespace) -> int:
     import json
-    from datetime import timedelta
 
     from chalicelib.tracking.report import format_retention, read_retention
 
     today = datetime.now(UTC).date()
-    end = args.end or today
-    start = args.start or end - timedelta(days=29)
-    if start > end:
-        print(f"--from {start} is after --to {end}", file=sys.stderr)
+    days = _days(args, today)
+    if days is None:
         return 1
+    start, end = days
     try:
         report = read_retention(start, end)
     except aws_errors() as exc:
