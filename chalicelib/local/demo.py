@@ -118,6 +118,8 @@ def _enrollments() -> Counter[tuple[str, str]]:
 
     counts: Counter[tuple[str, str]] = Counter()
     for item in StatsModel.scan():
+        if item.pk.startswith("_"):
+            continue  # not a campaign's: the customers' retention, observer slots
         campaign, _variant, arm, _shard = item.pk.split("#")
         counts[(campaign, arm)] += int(item.enrolled or 0)
     return counts

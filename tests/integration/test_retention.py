@@ -141,3 +141,10 @@ def test_the_counted_day_lives_beside_the_profile_and_an_erasure_clears_it(
     clock.set_now(datetime(2026, 7, 2, 12, 0, tzinfo=UTC))
     counted.ingest([_order("c-2", "o-9", "2026-07-02T11:00:00Z")])  # after the erasure
     assert _counters()["2026-07-02"] == {"ordered": 1, "customers_new": 1}  # a new profile
+
+
+def test_the_demo_summary_lists_campaigns_only(counted: LocalStack) -> None:
+    from chalicelib.local.demo import _enrollments
+
+    campaigns = {campaign for campaign, _arm in _enrollments()}
+    assert campaigns and not any(c.startswith("_") for c in campaigns)
