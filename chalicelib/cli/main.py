@@ -7,9 +7,12 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -100,7 +103,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     errors = [str(p) for p in problems if p.severity == "error"]
     if args.events.is_dir():
         errors.append(f"{args.events}: $: is a folder, not an event log (JSONL file)")
-    elif not args.events.is_file():
+    elif not args.events.exists():
         errors.append(f"{args.events}: $: no such file")
     if args.start is not None and args.end is not None and args.start >= args.end:
         errors.append("--from/--to: $: --from must be before --to")
@@ -118,12 +121,27 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
         check = RenderCheck({b.campaign.id: b.templates for b in bundles}, args.timezone,
                             settings.load().public_base_url)
-    sim = simulate_file(args.events, campaigns, start=args.start, end=args.end,
-                        default_tz=args.timezone, workers=args.workers, send_check=check)
+    with _regular_file(args.events) as path:
+        sim = simulate_file(path, campaigns, start=args.start, end=args.end,
+                            default_tz=args.timezone, workers=args.workers, send_check=check)
     output.write_rows(sim, args.format, sys.stdout)
     for bad in sim.bad:
         print(f"{args.events}: line {bad.line}: {bad.reason}", file=sys.stderr)
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _regular_file(path: Path) -> Iterator[Path]:
+    """``path``, or for a pipe (``--events /dev/stdin``, ``<(zcat log.gz)``) a
+    temporary copy of what it gives: a log may be read more than once."""
+    if path.is_file():
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="aftercare-") as tmp:
+        copy = Path(tmp) / "events.jsonl"
+        with path.open("rb") as src, copy.open("wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        yield copy
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

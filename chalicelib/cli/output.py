@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections import Counter
 from typing import IO, TYPE_CHECKING
 
@@ -11,6 +12,18 @@ if TYPE_CHECKING:
     from chalicelib.journeys.simulate import Simulator
 
 COLUMNS = ("customer", "campaign", "step", "at", "outcome", "reason", "channel", "template")
+
+
+# Characters that would break a table's lines or columns (a line break or a terminal
+# escape in a customer id): shown escaped, as Python writes them ("\\n").
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _cell(value: object) -> str:
+    text = str(value)
+    if text.isprintable():
+        return text
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def write_rows(sim: Simulator, fmt: str, out: IO[str]) -> None:
@@ -24,11 +37,12 @@ def write_rows(sim: Simulator, fmt: str, out: IO[str]) -> None:
         writer.writerow(COLUMNS)
         writer.writerows(r.as_tuple() for r in rows)
         return
-    widths = [max([len(c)] + [len(str(r.as_tuple()[i])) for r in rows]) for i, c in
+    cells = [[_cell(v) for v in r.as_tuple()] for r in rows]
+    widths = [max([len(c)] + [len(line[i]) for line in cells]) for i, c in
               enumerate(COLUMNS)]
     out.write("  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)) + "\n")
-    for r in rows:
-        out.write("  ".join(str(v).ljust(w) for v, w in zip(r.as_tuple(), widths, strict=True))
+    for line in cells:
+        out.write("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True))
                   .rstrip() + "\n")
     counts = Counter(r.outcome for r in rows)
     summary = ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "no outcomes"

@@ -28,6 +28,7 @@ def valid_zone(name: str) -> bool:
 MAX_EVENT_BYTES = 64 * 1024
 _EMAIL_DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,63}$")
 _TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+_TYPE_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
 _OPTIONAL_STR = ("email", "phone", "name", "timezone", "locale", "birthday")
 _known_types: set[str] = set()  # types that matched _TYPE (a few; bounded anyway)
 
@@ -86,9 +87,13 @@ def parse_time(value: str, path: str) -> datetime:
                          "2026-03-01T14:02:00Z)") from None
     if dt.tzinfo is None:
         raise EventError(path, "datetime needs a timezone offset or Z")
-    if not MIN_YEAR <= dt.year <= MAX_YEAR:
-        raise EventError(path, f"year {dt.year} is outside {MIN_YEAR}-{MAX_YEAR}")
-    return dt.astimezone(UTC)
+    try:
+        utc = dt.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise EventError(path, f"year {dt.year} is outside {MIN_YEAR}-{MAX_YEAR}") from None
+    if not MIN_YEAR <= utc.year <= MAX_YEAR:  # in UTC, as it is stored and compared
+        raise EventError(path, f"year {utc.year} is outside {MIN_YEAR}-{MAX_YEAR}")
+    return utc
 
 
 @lru_cache(maxsize=65536)
@@ -174,7 +179,12 @@ def _customer(raw: Any) -> dict[str, Any]:
         normalized = {}
         for channel, value in consent.items():
             if channel not in ("sms", "email"):
-                raise EventError(f"$.customer.consent.{channel}", "unknown channel")
+                if _TYPE_WORD.fullmatch(channel):  # a word such as "fax": name it
+                    raise EventError(f"$.customer.consent.{channel}",
+                                     "unknown channel (sms or email)")
+                # Anything else may be data in the wrong place (an email): not shown.
+                raise EventError("$.customer.consent",
+                                 "has a key that is not a channel (sms or email)")
             normalized[channel] = _consent_value(channel, value)
         raw["consent"] = normalized
     attrs = raw.get("attributes")
@@ -288,7 +298,8 @@ def parse_event(raw: Any) -> dict[str, Any]:
     if event_type not in _known_types:
         if not _TYPE.fullmatch(event_type):
             raise EventError("$.type",
-                             f"not an event type like 'order.delivered': {event_type!r}")
+                             "not an event type like 'order.delivered' (lowercase "
+                             "words joined by dots)")
         if len(_known_types) < 1024:
             _known_types.add(event_type)
     occurred = _str(raw, "occurred_at", "$", required=True)

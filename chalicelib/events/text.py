@@ -5,8 +5,10 @@ Every door reads events through :func:`loads` (SQS and EventBridge records, ``PO
 the same things:
 
 - ``NaN``, ``Infinity`` and ``-Infinity``, which Python's ``json`` accepts but JSON
-  does not, and numbers beyond a double's range (``1e999``), which it reads as
-  infinity: a profile's ``total_spent`` would be NaN or infinite for good;
+  does not, and numbers beyond a double's range (``1e999``, which it reads as
+  infinity: a profile's ``total_spent`` would be NaN or infinite for good, or an
+  integer of more than 309 digits, which DynamoDB and every JSON reader that uses
+  doubles cannot hold);
 - an unpaired UTF-16 surrogate, raw or escaped (``"\\ud800"``): valid JSON text that
   is not Unicode, which SQS and DynamoDB refuse (a record would be retried forever).
 
@@ -56,7 +58,23 @@ def _finite(text: str) -> float:
     return value
 
 
-_DECODER = json.JSONDecoder(parse_float=_finite, parse_constant=_no_constant)
+# Integers of more digits than this may be beyond a double's range (1.8e308 has 309).
+_MAX_SAFE_DIGITS = 308
+
+
+def _int(text: str) -> int:
+    value = int(text)
+    if len(text) > _MAX_SAFE_DIGITS:  # rare: only long ones are checked
+        try:
+            float(value)
+        except OverflowError:
+            raise NotFiniteNumber(f"an integer of {len(text.lstrip('-'))} digits is beyond "
+                                  "the range of a double") from None
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_float=_finite, parse_int=_int,
+                            parse_constant=_no_constant)
 
 
 def loads(text: str, *, check_unicode: bool = True) -> Any:

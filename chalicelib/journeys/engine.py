@@ -428,6 +428,9 @@ def _goals_and_exits(result: EventResult, event: Mapping[str, Any], at: str,
     # Copied on the first change only: the input profile's dict is never modified.
     changed = enrollments
     when: datetime | None = None
+    order = event.get("order")
+    if goals and order is not None and _cancelled_purchase(profile, etype, order["id"]):
+        goals = ()  # a cancelled order is not a purchase (docs/events.md): no conversion
     for c in goals:
         e = enrollments.get(c.id)
         if not e or e.get("converted") or c.goal_within is None:
@@ -443,7 +446,6 @@ def _goals_and_exits(result: EventResult, event: Mapping[str, Any], at: str,
                 changed = dict(enrollments)
             changed[c.id] = {**e, "converted": at}
             result.rows.append(Row(profile["id"], c.id, "-", at, "converted", etype))
-    order = event.get("order")
     for c in exits:
         e = changed.get(c.id)
         if not e:
@@ -589,6 +591,15 @@ def _enroll_event(result: EventResult, event: Mapping[str, Any], at: datetime, s
             _goal_seen_before(result, c, planned[0], at)
 
 
+def _cancelled_purchase(profile: Profile, event_type: str, order_id: str) -> bool:
+    """Whether an event is a purchase event (an order placed or delivered) of an order
+    the profile knows is cancelled: not a purchase, so it converts no goal."""
+    if event_type != "order.placed" and event_type != "order.delivered":
+        return False
+    record = (profile.get("orders") or {}).get(order_id)
+    return record is not None and "cancelled" in record
+
+
 def _goal_seen_before(result: EventResult, c: CompiledCampaign, first: PlannedStep,
                       at: datetime) -> None:
     """A late trigger's enrollment converts at once when its goal event, within the
@@ -601,10 +612,16 @@ def _goal_seen_before(result: EventResult, c: CompiledCampaign, first: PlannedSt
     profile = result.profile
     start = first.enrolled_at
     end = iso(at + c.goal_within)
-    seen = [(profile.get("last_events") or {}).get(c.goal_event)]
+    latest = (profile.get("last_events") or {}).get(c.goal_event)
+    seen = [latest]
+    orders = (profile.get("orders") or {}).values()
     if order_scoped(c.goal_event):
-        seen += [(o.get("events") or {}).get(c.goal_event)
-                 for o in (profile.get("orders") or {}).values()]
+        seen += [(o.get("events") or {}).get(c.goal_event) for o in orders
+                 if "cancelled" not in o or c.goal_event != "order.delivered"]
+    if latest is not None and c.goal_event in ("order.placed", "order.delivered") and any(
+            "cancelled" in o and (o.get("at") == latest or (
+                o.get("events") or {}).get(c.goal_event) == latest) for o in orders):
+        seen[0] = None  # the latest is (at the same time as) a cancelled order's
     hits = [t for t in seen if t is not None and start < t <= end]
     if not hits:
         return

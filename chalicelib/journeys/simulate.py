@@ -24,6 +24,7 @@ from chalicelib.clock import iso
 from chalicelib.config.compiled import CompiledCampaign
 from chalicelib.events import EventError, parse_event
 from chalicelib.events import text as event_text
+from chalicelib.events.envelope import MAX_EVENT_BYTES
 from chalicelib.journeys.engine import (
     CampaignSet,
     PlannedStep,
@@ -270,18 +271,31 @@ class Simulator:
 
 def open_log(path: Path) -> IO[str]:
     """An event log opened for :func:`simulate`: undecodable bytes become bad lines; a
-    byte-order mark (as some editors and exports write) is skipped."""
-    return path.open(encoding="utf-8-sig", errors="surrogateescape")
+    byte-order mark (as some editors and exports write) is skipped. Lines end at
+    "\n" only: a carriage return inside a line is JSON whitespace, not a line break
+    (line numbers are those of ``wc -l`` and editors)."""
+    return path.open(encoding="utf-8-sig", errors="surrogateescape", newline="\n")
 
 
 def parse_line(line: str) -> dict[str, Any] | str | None:
     """One line of a log: its parsed event, the reason it is bad (a ``str``), or None
-    when the line is blank."""
+    when the line is blank. The pipeline's checks, so the backtest refuses what it
+    would dead-letter: text that is not UTF-8, an event over ``MAX_EVENT_BYTES``
+    (counted without the line break), invalid JSON and an invalid envelope. A
+    byte-order mark opening the line is skipped (logs of BOM-prefixed exports
+    concatenated)."""
     if not line or line.isspace():
         return None
+    if line[0] == "\ufeff":
+        line = line[1:]
     try:
-        if not line.isascii() and event_text.UNDECODABLE.search(line):
-            raise EventError("$", "not UTF-8 text")
+        if not line.isascii():
+            if event_text.UNDECODABLE.search(line):
+                raise EventError("$", "not UTF-8 text")
+            if len(line) > MAX_EVENT_BYTES // 4 and _size(line) > MAX_EVENT_BYTES:
+                return f"event larger than {MAX_EVENT_BYTES} bytes"
+        elif len(line) > MAX_EVENT_BYTES and len(line.rstrip("\r\n")) > MAX_EVENT_BYTES:
+            return f"event larger than {MAX_EVENT_BYTES} bytes"
         return parse_event(event_text.loads(line))
     except json.JSONDecodeError as exc:
         return f"invalid JSON: {exc.msg}"
@@ -291,6 +305,11 @@ def parse_line(line: str) -> dict[str, Any] | str | None:
         return "invalid JSON: nested too deeply"
     except ValueError as exc:  # too many digits, NaN, 1e999, a lone surrogate
         return f"invalid JSON: {exc}"
+
+
+def _size(line: str) -> int:
+    """The bytes of a line's event as a queue would count them (no line break)."""
+    return len(line.rstrip("\r\n").encode("utf-8", "surrogatepass"))
 
 
 def in_window(at: datetime, start: datetime | None, end: datetime | None) -> bool:

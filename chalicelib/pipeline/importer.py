@@ -59,8 +59,12 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
     its error text, so the caller reports it and goes on. UTF-8, with or without a
     byte order mark (Excel's "CSV UTF-8" writes one); a row with bytes that are not
     UTF-8 (a Latin-1 export) is reported, not a crash."""
-    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
-        if path.suffix.lower() == ".csv":
+    is_csv = path.suffix.lower() == ".csv"
+    # csv wants newline="" (it reads line breaks inside quoted cells itself); a JSONL
+    # line ends at "\n" only (a carriage return inside one is JSON whitespace).
+    with path.open(encoding="utf-8-sig", errors="surrogateescape",
+                   newline="" if is_csv else "\n") as fh:
+        if is_csv:
             reader = csv.DictReader(fh)
             failed_at = -1
             while True:
@@ -84,6 +88,8 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
         for number, line in enumerate(fh, 1):
             if not line.strip():
                 continue
+            if line[0] == "\ufeff":  # files with a byte-order mark each, concatenated
+                line = line[1:]
             if not line.isascii() and event_text.UNDECODABLE.search(line):
                 yield number, NOT_UTF8
                 continue

@@ -160,6 +160,8 @@ def money(context: Context, amount: Any, currency: str = "USD") -> str:
     if not value.is_finite() or value.adjusted() >= 30:
         raise FilterValueError("money", "money expects a finite amount under 10^30, got "
                                f"{shown_value(amount)}", amount)
+    if isinstance(currency, Undefined):  # order.currency missing: name it, as above
+        currency._fail_with_undefined_error()
     code = str(currency).strip().upper() if isinstance(currency, str) else ""
     if not is_currency(code):
         raise FilterValueError("money", f"unknown currency {shown_value(currency)} (use an "

@@ -216,7 +216,8 @@ def test_bad_line_in_the_middle_is_reported_and_the_rest_simulated(
     assert code == 0
     assert err.splitlines() == [
         f"{log}: line 2: invalid JSON: Expecting property name enclosed in double quotes",
-        f"{log}: line 5: $.type: not an event type like 'order.delivered': 'Not A Type'",
+        f"{log}: line 5: $.type: not an event type like 'order.delivered' "
+        "(lowercase words joined by dots)",
     ]
     assert out.splitlines()[-1] == (
         "3 events (1 duplicates, 2 bad); enrolled=2, sent=2; 0 still pending")
