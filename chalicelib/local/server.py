@@ -110,9 +110,8 @@ def run_server(out: Path, host: str = "127.0.0.1", port: int = 8000, speed: floa
         print(f"aftercare run: cannot listen on {host}:{port} ({taken}): stop what uses "
               f"it, or use --port (make run PORT=...)", file=sys.stderr)
         return 1
-    os.environ["PUBLIC_BASE_URL"] = f"http://{host}:{port}"
     out.mkdir(parents=True, exist_ok=True)
-    with LocalStack(outbox_dir=out) as stack:
+    with LocalStack(outbox_dir=out, env={"PUBLIC_BASE_URL": f"http://{host}:{port}"}) as stack:
         campaigns = stack.push_campaigns()
         clock.run_faster(speed)
         factory = CLIFactory(str(stack.root), environ=dict(os.environ))

@@ -124,10 +124,13 @@ class LocalStack:
     """moto + local Twilio + the Chalice app, in this process."""
 
     def __init__(self, outbox_dir: Path | None = None, project_root: Path | None = None,
-                 *, direct: bool = False) -> None:
+                 *, direct: bool = False, env: Mapping[str, str] | None = None) -> None:
+        """``env``: settings over ``LOCAL_ENV`` (``aftercare run --port`` gives its
+        ``PUBLIC_BASE_URL``, so links and signed webhooks name the real port)."""
         self.root = project_root or Path(__file__).resolve().parents[2]
         self.outbox_dir = outbox_dir
         self.direct = direct
+        self.env = dict(env or {})
         self._stack = ExitStack()
         self.twilio: Any = None
         self.client: Any = None
@@ -136,7 +139,7 @@ class LocalStack:
     # -- lifecycle -------------------------------------------------------------
 
     def __enter__(self) -> LocalStack:
-        apply_local_env()
+        apply_local_env(self.env)
         from moto import mock_aws
 
         self._stack.enter_context(mock_aws())

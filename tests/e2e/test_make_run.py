@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +37,28 @@ def _post(port: int, event: dict) -> dict:
         return result
 
 
+def _inbound_sms(port: int, signed_base: str) -> int:
+    """POST an inbound SMS (a "hi") signed by Twilio's validator for ``signed_base``."""
+    from twilio.request_validator import RequestValidator
+
+    from chalicelib.local.stack import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN
+
+    path = "/webhooks/twilio/inbound"
+    form = {"MessageSid": "SM" + "7" * 32, "AccountSid": TWILIO_ACCOUNT_SID,
+            "From": "+14155550123", "To": "+15005550006", "Body": "hi"}
+    signature = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(signed_base + path,
+                                                                      form)
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=urllib.parse.urlencode(form).encode(),
+        method="POST", headers={"Content-Type": "application/x-www-form-urlencoded",
+                                "X-Twilio-Signature": signature})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
 def test_run_serves_the_api_and_sends_on_its_own(tmp_path: Path) -> None:
     port = _free_port()
     proc = subprocess.Popen(
@@ -58,6 +82,10 @@ def test_run_serves_the_api_and_sends_on_its_own(tmp_path: Path) -> None:
                 outbox.read_text() if outbox.exists() else ""):
             time.sleep(0.5)
         assert "SMS to +14155550123" in outbox.read_text()
+        # Twilio signs the URL it posts to: this server's, on its own port (make run
+        # PORT=...), not the local stack's default 8000.
+        assert _inbound_sms(port, f"http://127.0.0.1:{port}") == 200
+        assert _inbound_sms(port, "http://127.0.0.1:8000") == 403
     finally:
         proc.terminate()
         try:
