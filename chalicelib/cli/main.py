@@ -241,8 +241,19 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _escape_unprintable_output() -> None:
+    """Text the terminal's encoding cannot hold (an unpaired surrogate from a file
+    or a rule, a character beyond a legacy code page) is written escaped
+    (``\\ud800``), never a traceback in the middle of a report."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)  # pytest's capture has none
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    _escape_unprintable_output()
     try:
         code: int = args.func(args)
     except KeyboardInterrupt:

@@ -24,6 +24,7 @@ from chalicelib.config.model import (
     EventTrigger,
     consistency_problems,
 )
+from chalicelib.events import text as event_text
 from chalicelib.render.naming import locale_chain, parse_filename
 from chalicelib.rules.model import quote_key
 
@@ -119,10 +120,17 @@ def _raw_rules(raw: Mapping[str, Any]) -> list[tuple[Any, str]]:
 
 def _rule_problems(file: str, raw: Mapping[str, Any]) -> list[Problem]:
     from chalicelib.journeys.profile import PROFILE_FIELDS
-    from chalicelib.rules import lint_rule, unknown_fields, validate_rule
+    from chalicelib.rules import absent_roots, lint_rule, unknown_fields, validate_rule
 
     problems = []
+    trigger = raw.get("trigger")
+    # Rules that decide without an event read `event` as {}: a date or idle
+    # campaign's, and every exit rule (checked at send time).
+    dated = isinstance(trigger, dict) and bool(trigger) and "event" not in trigger
     for rule, path in _raw_rules(raw):
+        absent = ({"event": "an exit rule is checked at send time, without an event"}
+                  if path == "$.exit.rule" else
+                  {"event": "a date or idle trigger has no event"} if dated else {})
         if rule is None:
             continue
         literal = _literal_rule_problem(rule)
@@ -138,7 +146,8 @@ def _rule_problems(file: str, raw: Mapping[str, Any]) -> list[Problem]:
         # the rule still works (it reads null), and the push is not stopped.
         problems.extend(dict.fromkeys(
             Problem(file, w.path, w.message, "warning")
-            for w in unknown_fields(rule, {"customer": PROFILE_FIELDS}, path=path)
+            for w in [*unknown_fields(rule, {"customer": PROFILE_FIELDS}, path=path),
+                      *absent_roots(rule, absent, path=path)]
             if not any(_within(w.path, e.path) for e in errors)))
     return problems
 
@@ -280,7 +289,8 @@ def decode_json(file: str, data: bytes) -> tuple[Any, list[Problem]]:
                               "save the file as UTF-8")]
     duplicates = _DuplicateKeys()
     try:
-        raw = json.loads(text, object_pairs_hook=duplicates, parse_constant=_not_json)
+        raw = json.loads(text, object_pairs_hook=duplicates, parse_constant=_not_json,
+                         parse_float=event_text.finite_float)
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
         return None, [Problem(file, where, f"invalid JSON: {exc.msg}")]
@@ -289,6 +299,10 @@ def decode_json(file: str, data: bytes) -> tuple[Any, list[Problem]]:
     except ValueError as exc:  # NaN, Infinity, an integer with thousands of digits
         message = ("a number has too many digits" if "digits" in str(exc) else str(exc))
         return None, [Problem(file, "$", f"invalid JSON: {message}")]
+    if "\\u" in text and not event_text.encodes(json.dumps(raw, ensure_ascii=False)):
+        # An escaped UTF-16 surrogate that is not half of a pair: not Unicode, and
+        # DynamoDB refuses to store it (push would fail on it).
+        return None, [Problem(file, "$", f"invalid JSON: {event_text.NOT_UNICODE}")]
     if _deeper_than(raw, MAX_DOCUMENT_DEPTH):
         # Where Python's parser gives up depends on its version (3.11: about 1000
         # levels; 3.13 parses more): one limit, the same answer everywhere.
@@ -307,6 +321,8 @@ def _child_path(path: str, key: str) -> str:
 
 def _read_campaign(path: Path) -> tuple[Any, list[Problem]]:
     file = str(path)
+    if path.exists() and not path.is_file():  # a named pipe would block the read
+        return None, [Problem(file, "$", "not a regular file")]
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -410,6 +426,7 @@ class _CampaignShape:
     name: str
     event_trigger: bool
     uses: tuple[_TemplateUse, ...]
+    trigger_event: str | None = None  # an event trigger's event type
 
 
 def _shape(campaign: Campaign) -> _CampaignShape:
@@ -420,8 +437,13 @@ def _shape(campaign: Campaign) -> _CampaignShape:
         uses += [_TemplateUse(v.templates[step.id], step.channel,
                               f"$.variants[{j}].templates.{step.id}", step.survey, step.id)
                  for j, v in enumerate(campaign.variants) if step.id in v.templates]
-    return _CampaignShape(campaign.id, campaign.name,
-                          isinstance(campaign.trigger, EventTrigger), tuple(uses))
+    trigger = campaign.trigger
+    return _CampaignShape(campaign.id, campaign.name, isinstance(trigger, EventTrigger),
+                          tuple(uses),
+                          trigger.event if isinstance(trigger, EventTrigger) else None)
+
+
+SURVEY_KINDS = ("csat", "nps", "ces")
 
 
 def _raw_shape(raw: Mapping[str, Any]) -> _CampaignShape:
@@ -440,23 +462,29 @@ def _raw_shape(raw: Mapping[str, Any]) -> _CampaignShape:
 
     uses: list[_TemplateUse] = []
     channels: dict[str, str] = {}
+    surveys: dict[str, str | None] = {}
     for i, step in enumerate(_raw_items(raw, "steps")):
         if not isinstance(step, dict) or step.get("channel") not in ("sms", "email"):
             continue
         step_id = text(step.get("id"), f"#{i}")
         channels.setdefault(step_id, step["channel"])
+        survey = step.get("survey") if step.get("survey") in SURVEY_KINDS else None
+        surveys.setdefault(step_id, survey)
         if name_ok(step.get("template")):
             uses.append(_TemplateUse(step["template"], step["channel"],
-                                     f"$.steps[{i}].template", None, step_id))
+                                     f"$.steps[{i}].template", survey, step_id))
     for j, variant in enumerate(_raw_items(raw, "variants")):
         swaps = variant.get("templates") if isinstance(variant, dict) else None
         for step_id, name in (swaps.items() if isinstance(swaps, dict) else ()):
             if step_id in channels and name_ok(name):
                 uses.append(_TemplateUse(name, channels[step_id],
-                                         f"$.variants[{j}].templates.{step_id}", None, step_id))
+                                         f"$.variants[{j}].templates.{step_id}",
+                                         surveys[step_id], step_id))
     trigger = raw.get("trigger")
+    event = trigger.get("event") if isinstance(trigger, dict) else None
     return _CampaignShape(text(raw.get("id")), text(raw.get("name")),
-                          not isinstance(trigger, dict) or "event" in trigger, tuple(uses))
+                          not isinstance(trigger, dict) or "event" in trigger, tuple(uses),
+                          event if isinstance(event, str) else None)
 
 
 def sample_context(campaign: Campaign | _CampaignShape, survey: str | None) -> dict[str, Any]:
@@ -541,7 +569,31 @@ def check_templates(campaign: Campaign | _CampaignShape, source: str,
             where = f"line {p.line}" if p.line else "$"
             problems.append(Problem(f"{template_dir}/{p.template}", where,
                                     _hint(p.message, shape, steps), p.severity))
+        problems += _orderless_warnings(shape, files, contexts, template_dir, problems)
     return problems
+
+
+def _orderless_warnings(shape: _CampaignShape, files: Mapping[str, str],
+                        contexts: list[dict[str, Any]], template_dir: str,
+                        known: list[Problem]) -> list[Problem]:
+    """Warnings for templates that use ``order`` in a campaign triggered by an event
+    that is not an order event (``customer.updated``): the envelope lets any event
+    carry an order, but one without fails the message (docs/templates.md)."""
+    from chalicelib.render import validate_templates
+
+    event = shape.trigger_event
+    if event is None or event.startswith("order.") or known:
+        return []
+    orderless = [{**c, "order": {}} for c in contexts]
+    found = []
+    for p in validate_templates(files, sample_contexts=orderless):
+        if p.message.startswith(("undefined variable 'order.", "undefined variable 'order[")):
+            found.append(Problem(
+                f"{template_dir}/{p.template}", f"line {p.line}" if p.line else "$",
+                f"{p.message} when the {event!r} event that triggers campaign "
+                f"{shape.id!r} carries no order (events other than order events usually "
+                "carry none): test it with {% if order %}", "warning"))
+    return found
 
 
 def timing_warnings(campaign: Campaign, file: str) -> list[Problem]:
@@ -574,12 +626,11 @@ def _is_json_schema(raw: Any) -> bool:
 
 
 def _unchecked_templates(templates: Mapping[str, str], checked: set[tuple[str, str]],
-                         referenced: set[tuple[str, str]], template_dir: str,
-                         known: Iterable[Problem] = ()) -> list[Problem]:
-    """Render the message templates no valid campaign here had rendered, against the
-    sample data of an event campaign: errors for those a refused campaign names (so
-    that one run lists every problem of that file), warnings for those no campaign
-    uses (every template is checked; only a campaign's own can stop a push)."""
+                         template_dir: str, known: Iterable[Problem] = ()) -> list[Problem]:
+    """Render the message templates no campaign here names (valid or refused: each
+    checks its own with its own data), against the sample data of an event
+    campaign: warnings (every template is checked; only a campaign's own can stop
+    a push)."""
     from chalicelib.render import SAMPLE_CONTEXT, validate_templates
 
     context = copy.deepcopy(SAMPLE_CONTEXT)
@@ -589,19 +640,42 @@ def _unchecked_templates(templates: Mapping[str, str], checked: set[tuple[str, s
     problems: list[Problem] = []
     reported = {(p.file, p.path, p.message) for p in known}  # a shared partial, say
     for name, channel in sorted(pairs - checked):
-        used = (name, channel) in referenced
         files = _with_dependencies(_message_files(name, channel, templates), templates)
         for p in validate_templates(files, sample_contexts=[context]):
             where = f"line {p.line}" if p.line else "$"
             if (f"{template_dir}/{p.template}", where, p.message) in reported:
                 continue
-            if used or p.severity == "warning":
+            if p.severity == "warning":
                 problems.append(Problem(f"{template_dir}/{p.template}", where, p.message,
                                         p.severity))
             else:
                 problems.append(Problem(f"{template_dir}/{p.template}", where,
                                         f"{p.message} (no campaign validated here uses "
                                         f"{name!r} yet)", "warning"))
+    return problems + _unused_partials(templates, template_dir)
+
+
+def _unused_partials(templates: Mapping[str, str], template_dir: str) -> list[Problem]:
+    """Syntax errors in layouts and partials no message template uses (those that
+    are used are checked with them): warnings, as every file is checked."""
+    from jinja2 import Environment, TemplateSyntaxError
+
+    messages = {f: src for f, src in templates.items() if not _is_partial(f)}
+    used = _with_dependencies(messages, templates)
+    env = Environment()
+    problems = []
+    for filename in sorted(set(templates) - set(used)):
+        try:
+            env.parse(templates[filename])
+        except TemplateSyntaxError as exc:
+            where = f"line {exc.lineno}" if exc.lineno else "$"
+            problems.append(Problem(f"{template_dir}/{filename}", where,
+                                    f"syntax error: {exc.message} (no template uses this "
+                                    "file yet)", "warning"))
+        except RecursionError:
+            problems.append(Problem(f"{template_dir}/{filename}", "$",
+                                    "template nested too deeply (no template uses this "
+                                    "file yet)", "warning"))
     return problems
 
 
@@ -617,7 +691,6 @@ def load_bundles(paths: Iterable[Path], templates: Mapping[str, str],
     problems: list[Problem] = []
     seen: dict[str, str] = {}
     checked: set[tuple[str, str]] = set()
-    referenced: set[tuple[str, str]] = set()
     paths = list(paths)
     for path in paths:
         if path.is_dir() and not campaign_files([path]):
@@ -642,10 +715,11 @@ def load_bundles(paths: Iterable[Path], templates: Mapping[str, str],
         elif campaign is not None:
             seen[campaign.id] = str(file)
         if campaign is None:
-            if isinstance(raw, dict):  # what can still be checked: its templates
+            if isinstance(raw, dict):  # what can still be checked: its templates, with
+                # its own trigger's and steps' data (no order for a date trigger...)
                 shape = _raw_shape(raw)
-                problems.extend(missing_templates(shape, str(file), templates, template_dir))
-                referenced.update((u.name, u.channel) for u in shape.uses)
+                problems.extend(check_templates(shape, str(file), templates, template_dir))
+                checked.update((u.name, u.channel) for u in shape.uses)
             continue
         problems.extend(timing_warnings(campaign, str(file)))
         template_problems = check_templates(campaign, str(file), templates, template_dir)
@@ -653,7 +727,7 @@ def load_bundles(paths: Iterable[Path], templates: Mapping[str, str],
         checked.update(campaign.templates_used())
         if not any(p.severity == "error" for p in template_problems):
             bundles.append(CampaignBundle(campaign, str(file), templates_for(campaign, templates)))
-    problems += _unchecked_templates(templates, checked, referenced, template_dir, problems)
+    problems += _unchecked_templates(templates, checked, template_dir, problems)
     problems += write_limit_problems(bundles)
     return bundles, list(dict.fromkeys(problems))
 

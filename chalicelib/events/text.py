@@ -51,7 +51,9 @@ def _no_constant(name: str) -> Any:
     raise NotFiniteNumber(f"{name} is not a JSON number")
 
 
-def _finite(text: str) -> float:
+def finite_float(text: str) -> float:
+    """``parse_float`` for ``json.loads``: a number beyond a double's range is refused
+    (:class:`NotFiniteNumber`) rather than read as infinity."""
     value = float(text)
     if value - value != 0.0:  # inf - inf is NaN
         raise NotFiniteNumber(f"{text[:40]} is beyond the range of a double")
@@ -73,7 +75,7 @@ def _int(text: str) -> int:
     return value
 
 
-_DECODER = json.JSONDecoder(parse_float=_finite, parse_int=_int,
+_DECODER = json.JSONDecoder(parse_float=finite_float, parse_int=_int,
                             parse_constant=_no_constant)
 
 
@@ -86,14 +88,15 @@ def loads(text: str, *, check_unicode: bool = True) -> Any:
     """
     value = _DECODER.decode(text)
     if check_unicode and (
-            (not text.isascii() and not _encodes(text))
-            or ("\\u" in text and _LONE_SURROGATE_ESCAPE.search(text) and not _encodes(
+            (not text.isascii() and not encodes(text))
+            or ("\\u" in text and _LONE_SURROGATE_ESCAPE.search(text) and not encodes(
                 json.dumps(value, ensure_ascii=False)))):
         raise NotUnicode()
     return value
 
 
-def _encodes(text: str) -> bool:
+def encodes(text: str) -> bool:
+    """Whether ``text`` is valid Unicode (no unpaired surrogate)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -1142,6 +1142,11 @@ def _exit_reason(campaign: CompiledCampaign, step: PlannedStep, profile: Profile
         order_id = step.ref[6:] if step.ref.startswith("order:") else None
     for etype in campaign.exit_events:
         if order_id is not None and order_scoped(etype):
+            if etype == campaign.trigger_event:
+                # The order's own event of this type is the trigger that enrolled it
+                # (the first of each type is kept): the trigger does not exit its
+                # own enrollment (docs/campaigns.md).
+                continue
             # Only an event of this enrollment's own order exits it, whenever it came
             # (a return logged before the delivery that enrolled it counts too).
             order = (profile.get("orders") or {}).get(order_id) or {}

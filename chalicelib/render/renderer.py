@@ -137,6 +137,17 @@ def _collect(chunks: Iterable[str], template: str) -> str:
     return "".join(parts)
 
 
+def _check_unicode(filename: str, text: str) -> None:
+    """A message holding an unpaired surrogate (``{{ '\\ud800' }}``, or data that
+    carried one) cannot be encoded for any provider: a render error, not a crash."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RenderError(filename, None, "the message holds an unpaired surrogate "
+                              "(not valid Unicode)") from None
+
+
 class Renderer:
     """Resolve, render and measure message templates.
 
@@ -297,6 +308,7 @@ class Renderer:
         except Exception as exc:
             raise to_render_error(exc, self._text_env, filename, variables) from exc
         body = tidy_sms_body(raw)
+        _check_unicode(filename, body)
         if not body:
             raise RenderError(filename, None, "SMS body is empty")
         if len(body) > MAX_SMS_CHARS:
@@ -362,6 +374,8 @@ class Renderer:
         if not html:
             raise RenderError(filename, None, "the html block is empty")
         text = (plain["text"] or "").strip() or html_to_text(html)
+        for part in (subject, html, text):
+            _check_unicode(filename, part)
         size = sum(len(part.encode("utf-8")) for part in (subject, html, text))
         if size > MAX_EMAIL_BYTES:
             raise RenderError(filename, None, f"email is {size} bytes (limit {MAX_EMAIL_BYTES})")

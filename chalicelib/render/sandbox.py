@@ -657,6 +657,11 @@ def to_render_error(exc: Exception, env: AftercareSandbox, template: str,
         return RenderError(where, line, message, _without_value(message, exc.value))
     elif isinstance(exc, UndefinedError):
         message = str(exc)
+    elif isinstance(exc, (RecursionError, SyntaxError, MemoryError)):
+        # Parsing or Python's compiler gave up: an expression or blocks nested too
+        # deep (the line Python names is one of the generated code, not the file's).
+        return RenderError(where, None, "template nested too deeply: split the "
+                           "expression or the blocks", type(exc).__name__)
     else:
         message = f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, (TemplateRuntimeError, SecurityError, NullValueError)):

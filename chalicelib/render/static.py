@@ -66,11 +66,10 @@ def referenced_templates(env: AftercareSandbox, sources: Mapping[str, str]) -> s
     for source in sources.values():
         try:
             tree = env.parse(source)
-        except TemplateSyntaxError:
-            continue
-        for name in meta.find_referenced_templates(tree):
-            if name is not None:
-                found.add(name)
+            names = list(meta.find_referenced_templates(tree))
+        except (TemplateSyntaxError, RecursionError):
+            continue  # compiling reports it (nested too deeply: a problem line)
+        found.update(name for name in names if name is not None)
     return found
 
 
@@ -85,11 +84,12 @@ def include_cycles(env: AftercareSandbox, sources: Mapping[str, str],
     for filename, source in sources.items():
         try:
             tree = env.parse(source, filename)
-        except TemplateSyntaxError:
-            continue
+            links = list(tree.find_all((nodes.Include, nodes.Import, nodes.FromImport,
+                                        nodes.Extends)))
+        except (TemplateSyntaxError, RecursionError):
+            continue  # compiling reports it
         refs: dict[str, int | None] = {}
-        for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport,
-                                   nodes.Extends)):
+        for node in links:
             target = getattr(node, "template", None)
             if isinstance(target, nodes.Const) and isinstance(target.value, str):
                 refs.setdefault(target.value, node.lineno)
@@ -124,7 +124,7 @@ def static_problems(env: AftercareSandbox, filename: str, source: str,
     """
     try:
         tree = env.parse(source, filename)
-    except TemplateSyntaxError:
+    except (TemplateSyntaxError, RecursionError):
         return []  # compiling reports it
     loader = env.loader
     known = set(loader.list_templates()) if loader is not None else set()

@@ -216,7 +216,7 @@ def _layout_chain(sources: Mapping[str, str], filename: str) -> list[nodes.Templ
         visited.add(current)
         try:
             tree = env.parse(sources[current])
-        except (TemplateSyntaxError, KeyError):
+        except (TemplateSyntaxError, KeyError, RecursionError):
             return None
         chain.append(tree)
         parents = list(tree.find_all(nodes.Extends))

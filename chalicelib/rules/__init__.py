@@ -22,7 +22,7 @@ from typing import Any
 from .codegen import Rule, build, collect_errors, generate
 from .dates import anniversary_in_year
 from .errors import RuleError, RuleEvaluationError
-from .lint import lint_rule, unknown_fields
+from .lint import absent_roots, lint_rule, unknown_fields
 from .operators import OPERATORS
 from .runtime import truthy
 
@@ -31,6 +31,7 @@ __all__ = [
     "Rule",
     "RuleError",
     "RuleEvaluationError",
+    "absent_roots",
     "anniversary_in_year",
     "compile_rule",
     "lint_rule",

@@ -70,6 +70,25 @@ def unknown_fields(rule: Any, fields: Mapping[str, frozenset[str]], *,
     return problems
 
 
+def absent_roots(rule: Any, absent: Mapping[str, str], *, path: str = "$",
+                 ) -> list[RuleError]:
+    """Constant ``var``/``val`` paths into a root object the campaign never has:
+    ``{"var": "event.type"}`` in a date or idle campaign, whose rules see no event.
+    ``absent`` maps such a root to why it is missing."""
+    problems: list[RuleError] = []
+    for op, raw, op_path, top in _operations(rule, path):
+        if not top or op not in ("var", "val"):
+            continue
+        parts = _constant_path(op, raw)
+        if not parts or parts[0] not in absent:
+            continue
+        where = child_index(op_path, 1 if op == "val" else 0) if isinstance(raw, list) \
+            else op_path
+        problems.append(RuleError(where, f"'{op}' reads '{'.'.join(parts)}', but "
+                                  f"{absent[parts[0]]}: it is null for everyone"))
+    return problems
+
+
 def _constant_path(op: str, raw: Any) -> list[str]:
     """The keys of a constant ``var``/``val`` path, [] when computed or not a path."""
     first: Any = raw[0] if isinstance(raw, list) and raw else raw
