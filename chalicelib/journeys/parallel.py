@@ -255,6 +255,7 @@ class _Partition:
         Lines as a text-mode file yields them: up to and including each "\\n".
         """
         index, workers, bad = self.index, self.workers, self.sim.bad
+        origins = self.sim.origins
         search, find, count = _CUSTOMER_ID.search, text.find, text.count
         own: list[tuple[int, dict[str, Any]]] = []
         size = len(text)
@@ -273,6 +274,7 @@ class _Partition:
                 if isinstance(parsed, dict):
                     if in_window(parsed["_at"], start, end):
                         own.append((number, parsed))
+                        origins[id(parsed)] = (number, stop - pos)
                 elif parsed is not None:
                     bad.append(BadLine(number, parsed))
             pos = stop

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,9 @@ from chalicelib.clock import iso
 
 MAX_ORDERS_KEPT = 200
 MAX_PRODUCTS_KEPT = 100
+# A customer item holds the profile (compact JSON) beside a few short attributes;
+# DynamoDB refuses an item over 400 KB (409,600 bytes), names included.
+MAX_PROFILE_BYTES = 380_000
 Profile = dict[str, Any]
 _CONTACT = ("email", "phone", "name", "timezone", "locale", "birthday")
 # Every key a profile can have (rules read it as `customer`); a test replays a log
@@ -302,3 +306,18 @@ def apply_event(profile: Profile, event: Mapping[str, Any], at: datetime) -> Pro
     out["updated_at"] = _later(out.get("updated_at"), stamp)
     out.setdefault("created_at", stamp)
     return out
+
+
+def profile_size(profile: Profile) -> int:
+    """The bytes of a profile as the customers table stores it (compact JSON)."""
+    return len(json.dumps(profile, separators=(",", ":")).encode("utf-8"))
+
+
+def profile_size_problem(profile: Profile) -> str | None:
+    """Why a profile cannot be stored (over ``MAX_PROFILE_BYTES``), or None."""
+    size = profile_size(profile)
+    if size <= MAX_PROFILE_BYTES:
+        return None
+    return (f"$.customer: the customer's profile would be {size} bytes with this event, "
+            f"over the {MAX_PROFILE_BYTES} a DynamoDB item holds: keep large data "
+            f"(notes, documents) out of customer attributes")

@@ -36,9 +36,18 @@ from chalicelib.journeys.engine import (
     move_event_steps,
     process_event,
 )
-from chalicelib.journeys.profile import Profile
+from chalicelib.journeys.profile import (
+    MAX_PROFILE_BYTES,
+    Profile,
+    profile_size,
+    profile_size_problem,
+)
 
 OUTCOME_NAME = {"send": "sent"}
+# What one event may add to a profile per campaign besides its own data (an
+# enrollment record, a ref, an event id), in bytes: generous, as it only spares
+# the exact measure.
+_GROWTH_PER_CAMPAIGN = 1024
 DEFAULT_HORIZON = timedelta(days=365)
 # Checks a step decided "send" as the sender would before sending (its render):
 # (step, profile, campaign, decision, time sent) -> why it fails, or None.
@@ -76,6 +85,12 @@ class Simulator:
     # its row is its final decision only, as the pipeline's one schedule item says.
     _cancelled: dict[StepKey, Row] = field(default_factory=dict)
     _seen_events: set[str] = field(default_factory=set)
+    # Where each event came from: id(event) -> (line number, line length), filled by
+    # read_events (and the parallel reader), for the profile size check below.
+    origins: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # Per customer, a bound on the bytes of their profile as the pipeline stores it:
+    # measured exactly (one json.dumps) only when the bound passes the limit.
+    _size_bound: dict[str, int] = field(default_factory=dict)
 
     def _plan(self, step: PlannedStep, now: datetime) -> None:
         """Schedule a step planned at ``now``: at its due time, or at ``now`` when that
@@ -189,6 +204,8 @@ class Simulator:
         customer_id = event["customer"]["id"]
         before = self.profiles.get(customer_id)
         result = process_event(event, before, self.campaigns, self.default_tz)
+        if not self._fits(customer_id, event, result.profile):
+            return  # the pipeline dead-letters it: nothing of it happens
         self.profiles[customer_id] = result.profile
         for cancel in result.cancelled:
             step = self._pending.pop(cancel.key, None)
@@ -216,6 +233,31 @@ class Simulator:
             for step in move_event_steps(result, before, at, stored, self.campaigns,
                                          self.default_tz):
                 self._push(step, step.due_at)  # never before ``at``
+
+    def _fits(self, customer_id: str, event: dict[str, Any], profile: Profile) -> bool:
+        """Whether the profile an event makes fits the pipeline's item limit
+        (``MAX_PROFILE_BYTES``, checked as ingest checks it); an event that does not
+        is a bad line with ingest's reason.
+
+        An event grows the profile by at most what it carries, written as escaped
+        JSON (a character is 12 bytes at most, as a surrogate pair's escape), plus
+        the records it adds per campaign: that bound, kept per customer, is all most
+        events cost; the exact size is measured only when the bound passes the limit.
+        """
+        origin = self.origins.get(id(event))
+        bound = self._size_bound.get(customer_id, 0)
+        if origin is not None:
+            bound += 12 * origin[1] + _GROWTH_PER_CAMPAIGN * (len(self.campaigns.all) + 8)
+            if bound <= MAX_PROFILE_BYTES:
+                self._size_bound[customer_id] = bound
+                return True
+        reason = profile_size_problem(profile)
+        if reason is None:
+            self._size_bound[customer_id] = profile_size(profile)
+            return True
+        self.bad.append(BadLine(origin[0] if origin is not None else 0, reason))
+        self.events -= 1
+        return False
 
     def replay(self, events: Sequence[dict[str, Any]], end: datetime | None) -> None:
         """Feed time-ordered ``events``, then advance to ``end``: customer by customer.
@@ -319,8 +361,10 @@ def in_window(at: datetime, start: datetime | None, end: datetime | None) -> boo
 
 def read_events(lines: Iterable[str], start: datetime | None = None,
                 end: datetime | None = None, bad: list[BadLine] | None = None,
+                origins: dict[int, tuple[int, int]] | None = None,
                 ) -> Iterator[dict[str, Any]]:
-    """Parse a JSONL event log; bad lines are collected with their reason, not raised."""
+    """Parse a JSONL event log; bad lines are collected with their reason, not raised.
+    ``origins``: filled with id(event) -> (line number, line length)."""
     for number, line in enumerate(lines, 1):
         parsed = parse_line(line)
         if parsed is None:
@@ -330,6 +374,8 @@ def read_events(lines: Iterable[str], start: datetime | None = None,
                 bad.append(BadLine(number, parsed))
             continue
         if in_window(parsed["_at"], start, end):
+            if origins is not None:
+                origins[id(parsed)] = (number, len(line))
             yield parsed
 
 
@@ -356,7 +402,7 @@ def _simulate(stream: IO[str], campaigns: CampaignSet, start: datetime | None,
               end: datetime | None, default_tz: str, presorted: bool,
               send_check: SendCheck | None) -> Simulator:
     sim = Simulator(campaigns, default_tz, send_check=send_check)
-    events = list(read_events(stream, start, end, sim.bad))
+    events = list(read_events(stream, start, end, sim.bad, sim.origins))
     if not presorted:
         events.sort(key=_event_time)  # stable: ties keep their order in the file
     if end is None and events:
@@ -368,6 +414,7 @@ def _simulate(stream: IO[str], campaigns: CampaignSet, start: datetime | None,
         sim.feed_in_order(events, end)
     else:
         sim.replay(events, end)
+    sim.bad.sort(key=_bad_line)  # events refused at replay (a profile too large) too
     return sim
 
 
@@ -377,3 +424,4 @@ def in_time_order(events: Sequence[dict[str, Any]]) -> bool:
 
 
 _event_time = operator.itemgetter("_at")
+_bad_line = operator.attrgetter("line")

@@ -44,7 +44,7 @@ from chalicelib.journeys.engine import (
     move_event_steps,
     process_event,
 )
-from chalicelib.journeys.profile import merge_consent
+from chalicelib.journeys.profile import merge_consent, profile_size_problem
 from chalicelib.pipeline.batch import PermanentError
 from chalicelib.pipeline.stats import StatKey, stat_ops
 from chalicelib.store.campaigns import LiveCache
@@ -402,21 +402,14 @@ def _mark_processed(event: dict[str, Any]) -> bool:
     return True
 
 
-# A customer item holds the profile (compact JSON) beside a few short attributes;
-# DynamoDB refuses an item over 400 KB (409,600 bytes), names included.
-MAX_PROFILE_BYTES = 380_000
-
-
 def _check_profile_size(profile: dict[str, Any]) -> None:
     """Refuse an event that would grow the profile past what an item holds (attributes
     merge across events, each under 64 KiB): a PermanentError, to the DLQ with the
-    reason, rather than a write DynamoDB refuses on every retry."""
-    size = len(json.dumps(profile, separators=(",", ":")).encode("utf-8"))
-    if size > MAX_PROFILE_BYTES:
-        raise PermanentError(
-            f"$.customer: the customer's profile would be {size} bytes with this event, "
-            f"over the {MAX_PROFILE_BYTES} a DynamoDB item holds: keep large data "
-            f"(notes, documents) out of customer attributes", "too_large")
+    reason, rather than a write DynamoDB refuses on every retry. ``aftercare simulate``
+    refuses the same events."""
+    reason = profile_size_problem(profile)
+    if reason is not None:
+        raise PermanentError(reason, "too_large")
 
 
 def ingest_event(event: dict[str, Any], live: LiveCache, *,
