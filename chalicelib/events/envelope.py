@@ -93,7 +93,11 @@ def parse_time(value: str, path: str) -> datetime:
         raise EventError(path, f"year {dt.year} is outside {MIN_YEAR}-{MAX_YEAR}") from None
     if not MIN_YEAR <= utc.year <= MAX_YEAR:  # in UTC, as it is stored and compared
         raise EventError(path, f"year {utc.year} is outside {MIN_YEAR}-{MAX_YEAR}")
-    return utc
+    # Whole seconds, as every time is stored (clock.iso) and the schedule's due_at
+    # index counts: a fraction kept here would make simulate decide a step at
+    # 16:00:00.9 that the pipeline, reading it back as 16:00:00, decides before an
+    # event at 16:00:00.1.
+    return utc.replace(microsecond=0)
 
 
 @lru_cache(maxsize=65536)

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from chalicelib import settings
+from chalicelib.events import parse_event
 from chalicelib.journeys.messages import RenderCheck
 from chalicelib.journeys.simulate import simulate
 from chalicelib.local.replay import Replay, pipeline_rows
@@ -30,7 +31,13 @@ def decide_both(stack: LocalStack, events: list[dict[str, Any]],
     sim = simulate(log, live.campaigns, end=end, default_tz=conf.default_timezone,
                    send_check=check)
     expected: Rows = sorted(r.as_tuple() for r in sim.rows if r.step != "-")
-    ordered = sorted(events, key=lambda e: e["occurred_at"])
+    # The pipeline gets the events simulate replays, in its order: by time as parsed
+    # (not as written: "+05:00" and ".5Z" times sort otherwise as text), ties in log
+    # order, and only those before ``end`` (simulate's --to window).
+    times = [parse_event(json.loads(json.dumps(e)))["_at"] for e in events]
+    ordered = [e for at, _, e in sorted(zip(times, range(len(events)), events,
+                                            strict=True), key=lambda x: x[:2])
+               if at < end]
     Replay(stack).run(ordered, until=end)
     actual: Rows = sorted(r.as_tuple() for r in pipeline_rows())
     return expected, actual
