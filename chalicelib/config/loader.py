@@ -565,24 +565,25 @@ def check_templates(campaign: Campaign | _CampaignShape, source: str,
         files = _with_dependencies(_message_files(name, channel, templates), templates)
         surveys = dict.fromkeys(u.survey for u in steps)
         contexts = [sample_context(shape, s) for s in surveys]
-        for p in validate_templates(files, sample_contexts=contexts):
+        found = validate_templates(files, sample_contexts=contexts)
+        for p in found:
             where = f"line {p.line}" if p.line else "$"
             problems.append(Problem(f"{template_dir}/{p.template}", where,
                                     _hint(p.message, shape, steps), p.severity))
-        problems += _orderless_warnings(shape, files, contexts, template_dir, problems)
+        if not any(p.severity == "error" for p in found):  # else those come first
+            problems += _orderless_warnings(shape, files, contexts, template_dir)
     return problems
 
 
 def _orderless_warnings(shape: _CampaignShape, files: Mapping[str, str],
-                        contexts: list[dict[str, Any]], template_dir: str,
-                        known: list[Problem]) -> list[Problem]:
+                        contexts: list[dict[str, Any]], template_dir: str) -> list[Problem]:
     """Warnings for templates that use ``order`` in a campaign triggered by an event
     that is not an order event (``customer.updated``): the envelope lets any event
     carry an order, but one without fails the message (docs/templates.md)."""
     from chalicelib.render import validate_templates
 
     event = shape.trigger_event
-    if event is None or event.startswith("order.") or known:
+    if event is None or event.startswith("order."):
         return []
     orderless = [{**c, "order": {}} for c in contexts]
     found = []

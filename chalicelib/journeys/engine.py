@@ -607,21 +607,30 @@ def _goal_seen_before(result: EventResult, c: CompiledCampaign, first: PlannedSt
     goal would have converted it had the trigger come first. The profile keeps the
     latest event of each type, and each order's own events: a goal seen more than
     once after the enrollment converts it if the latest (or, for an order event,
-    any order's) is in the window."""
-    assert c.goal_event is not None and c.goal_within is not None
+    any order's) is in the window.
+
+    A cancelled order is not a purchase: for an ``order.placed`` or
+    ``order.delivered`` goal its events do not count. When the latest such event is
+    (at the time of) a cancelled order's, the times of the orders not cancelled
+    stand in for it (an order's time is when it was placed, or first seen)."""
+    goal = c.goal_event
+    assert goal is not None and c.goal_within is not None
     profile = result.profile
     start = first.enrolled_at
     end = iso(at + c.goal_within)
-    latest = (profile.get("last_events") or {}).get(c.goal_event)
+    latest = (profile.get("last_events") or {}).get(goal)
     seen = [latest]
     orders = (profile.get("orders") or {}).values()
-    if order_scoped(c.goal_event):
-        seen += [(o.get("events") or {}).get(c.goal_event) for o in orders
-                 if "cancelled" not in o or c.goal_event != "order.delivered"]
-    if latest is not None and c.goal_event in ("order.placed", "order.delivered") and any(
-            "cancelled" in o and (o.get("at") == latest or (
-                o.get("events") or {}).get(c.goal_event) == latest) for o in orders):
+    purchase = goal == "order.placed" or goal == "order.delivered"
+    if order_scoped(goal):
+        seen += [(o.get("events") or {}).get(goal) for o in orders
+                 if not purchase or "cancelled" not in o]
+    if purchase and latest is not None and any(
+            "cancelled" in o and latest in (o.get("at"), (o.get("events") or {}).get(goal))
+            for o in orders):
         seen[0] = None  # the latest is (at the same time as) a cancelled order's
+        if goal == "order.placed":
+            seen += [o.get("at") for o in orders if "cancelled" not in o]
     hits = [t for t in seen if t is not None and start < t <= end]
     if not hits:
         return

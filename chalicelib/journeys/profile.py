@@ -313,9 +313,11 @@ def profile_size(profile: Profile) -> int:
     return len(json.dumps(profile, separators=(",", ":")).encode("utf-8"))
 
 
-def profile_size_problem(profile: Profile) -> str | None:
-    """Why a profile cannot be stored (over ``MAX_PROFILE_BYTES``), or None."""
-    size = profile_size(profile)
+def profile_size_problem(profile: Profile, size: int | None = None) -> str | None:
+    """Why a profile cannot be stored (over ``MAX_PROFILE_BYTES``), or None.
+    ``size``: its :func:`profile_size`, when measured already."""
+    if size is None:
+        size = profile_size(profile)
     if size <= MAX_PROFILE_BYTES:
         return None
     return (f"$.customer: the customer's profile would be {size} bytes with this event, "

@@ -48,6 +48,7 @@ OUTCOME_NAME = {"send": "sent"}
 # enrollment record, a ref, an event id), in bytes: generous, as it only spares
 # the exact measure.
 _GROWTH_PER_CAMPAIGN = 1024
+_REF_PREFIX = 8  # "order:", "event:" and quotes
 DEFAULT_HORIZON = timedelta(days=365)
 # Checks a step decided "send" as the sender would before sending (its render):
 # (step, profile, campaign, decision, time sent) -> why it fails, or None.
@@ -239,21 +240,28 @@ class Simulator:
         (``MAX_PROFILE_BYTES``, checked as ingest checks it); an event that does not
         is a bad line with ingest's reason.
 
-        An event grows the profile by at most what it carries, written as escaped
-        JSON (a character is 12 bytes at most, as a surrogate pair's escape), plus
-        the records it adds per campaign: that bound, kept per customer, is all most
-        events cost; the exact size is measured only when the bound passes the limit.
+        An event grows the profile by at most two copies of what it carries (its
+        fields, and an order's id as a key too), written as escaped JSON (a
+        character is 12 bytes at most, as a surrogate pair's escape), plus per
+        campaign an enrollment record holding its event or order id up to five
+        times (ref, refs, order, exited refs): that bound, kept per customer, is all
+        most events cost; the exact size is measured only when the bound passes the
+        limit.
         """
         origin = self.origins.get(id(event))
         bound = self._size_bound.get(customer_id, 0)
         if origin is not None:
-            bound += 12 * origin[1] + _GROWTH_PER_CAMPAIGN * (len(self.campaigns.all) + 8)
+            order = event.get("order")
+            ids = len(event["id"]) + (len(order["id"]) if order is not None else 0)
+            per_campaign = _GROWTH_PER_CAMPAIGN + 5 * 12 * (ids + _REF_PREFIX)
+            bound += 24 * origin[1] + per_campaign * (len(self.campaigns.all) + 8)
             if bound <= MAX_PROFILE_BYTES:
                 self._size_bound[customer_id] = bound
                 return True
-        reason = profile_size_problem(profile)
+        size = profile_size(profile)
+        reason = profile_size_problem(profile, size)
         if reason is None:
-            self._size_bound[customer_id] = profile_size(profile)
+            self._size_bound[customer_id] = size
             return True
         self.bad.append(BadLine(origin[0] if origin is not None else 0, reason))
         self.events -= 1
@@ -326,10 +334,10 @@ def parse_line(line: str) -> dict[str, Any] | str | None:
     (counted without the line break), invalid JSON and an invalid envelope. A
     byte-order mark opening the line is skipped (logs of BOM-prefixed exports
     concatenated)."""
+    if line[:1] == "\ufeff":
+        line = line[1:]
     if not line or line.isspace():
         return None
-    if line[0] == "\ufeff":
-        line = line[1:]
     try:
         if not line.isascii():
             if event_text.UNDECODABLE.search(line):

@@ -86,10 +86,10 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
                                         if k and v not in ("", None)}
             return
         for number, line in enumerate(fh, 1):
+            if line[:1] == "\ufeff":  # files with a byte-order mark each, concatenated
+                line = line[1:]
             if not line.strip():
                 continue
-            if line[0] == "\ufeff":  # files with a byte-order mark each, concatenated
-                line = line[1:]
             if not line.isascii() and event_text.UNDECODABLE.search(line):
                 yield number, NOT_UTF8
                 continue

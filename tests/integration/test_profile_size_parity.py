@@ -81,3 +81,35 @@ def test_events_fed_one_by_one_are_measured_exactly() -> None:
     assert [b.line for b in sim.bad] == [0]
     assert str(MAX_PROFILE_BYTES) in sim.bad[0].reason
     assert sim.events == 7
+
+
+def test_the_size_bound_holds_for_ids_copied_into_every_enrollment(tmp_path: Path) -> None:
+    """An order id of 512 emoji (12 escaped bytes each) is copied into the records of
+    20 campaigns per event: the bound must see it, as the exact measure does."""
+    from chalicelib.config.compiled import compile_campaign
+    from chalicelib.config.loader import parse_campaign
+    from chalicelib.journeys.engine import CampaignSet
+    from chalicelib.journeys.simulate import Simulator
+
+    models = [parse_campaign("c.json", {
+        "id": f"c{i}", "name": f"c{i}", "trigger": {"event": "order.placed"},
+        "steps": [{"id": "s1", "after": "P2D", "channel": "email",
+                   "template": "care_tip"}]})[0] for i in range(20)]
+    campaigns = CampaignSet(compile_campaign(m) for m in models if m is not None)
+    lines = [json.dumps({
+        "id": f"e{k}", "type": "order.placed", "occurred_at": f"2026-03-01T00:0{k}:00Z",
+        "customer": {"id": "c1", "email": "a@example.com"},
+        "order": {"id": f"{k:03d}" + "\U0001F600" * 509, "total": 1, "currency": "USD"}},
+        ensure_ascii=False) for k in range(4)]
+    log = tmp_path / "events.jsonl"
+    log.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    with open_log(log) as fh:
+        bounded = simulate(fh, campaigns)
+    exact = Simulator(campaigns)  # no origins: every event measured
+    for line in lines:
+        from chalicelib.events import parse_event
+
+        exact.feed(parse_event(json.loads(line)))
+    assert [b.line for b in bounded.bad] == [2, 3, 4]
+    assert [b.reason for b in bounded.bad] == [b.reason for b in exact.bad]
+    assert bounded.profiles["c1"] == exact.profiles["c1"]

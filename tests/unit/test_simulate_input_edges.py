@@ -235,3 +235,32 @@ def test_a_missing_currency_is_named_as_an_undefined_variable() -> None:
     renderer = Renderer({"t.sms.j2": "Total {{ order.total|money(order.currency) }}"})
     with pytest.raises(RenderError, match=r"undefined variable 'order\.currency'"):
         renderer.render_sms("t", {"order": {"total": 3}})
+
+
+def test_a_late_trigger_converts_on_an_order_not_cancelled() -> None:
+    """The latest order.placed is a cancelled order's (B), an earlier one (A) is a
+    purchase in the window: the late delivery converts as in time order, at A."""
+    campaigns = _examples()
+    delivery = _delivery("e0", "c1")  # 2026-06-01T14:00
+    a = event("e1", "order.placed", "2026-06-02T14:00:00Z", customer("c1"), order("A"))
+    b = event("e2", "order.placed", "2026-06-03T14:00:00Z", customer("c1"), order("B"))
+    b_cancelled = event("e3", "order.cancelled", "2026-06-03T15:00:00Z", "c1", {"id": "B"})
+
+    def conversions(raws: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        profile = None
+        rows = []
+        for raw in raws:
+            result = process_event(parse_event(raw), profile, campaigns, "America/New_York")
+            profile = result.profile
+            rows += [(r.campaign, r.at) for r in result.rows if r.outcome == "converted"]
+        return sorted(rows)
+
+    in_order = conversions([delivery, a, b, b_cancelled])
+    assert in_order == [("care-tips", "2026-06-02T14:00:00Z"),
+                        ("delivery-checkin", "2026-06-02T14:00:00Z")]
+    assert conversions([a, b, b_cancelled, delivery]) == in_order
+
+
+def test_a_line_holding_only_a_bom_is_blank() -> None:
+    assert parse_line("\ufeff\n") is None
+    assert parse_line("\ufeff") is None

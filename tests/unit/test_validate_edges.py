@@ -217,3 +217,21 @@ def test_an_unused_partial_with_a_syntax_error_is_a_warning(
         f"{template_dir}/partials/unused.j2: line 2: warning: syntax error: unexpected end "
         "of template, expected 'end of print statement'. (no template uses this file yet)",
         "ok: 1 campaign(s) valid"]
+
+
+def test_every_template_using_order_in_a_non_order_campaign_is_warned_about(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    from chalicelib.cli.main import main
+
+    campaigns, template_dir = folders
+    for name in ("a", "b"):
+        (template_dir / f"{name}.sms.j2").write_text(f"{name}: order {{{{ order.id }}}}")
+    (campaigns / "a.json").write_text(json.dumps(campaign(
+        trigger={"event": "customer.updated"},
+        steps=[step(id="one", template="a"), step(id="two", template="b")])))
+    assert main(["validate", str(campaigns), "--templates", str(template_dir)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(": ")[0] for line in out[:-1]] == [
+        f"{template_dir}/a.sms.j2", f"{template_dir}/b.sms.j2"]
+    assert all("undefined variable 'order.id' when the 'customer.updated'" in line
+               for line in out[:-1])
