@@ -640,7 +640,7 @@ def _goal_seen_before(result: EventResult, c: CompiledCampaign, first: PlannedSt
     enrollments = dict(profile["enrollments"])
     enrollments[c.id] = {**enrollments[c.id], "converted": when}
     profile["enrollments"] = enrollments
-    result.rows.append(Row(profile["id"], c.id, "-", when, "converted", c.goal_event))
+    result.rows.append(Row(profile["id"], c.id, "-", when, "converted", goal))
 
 
 def _date_occurrence(c: CompiledCampaign, profile: Profile, today_local: datetime,
