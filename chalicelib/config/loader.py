@@ -443,9 +443,6 @@ def _shape(campaign: Campaign) -> _CampaignShape:
                           trigger.event if isinstance(trigger, EventTrigger) else None)
 
 
-SURVEY_KINDS = ("csat", "nps", "ces")
-
-
 def _raw_shape(raw: Mapping[str, Any]) -> _CampaignShape:
     """The template uses of a campaign document the model refused, as far as they can
     be read (steps with a valid channel and template name), so that a missing or
@@ -453,6 +450,7 @@ def _raw_shape(raw: Mapping[str, Any]) -> _CampaignShape:
     import re
 
     from chalicelib.config.model import TEMPLATE_PATTERN
+    from chalicelib.journeys.messages import SURVEY_QUESTIONS
 
     def text(value: Any, default: str = "") -> str:
         return value if isinstance(value, str) else default
@@ -468,7 +466,7 @@ def _raw_shape(raw: Mapping[str, Any]) -> _CampaignShape:
             continue
         step_id = text(step.get("id"), f"#{i}")
         channels.setdefault(step_id, step["channel"])
-        survey = step.get("survey") if step.get("survey") in SURVEY_KINDS else None
+        survey = step.get("survey") if step.get("survey") in SURVEY_QUESTIONS else None
         surveys.setdefault(step_id, survey)
         if name_ok(step.get("template")):
             uses.append(_TemplateUse(step["template"], step["channel"],

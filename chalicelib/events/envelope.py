@@ -28,7 +28,7 @@ def valid_zone(name: str) -> bool:
 MAX_EVENT_BYTES = 64 * 1024
 _EMAIL_DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,63}$")
 _TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
-_TYPE_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")  # a key safe to show in a path
 _OPTIONAL_STR = ("email", "phone", "name", "timezone", "locale", "birthday")
 _known_types: set[str] = set()  # types that matched _TYPE (a few; bounded anyway)
 
@@ -183,7 +183,7 @@ def _customer(raw: Any) -> dict[str, Any]:
         normalized = {}
         for channel, value in consent.items():
             if channel not in ("sms", "email"):
-                if _TYPE_WORD.fullmatch(channel):  # a word such as "fax": name it
+                if _WORD.fullmatch(channel):  # a word such as "fax": name it
                     raise EventError(f"$.customer.consent.{channel}",
                                      "unknown channel (sms or email)")
                 # Anything else may be data in the wrong place (an email): not shown.

@@ -104,6 +104,14 @@ def encodes(text: str) -> bool:
     return True
 
 
+def utf8_size(text: str | bytes) -> int:
+    """The bytes of an event body as a queue counts them (UTF-8; a lone surrogate
+    from undecodable input counted as its three bytes, not an error)."""
+    if isinstance(text, bytes) or text.isascii():
+        return len(text)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 def decode_utf8(body: bytes) -> str:
     """A request or record body as text: UTF-8 (a leading byte-order mark is skipped);
     ``UnicodeDecodeError`` otherwise (``json.loads`` would guess UTF-16 or UTF-32)."""

@@ -339,12 +339,11 @@ def parse_line(line: str) -> dict[str, Any] | str | None:
     if not line or line.isspace():
         return None
     try:
-        if not line.isascii():
-            if event_text.UNDECODABLE.search(line):
-                raise EventError("$", "not UTF-8 text")
-            if len(line) > MAX_EVENT_BYTES // 4 and _size(line) > MAX_EVENT_BYTES:
-                return f"event larger than {MAX_EVENT_BYTES} bytes"
-        elif len(line) > MAX_EVENT_BYTES and len(line.rstrip("\r\n")) > MAX_EVENT_BYTES:
+        if not line.isascii() and event_text.UNDECODABLE.search(line):
+            raise EventError("$", "not UTF-8 text")
+        # A character is at most 4 bytes: only a long line is counted.
+        if len(line) > MAX_EVENT_BYTES // 4 and event_text.utf8_size(
+                line.rstrip("\r\n")) > MAX_EVENT_BYTES:
             return f"event larger than {MAX_EVENT_BYTES} bytes"
         return parse_event(event_text.loads(line))
     except json.JSONDecodeError as exc:
@@ -355,11 +354,6 @@ def parse_line(line: str) -> dict[str, Any] | str | None:
         return "invalid JSON: nested too deeply"
     except ValueError as exc:  # too many digits, NaN, 1e999, a lone surrogate
         return f"invalid JSON: {exc}"
-
-
-def _size(line: str) -> int:
-    """The bytes of a line's event as a queue would count them (no line break)."""
-    return len(line.rstrip("\r\n").encode("utf-8", "surrogatepass"))
 
 
 def in_window(at: datetime, start: datetime | None, end: datetime | None) -> bool:

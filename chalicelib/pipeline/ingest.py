@@ -86,9 +86,7 @@ def decode(body: str | bytes | dict[str, Any]) -> dict[str, Any]:
     if isinstance(body, dict):
         raw: Any = body
     else:
-        size = len(body) if isinstance(body, bytes) or body.isascii() else len(
-            body.encode("utf-8", "surrogatepass"))  # bytes, as SQS counts them
-        if size > MAX_EVENT_BYTES:
+        if event_text.utf8_size(body) > MAX_EVENT_BYTES:  # bytes, as SQS counts them
             raise PermanentError(f"event larger than {MAX_EVENT_BYTES} bytes", "too_large")
         try:
             raw = event_text.loads(event_text.decode_utf8(body) if isinstance(body, bytes)
