@@ -54,6 +54,10 @@ class Budget:
     depth: int = 0
 
 
+TOO_DEEP = (f"calls and includes nested deeper than {MAX_CALL_DEPTH} levels (a macro or "
+            f"template calling itself?)")
+
+
 @contextlib.contextmanager
 def nested_call() -> Iterator[None]:
     """Count one level of call nesting; SecurityError past ``MAX_CALL_DEPTH``."""
@@ -62,9 +66,7 @@ def nested_call() -> Iterator[None]:
         yield
         return
     if budget.depth >= MAX_CALL_DEPTH:
-        raise SecurityError(
-            f"calls and includes nested deeper than {MAX_CALL_DEPTH} levels (a macro or "
-            f"template calling itself?)")
+        raise SecurityError(TOO_DEEP)
     budget.depth += 1
     try:
         yield

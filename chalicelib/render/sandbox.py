@@ -18,8 +18,10 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextvars import ContextVar
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
+import jinja2
 from jinja2 import (
     DictLoader,
     Environment,
@@ -101,10 +103,19 @@ _RECORDS: ContextVar[list[tuple[Undefined, str | None, int | None]] | None] = Co
     "aftercare_undefined_records", default=None)
 
 
+# Jinja's constant folding (``Node.as_const``, called by its optimizer and compiler).
+_JINJA_COMPILING: Final = tuple(str(Path(jinja2.__file__).with_name(name))
+                                for name in ("nodes.py", "optimizer.py", "compiler.py"))
+
+
 def _live_location() -> tuple[str | None, int | None]:
-    """Template and line of the innermost template frame on the current stack."""
+    """Template and line of the innermost template frame on the current stack; none
+    while Jinja folds constants as it compiles (an included file is compiled during
+    its includer's render: that frame is not where the constant is)."""
     frame = sys._getframe(1)
     while frame is not None:
+        if frame.f_code.co_filename.endswith(_JINJA_COMPILING):
+            return None, None
         template = frame.f_globals.get("__jinja_template__")
         if template is not None:
             return template.name, template.get_corresponding_lineno(frame.f_lineno)

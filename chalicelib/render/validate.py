@@ -10,6 +10,7 @@ from jinja2 import Environment, TemplateSyntaxError, nodes
 
 from chalicelib.render.errors import RenderError
 from chalicelib.render.filters import parse_locale
+from chalicelib.render.limits import TOO_DEEP
 from chalicelib.render.naming import CHANNELS, TemplateFile, parse_filename
 from chalicelib.render.renderer import RenderedSms, Renderer
 from chalicelib.render.sms import LOOKALIKES, non_gsm_characters
@@ -99,7 +100,18 @@ def validate_templates(
         for e in renderer.static_problems(filename, sample_contexts, judge_data=alone):
             if (e.template, e.line) not in reported:
                 found[TemplateProblem(e.template, e.line, e.message)] = None
-    for filename, (line, cycle) in renderer.include_cycles().items():
+    # An include cycle is one problem, named once (at its first file by name); the
+    # render's nesting error at one of its include lines is that cycle again.
+    cycles = renderer.include_cycles()
+    at_cycle = {(filename, line) for filename, (line, _) in cycles.items()}
+    for problem in [p for p in found if (p.template, p.line) in at_cycle
+                    and TOO_DEEP in p.message]:
+        del found[problem]
+    named: set[frozenset[str]] = set()
+    for filename, (line, cycle) in sorted(cycles.items()):
+        if frozenset(cycle) in named:
+            continue
+        named.add(frozenset(cycle))
         found[TemplateProblem(filename, line, (
             f"includes itself ({' -> '.join(cycle)}): a template may not include, "
             f"import or extend itself; use a macro"))] = None
