@@ -7,16 +7,22 @@ raises on bad input, so the CLI and the push API can list all problems at once.
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from pydantic import ValidationError
 
 from chalicelib.config.compiled import CompiledCampaign, compile_campaign
 from chalicelib.config.model import (
+    E164_PATTERN,
+    EMAIL_PATTERN,
+    EVENT_TYPE_PATTERN,
+    ID_PATTERN,
+    LOCAL_TIME_PATTERN,
     MAX_STEPS,
     MAX_VARIANTS,
     TRIGGER_TAGS,
@@ -26,7 +32,7 @@ from chalicelib.config.model import (
 )
 from chalicelib.events import text as event_text
 from chalicelib.render.naming import locale_chain, parse_filename
-from chalicelib.rules.model import quote_key
+from chalicelib.rules.model import child_key
 
 DEFAULT_LOCALE = "en-US"  # the locale of locale-less template files (Renderer's default)
 
@@ -43,6 +49,9 @@ class Problem:
     path: str
     message: str
     severity: str = "error"
+    # A template's problem without the campaign named in ``message`` (the same line
+    # shown with another campaign's data is the same problem): see ``_first_time``.
+    plain: str = field(default="", compare=False, repr=False)
 
     def __str__(self) -> str:
         prefix = "warning: " if self.severity == "warning" else ""
@@ -74,15 +83,63 @@ def json_path(loc: Sequence[str | int]) -> str:
     return _plain_json_path(parts)
 
 
+# What a value matching each of the model's patterns looks like, for the message
+# that replaces pydantic's "String should match pattern '^...$'".
+_PATTERN_HINTS: Final = {
+    LOCAL_TIME_PATTERN: "a local time HH:MM, 00:00 to 23:59",
+    EVENT_TYPE_PATTERN: ("an event type: lowercase dotted words such as "
+                         "'order.delivered'"),
+    E164_PATTERN: "a phone number in E.164 form, such as '+14155550100'",
+    EMAIL_PATTERN: "an email address, such as 'ops@example.com'",
+    ID_PATTERN: ("1 to 63 lowercase letters, digits, '-' or '_', starting with a "
+                 "letter or digit"),
+}
+
+
+def _pydantic_message(err: Mapping[str, Any]) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown field (check the spelling; see campaigns/schema.json)"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "string_pattern_mismatch":
+        pattern = (err.get("ctx") or {}).get("pattern")
+        hint = _PATTERN_HINTS.get(pattern) if isinstance(pattern, str) else None
+        if hint is not None:
+            shown = err["input"] if len(err["input"]) <= 60 else err["input"][:57] + "..."
+            return f"should be {hint}; got {json.dumps(shown, ensure_ascii=False)}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"should be a JSON object, not {_json_kind(err['input'])}"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
 def _pydantic_problems(file: str, error: ValidationError) -> list[Problem]:
+    """One problem per pydantic error; a misspelt required field (``chanel`` for
+    ``channel``) is one line, the unknown field naming the one it should be, not
+    that line and a "required field is missing" beside it."""
+    errors = error.errors(include_url=False)
+    missing = {(tuple(e["loc"][:-1]), e["loc"][-1]) for e in errors
+               if e["type"] == "missing" and e["loc"] and isinstance(e["loc"][-1], str)}
+    meant: dict[tuple[Any, ...], str] = {}  # an unknown field's loc -> the missing one
+    for err in errors:
+        loc = tuple(err["loc"])
+        if err["type"] != "extra_forbidden" or not loc or not isinstance(loc[-1], str):
+            continue
+        wanted = [name for parent, name in missing if parent == loc[:-1]]
+        close = difflib.get_close_matches(loc[-1], wanted, n=1, cutoff=0.6)
+        if close and close[0] not in meant.values():
+            meant[loc] = close[0]
     problems = []
-    for err in error.errors(include_url=False):
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field (check the spelling; see campaigns/schema.json)"
-        elif err["type"] == "missing":
-            msg = "required field is missing"
-        problems.append(Problem(file, json_path(err["loc"]), msg))
+    for err in errors:
+        loc = tuple(err["loc"])
+        if err["type"] == "missing" and loc and loc[-1] in meant.values() and any(
+                k[:-1] == loc[:-1] and v == loc[-1] for k, v in meant.items()):
+            continue  # named by the misspelt field's line
+        message = _pydantic_message(err)
+        if loc in meant:
+            message = (f"unknown field: did you mean {meant[loc]!r}, a required field "
+                       "that is missing? (see campaigns/schema.json)")
+        problems.append(Problem(file, json_path(loc), message))
     return problems
 
 
@@ -238,17 +295,37 @@ def _paths_of(root: Any, targets: set[int]) -> dict[int, str]:
 def _plain_json_path(loc: Sequence[str | int]) -> str:
     out = "$"
     for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part.replace("_", "").replace("-", "").isalnum():
-            out += f".{part}"
-        else:  # quoted as the rule compiler does: $['$schema']
-            out += f"['{quote_key(part)}']"
+        # Keys written as the rule compiler writes them: $.steps, $['$schema'].
+        out = f"{out}[{part}]" if isinstance(part, int) else child_key(out, part)
     return out
 
 
-def _not_json(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value (write a number, or null)")
+class _NotJson:
+    """Stands, in a decoded document, where a number JSON does not allow was."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _not_json(found: list[_NotJson], reason: str) -> _NotJson:
+    found.append(_NotJson(reason))
+    return found[-1]
+
+
+def _finite(found: list[_NotJson], number: str) -> float | _NotJson:
+    try:
+        return event_text.finite_float(number)
+    except ValueError as exc:
+        return _not_json(found, str(exc))
+
+
+def _int(found: list[_NotJson], number: str) -> int | _NotJson:
+    try:
+        return int(number)
+    except ValueError:  # beyond Python's digit limit for int()
+        return _not_json(found, "a number has too many digits")
 
 
 # Far deeper than any campaign or customer file (a rule may nest 64 levels).
@@ -288,17 +365,26 @@ def decode_json(file: str, data: bytes) -> tuple[Any, list[Problem]]:
                               f"not UTF-8 text (byte 0x{data[exc.start]:02x}); "
                               "save the file as UTF-8")]
     duplicates = _DuplicateKeys()
+    bad: list[_NotJson] = []  # NaN, Infinity, 1e400, an integer of thousands of digits
     try:
-        raw = json.loads(text, object_pairs_hook=duplicates, parse_constant=_not_json,
-                         parse_float=event_text.finite_float)
+        raw = json.loads(text, object_pairs_hook=duplicates,
+                         parse_constant=lambda name: _not_json(
+                             bad, f"{name} is not a JSON value (write a number, or null)"),
+                         parse_float=lambda number: _finite(bad, number),
+                         parse_int=lambda number: _int(bad, number))
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
-        return None, [Problem(file, where, f"invalid JSON: {exc.msg}")]
+        message = exc.msg
+        if message == "Invalid control character at":
+            message = ("a control character (a tab, a line break) inside a string: "
+                       "write it as \\t or \\n")
+        return None, [Problem(file, where, f"invalid JSON: {message}")]
     except RecursionError:
         return None, [Problem(file, "$", "invalid JSON: nested too deeply")]
-    except ValueError as exc:  # NaN, Infinity, an integer with thousands of digits
-        message = ("a number has too many digits" if "digits" in str(exc) else str(exc))
-        return None, [Problem(file, "$", f"invalid JSON: {message}")]
+    if bad:  # each named where it is
+        paths = _paths_of(raw, {id(value) for value in bad})
+        return None, [Problem(file, paths.get(id(value), "$"), f"invalid JSON: {value.reason}")
+                      for value in bad]
     if "\\u" in text and not event_text.encodes(json.dumps(raw, ensure_ascii=False)):
         # An escaped UTF-16 surrogate that is not half of a pair: not Unicode, and
         # DynamoDB refuses to store it (push would fail on it).
@@ -309,9 +395,11 @@ def decode_json(file: str, data: bytes) -> tuple[Any, list[Problem]]:
         return None, [Problem(file, "$", "invalid JSON: nested too deeply")]
     if duplicates.found:
         paths = _paths_of(raw, {id(obj) for obj, _ in duplicates.found})
-        return None, [Problem(file, _child_path(paths.get(id(obj), "$"), key),
-                              f"key {key!r} appears more than once in this object")
-                      for obj, key in duplicates.found]
+        # The document is returned too (the last value of each key), so that what
+        # else is wrong with it is checked in the same run.
+        return raw, [Problem(file, _child_path(paths.get(id(obj), "$"), key),
+                             f"key {key!r} appears more than once in this object")
+                     for obj, key in duplicates.found]
     return raw, []
 
 
@@ -435,7 +523,8 @@ def _shape(campaign: Campaign) -> _CampaignShape:
         uses.append(_TemplateUse(step.template, step.channel, f"$.steps[{i}].template",
                                  step.survey, step.id))
         uses += [_TemplateUse(v.templates[step.id], step.channel,
-                              f"$.variants[{j}].templates.{step.id}", step.survey, step.id)
+                              _plain_json_path(("variants", j, "templates", step.id)),
+                              step.survey, step.id)
                  for j, v in enumerate(campaign.variants) if step.id in v.templates]
     trigger = campaign.trigger
     return _CampaignShape(campaign.id, campaign.name, isinstance(trigger, EventTrigger),
@@ -466,7 +555,11 @@ def _raw_shape(raw: Mapping[str, Any]) -> _CampaignShape:
             continue
         step_id = text(step.get("id"), f"#{i}")
         channels.setdefault(step_id, step["channel"])
-        survey = step.get("survey") if step.get("survey") in SURVEY_QUESTIONS else None
+        # A survey kind the model refused (misspelt, a list) still means a survey
+        # step: its template is checked as one (the kind's line is the problem).
+        kind = step.get("survey")
+        survey = (kind if isinstance(kind, str) and kind in SURVEY_QUESTIONS
+                  else None if kind is None else next(iter(SURVEY_QUESTIONS)))
         surveys.setdefault(step_id, survey)
         if name_ok(step.get("template")):
             uses.append(_TemplateUse(step["template"], step["channel"],
@@ -476,13 +569,20 @@ def _raw_shape(raw: Mapping[str, Any]) -> _CampaignShape:
         for step_id, name in (swaps.items() if isinstance(swaps, dict) else ()):
             if step_id in channels and name_ok(name):
                 uses.append(_TemplateUse(name, channels[step_id],
-                                         f"$.variants[{j}].templates.{step_id}",
+                                         _plain_json_path(("variants", j, "templates",
+                                                           step_id)),
                                          surveys[step_id], step_id))
+    # A trigger that cannot be read (missing, misspelt, empty) is taken as an event
+    # trigger, the one whose messages see the most: no template line is blamed on
+    # what the trigger's own line reports. Likewise an event type the model refused
+    # draws no warning about which events carry an order.
     trigger = raw.get("trigger")
+    dated = isinstance(trigger, dict) and "event" not in trigger and (
+        "date" in trigger or "idle" in trigger)
     event = trigger.get("event") if isinstance(trigger, dict) else None
-    return _CampaignShape(text(raw.get("id")), text(raw.get("name")),
-                          not isinstance(trigger, dict) or "event" in trigger, tuple(uses),
-                          event if isinstance(event, str) else None)
+    valid_event = isinstance(event, str) and re.match(EVENT_TYPE_PATTERN, event) is not None
+    return _CampaignShape(text(raw.get("id")), text(raw.get("name")), not dated, tuple(uses),
+                          event if valid_event else None)
 
 
 def sample_context(campaign: Campaign | _CampaignShape, survey: str | None) -> dict[str, Any]:
@@ -551,6 +651,8 @@ def missing_templates(shape: _CampaignShape, source: str, templates: Mapping[str
 def check_templates(campaign: Campaign | _CampaignShape, source: str,
                     templates: Mapping[str, str],
                     template_dir: str = "templates") -> list[Problem]:
+    """The problems of the templates a campaign uses, rendered with its data (a
+    template's line says which campaign's data showed it: see ``Problem.plain``)."""
     from chalicelib.render import validate_templates
 
     shape = campaign if isinstance(campaign, _CampaignShape) else _shape(campaign)
@@ -567,7 +669,7 @@ def check_templates(campaign: Campaign | _CampaignShape, source: str,
         for p in found:
             where = f"line {p.line}" if p.line else "$"
             problems.append(Problem(f"{template_dir}/{p.template}", where,
-                                    _hint(p.message, shape, steps), p.severity))
+                                    _hint(p.message, shape, steps), p.severity, p.message))
         if not any(p.severity == "error" for p in found):  # else those come first
             problems += _orderless_warnings(shape, files, contexts, template_dir)
     return problems
@@ -591,7 +693,8 @@ def _orderless_warnings(shape: _CampaignShape, files: Mapping[str, str],
                 f"{template_dir}/{p.template}", f"line {p.line}" if p.line else "$",
                 f"{p.message} when the {event!r} event that triggers campaign "
                 f"{shape.id!r} carries no order (events other than order events usually "
-                "carry none): test it with {% if order %}", "warning"))
+                "carry none): test it with {% if order %}", "warning",
+                f"{p.message} (no order)"))
     return found
 
 
@@ -678,6 +781,20 @@ def _unused_partials(templates: Mapping[str, str], template_dir: str) -> list[Pr
     return problems
 
 
+def _first_time(problems: list[Problem],
+                reported: set[tuple[str, str, str, str]]) -> list[Problem]:
+    """``problems`` less the template lines already reported with another campaign's
+    data (``reported`` is updated): a template several campaigns use is reported
+    once, with the first of them."""
+    out = []
+    for p in problems:
+        key = (p.file, p.path, p.plain or p.message, p.severity)
+        if not p.plain or key not in reported:
+            reported.add(key)
+            out.append(p)
+    return out
+
+
 def load_bundles(paths: Iterable[Path], templates: Mapping[str, str],
                  template_dir: str = "templates") -> tuple[list[CampaignBundle], list[Problem]]:
     """Validate campaign files and their templates; return the good bundles and all problems.
@@ -690,6 +807,7 @@ def load_bundles(paths: Iterable[Path], templates: Mapping[str, str],
     problems: list[Problem] = []
     seen: dict[str, str] = {}
     checked: set[tuple[str, str]] = set()
+    reported: set[tuple[str, str, str, str]] = set()  # template lines (see _first_time)
     paths = list(paths)
     for path in paths:
         if path.is_dir() and not campaign_files([path]):
@@ -700,10 +818,11 @@ def load_bundles(paths: Iterable[Path], templates: Mapping[str, str],
             problems.append(Problem(str(file), "$", "a JSON Schema, not a campaign: skipped",
                                     "warning"))
             continue
+        campaign = None
         if not found:
             campaign, found = parse_campaign(str(file), raw)
-        else:
-            campaign = None
+        elif isinstance(raw, dict):  # decoded, with a key given twice: check the rest
+            found += parse_campaign(str(file), raw)[1]
         problems.extend(found)
         # Ids are compared between valid campaigns only: broken copies of one campaign
         # (each with its own problem) do not also each get a duplicate-id line.
@@ -717,12 +836,13 @@ def load_bundles(paths: Iterable[Path], templates: Mapping[str, str],
             if isinstance(raw, dict):  # what can still be checked: its templates, with
                 # its own trigger's and steps' data (no order for a date trigger...)
                 shape = _raw_shape(raw)
-                problems.extend(check_templates(shape, str(file), templates, template_dir))
+                problems.extend(_first_time(
+                    check_templates(shape, str(file), templates, template_dir), reported))
                 checked.update((u.name, u.channel) for u in shape.uses)
             continue
         problems.extend(timing_warnings(campaign, str(file)))
         template_problems = check_templates(campaign, str(file), templates, template_dir)
-        problems.extend(template_problems)
+        problems.extend(_first_time(template_problems, reported))
         checked.update(campaign.templates_used())
         if not any(p.severity == "error" for p in template_problems):
             bundles.append(CampaignBundle(campaign, str(file), templates_for(campaign, templates)))

@@ -168,15 +168,20 @@ class Renderer:
     Renders share no mutable state and may run concurrently.
     """
 
-    def __init__(self, templates: Mapping[str, str], *, default_locale: str = "en-US") -> None:
+    def __init__(self, templates: Mapping[str, str], *, default_locale: str = "en-US",
+                 stand_ins: Iterable[tuple[str, str]] = ()) -> None:
         default = parse_locale(default_locale)
         if default is None:
             raise ValueError(f"unknown default locale {default_locale!r}")
         self.default_locale = default_locale
         self._default = default
         self._templates = dict(templates)
-        self._text_env = make_environment(self._templates, autoescape=False)
-        self._html_env = make_environment(self._templates, autoescape=True)
+        # Validation only: unknown filters and tests it reported, passed over.
+        self._stand_ins = tuple(stand_ins)
+        self._text_env = make_environment(self._templates, autoescape=False,
+                                          stand_ins=self._stand_ins)
+        self._html_env = make_environment(self._templates, autoescape=True,
+                                          stand_ins=self._stand_ins)
         self._collecting: tuple[AftercareSandbox, AftercareSandbox] | None = None
         self._index: dict[tuple[str, str], dict[str | None, str]] = {}
         for filename in sorted(self._templates):
@@ -223,6 +228,22 @@ class Renderer:
                 env.get_template(filename)
             except Exception as exc:
                 raise to_render_error(exc, env, filename) from exc
+
+    def unknown_names(self) -> dict[str, list[tuple[int, str, str]]]:
+        """Per file, ``(line, "filter" or "test", name)`` of the filters and tests
+        it uses that do not exist (files that do not parse are left out)."""
+        from chalicelib.render.static import unknown_names
+
+        found: dict[str, list[tuple[int, str, str]]] = {}
+        for filename, source in self._templates.items():
+            try:
+                tree = self._text_env.parse(source, filename)
+                names = list(dict.fromkeys(unknown_names(self._text_env, tree)))
+            except Exception:  # compiling reports it
+                continue
+            if names:
+                found[filename] = names
+        return found
 
     def static_problems(self, filename: str, contexts: Sequence[Mapping[str, Any]], *,
                         judge_data: bool = True) -> list[RenderError]:
@@ -393,8 +414,10 @@ class Renderer:
         """
         if self._collecting is None:
             self._collecting = (
-                make_environment(self._templates, autoescape=False, collecting=True),
-                make_environment(self._templates, autoescape=True, collecting=True),
+                make_environment(self._templates, autoescape=False, collecting=True,
+                                 stand_ins=self._stand_ins),
+                make_environment(self._templates, autoescape=True, collecting=True,
+                                 stand_ins=self._stand_ins),
             )
         text_env, html_env = self._collecting
         variables = self._variables(filename, context, locale)

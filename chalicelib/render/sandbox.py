@@ -462,14 +462,16 @@ class AftercareSandbox(ImmutableSandboxedEnvironment):
 
 
 def make_environment(templates: Mapping[str, str], *, autoescape: bool,
-                     collecting: bool = False) -> AftercareSandbox:
+                     collecting: bool = False,
+                     stand_ins: Iterable[tuple[str, str]] = ()) -> AftercareSandbox:
     """Build a sandbox over an in-memory ``{filename: source}`` mapping.
 
     Templates compile on first use and stay cached for the environment's life
     (no reload checks: a campaign version's templates never change). A
     ``collecting`` environment is for validation: inside
     :class:`collecting_undefined` it notes every undefined value instead of
-    stopping at the first.
+    stopping at the first. ``stand_ins``: ``(kind, name)`` of unknown filters and
+    tests that validation has reported and stands in for, to check the rest.
     """
     env = AftercareSandbox(
         loader=DictLoader(dict(templates)),
@@ -489,7 +491,23 @@ def make_environment(templates: Mapping[str, str], *, autoescape: bool,
     env.filters["attr"] = _attr_filter
     for name, func in list(env.filters.items()):
         env.filters[name] = _guard_filter(name, func)
+    for kind, name in stand_ins:
+        if kind == "filter":
+            env.filters.setdefault(name, _stand_in_filter)
+        else:
+            env.tests.setdefault(name, _stand_in_test)
     return env
+
+
+def _stand_in_filter(value: Any, *args: Any, **kwargs: Any) -> Any:
+    """For validation, an unknown filter (reported on its own) passes its value on,
+    so that the rest of the file can still be rendered and checked."""
+    return value
+
+
+def _stand_in_test(value: Any, *args: Any, **kwargs: Any) -> bool:
+    """For validation, an unknown test (reported on its own) is true."""
+    return True
 
 
 def error_location(exc: BaseException) -> tuple[str | None, int | None]:

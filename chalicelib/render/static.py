@@ -279,15 +279,23 @@ def _format_attributes(text: str) -> Iterator[str]:
 
 def _unknown_filters_and_tests(env: AftercareSandbox,
                                tree: nodes.Template) -> Iterator[Finding]:
+    for line, kind, name in unknown_names(env, tree):
+        yield line, f"unknown {kind} {name!r}"
+
+
+def unknown_names(env: AftercareSandbox, tree: nodes.Template,
+                  ) -> Iterator[tuple[int, str, str]]:
+    """``(line, "filter" or "test", name)`` of each filter and test ``tree`` uses
+    that ``env`` does not have, named in the syntax or as a string (``|map('x')``)."""
     for used in tree.find_all(nodes.Filter):
         if used.name not in env.filters:
-            yield used.lineno, f"unknown filter {used.name!r}"
+            yield used.lineno, "filter", used.name
     for block in tree.find_all(nodes.FilterBlock):
         if block.filter.name not in env.filters:
-            yield block.lineno, f"unknown filter {block.filter.name!r}"
+            yield block.lineno, "filter", block.filter.name
     for test in tree.find_all(nodes.Test):
         if test.name not in env.tests:
-            yield test.lineno, f"unknown test {test.name!r}"
+            yield test.lineno, "test", test.name
     # Names given as strings: `|map('upper')`, `|select('odd')`, `|selectattr('x', 'eq', 1)`.
     for used in tree.find_all(nodes.Filter):
         position, kind = _NAMED_ARGUMENT.get(used.name, (None, ""))
@@ -299,7 +307,7 @@ def _unknown_filters_and_tests(env: AftercareSandbox,
         names = env.filters if kind == "filter" else env.tests
         if isinstance(arg, nodes.Const) and isinstance(arg.value, str) and (
                 arg.value not in names):
-            yield used.lineno, f"unknown {kind} {arg.value!r}"
+            yield used.lineno, kind, arg.value
 
 
 # Filters that take another filter's or test's name: (argument position, kind).

@@ -75,12 +75,21 @@ def validate_templates(
     "undefined variable 'customer.nick'"
     """
     renderer = Renderer(templates, default_locale=default_locale)
+    # Unknown filters and tests are reported here, each where it is; the checks
+    # below then run with stand-ins for them (Jinja would stop compiling a file at
+    # the first, hiding the rest of its problems, or fail at run time at a wrong line).
+    unknown = renderer.unknown_names()
+    if unknown:
+        renderer = Renderer(templates, default_locale=default_locale, stand_ins={
+            (kind, name) for names in unknown.values() for _, kind, name in names})
     found: dict[TemplateProblem, None] = {}
     seen_variants: dict[tuple[str, str, str | None], str] = {}
     compiled: list[str] = []
     for filename in sorted(templates):
         parsed = parse_filename(filename)
         problems = _check_name(filename, parsed, seen_variants)
+        problems += [TemplateProblem(filename, line, f"unknown {kind} {name!r}")
+                     for line, kind, name in unknown.get(filename, ())]
         try:
             renderer.compile(filename)
         except RenderError as exc:
@@ -91,14 +100,14 @@ def validate_templates(
                 problems.extend(_check_message(renderer, filename, parsed, sample_contexts))
         found.update(dict.fromkeys(problems))
     # Then what the renders could not reach (branches the samples do not take); a
-    # line a render already reported keeps the render's message only.
-    reported = {(p.template, p.line) for p in found if p.severity == "error"}
+    # problem a render already reported on that line keeps the render's message only.
+    reported = {(p.template, p.line, _gist(p.message)) for p in found if p.severity == "error"}
     used_by_others = renderer.referenced()
     for filename in compiled:
         parsed = parse_filename(filename)
         alone = parsed is not None and not parsed.is_partial and filename not in used_by_others
         for e in renderer.static_problems(filename, sample_contexts, judge_data=alone):
-            if (e.template, e.line) not in reported:
+            if (e.template, e.line, _gist(e.message)) not in reported:
                 found[TemplateProblem(e.template, e.line, e.message)] = None
     # An include cycle is one problem, named once (at its first file by name); the
     # render's nesting error at one of its include lines is that cycle again.
@@ -118,6 +127,15 @@ def validate_templates(
     for name, channel in required:
         found.update(dict.fromkeys(_check_required(renderer, name, channel)))
     return list(found)
+
+
+def _gist(message: str) -> str:
+    """What a problem is about, however it is worded: the name it quotes first. The
+    render says "not allowed: access to attribute '__class__' of 'str' object is
+    unsafe." or, for ``'x'|attr('__globals__')``, "undefined variable '__globals__'
+    ...", the reading of the source "not allowed: access to attribute '__globals__'":
+    one problem each."""
+    return message.partition("'")[2].partition("'")[0] or message
 
 
 def _check_name(

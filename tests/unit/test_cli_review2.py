@@ -102,6 +102,8 @@ def test_a_broken_folder_lists_every_problem_once_in_a_stable_order(
         f"{templates}/no_html.email.j2: $: missing {{% block html %}}",
         f"{templates}/order_total.sms.j2: line 1: undefined variable 'order.total' (campaign "
         "'templates' has a date or idle trigger: there is no order)",
+        f"{templates}/order_total.sms.j2: line 1: undefined variable 'order.currency' "
+        "(campaign 'templates' has a date or idle trigger: there is no order)",
         f"{templates}/ssti.sms.j2: line 1: not allowed: access to attribute '__class__' of "
         "'str' object is unsafe.",
         f"{templates}/ssti.sms.j2: line 2: undefined variable 'cycler'",

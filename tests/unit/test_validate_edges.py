@@ -96,8 +96,8 @@ def test_a_number_beyond_a_double_in_a_rule_is_named_so(
     text = json.dumps(campaign(audience={">=": [{"var": "customer.order_count"}, 1]}))
     text = text.replace('"customer.order_count"}, 1]', '"customer.order_count"}, 1e400]')
     lines = validate(folders, capsys, text)
-    assert lines == [f"{folders[0]}/a.json: $: invalid JSON: 1e400 is beyond the range of "
-                     "a double"]
+    assert lines == [f"{folders[0]}/a.json: $.audience['>='][1]: invalid JSON: 1e400 is "
+                     "beyond the range of a double"]
 
 
 def test_order_in_a_campaign_triggered_by_a_non_order_event_is_a_warning(
