@@ -691,12 +691,38 @@ def to_render_error(exc: Exception, env: AftercareSandbox, template: str,
         # deep (the line Python names is one of the generated code, not the file's).
         return RenderError(where, None, "template nested too deeply: split the "
                            "expression or the blocks", type(exc).__name__)
+    elif isinstance(exc, TypeError) and (arity := _filter_arity(env, str(exc))):
+        message = arity
     else:
         message = f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, (TemplateRuntimeError, SecurityError, NullValueError)):
             # An error of Python's own may quote the value (``int('abc')``).
             return RenderError(where, line, message, type(exc).__name__)
     return RenderError(where, line, message)
+
+
+_ARITY = re.compile(r"(\w+)\(\) takes (?:from (\d+) to (\d+)|(\d+)) positional "
+                    r"arguments? but (\d+) (?:were|was) given")
+
+
+def _filter_arity(env: AftercareSandbox, error: str) -> str | None:
+    """Python's count of a filter's arguments includes the value filtered (and what
+    Jinja passes first): ``first_name("there", "x")`` "takes from 1 to 2 positional
+    arguments but 3 were given". Say it as the template writes it."""
+    found = _ARITY.fullmatch(error)
+    if found is None:
+        return None
+    function, _, high, exact, given = found.groups()  # Jinja's upper is do_upper()
+    name = next((n for n, f in env.filters.items()
+                 if getattr(f, "__wrapped__", f).__name__ == function),
+                function.removeprefix("sync_").removeprefix("do_"))
+    if name not in env.filters:
+        return None
+    skip = 1 + (getattr(env.filters[name], "jinja_pass_arg", None) is not None)
+    most = int(high or exact) - skip
+    takes = f"at most {most}" if high else str(most)
+    return (f"|{name} takes {takes} argument{'' if most == 1 else 's'} in parentheses, "
+            f"{int(given) - skip} given")
 
 
 def _without_value(message: str, value: Any) -> str:

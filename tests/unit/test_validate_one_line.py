@@ -196,3 +196,17 @@ def test_every_problem_of_a_template_is_listed_once(
     lines = validate(folders, capsys, campaign(steps=[step(template="t")]),
                      {"t.sms.j2": source})
     assert lines == [f"{folders[1]}/t.sms.j2: {line}" for line in expected]
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ('{{ customer.name|first_name("there", "x") }}',
+     "|first_name takes at most 1 argument in parentheses, 2 given"),
+    ("{{ customer.name|upper(1) }}", "|upper takes 0 arguments in parentheses, 1 given"),
+    ("{{ [1]|join(1, 2, 3) }}", "|join takes at most 2 arguments in parentheses, 3 given"),
+])
+def test_a_filter_given_too_many_arguments_counts_them_as_written(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str],
+        source: str, message: str) -> None:
+    lines = validate(folders, capsys, campaign(steps=[step(template="t")]),
+                     {"t.sms.j2": source})
+    assert lines == [f"{folders[1]}/t.sms.j2: line 1: {message}"]
