@@ -433,24 +433,31 @@ def _goals_and_exits(result: EventResult, event: Mapping[str, Any], at: str,
         goals = ()  # a cancelled order is not a purchase (docs/events.md): no conversion
     for c in goals:
         e = enrollments.get(c.id)
-        if not e or e.get("converted") or c.goal_within is None:
+        if not e or c.goal_within is None:
             continue
-        start = parse_iso(e["at"])
+        # Before the recorded occurrence starts, an exited one's window may be open.
+        previous = e.get("exited_occurrence") if e["at"] >= at else None
+        counted = previous or e
+        if counted.get("converted"):
+            continue
+        start = parse_iso(counted["at"])
         when = when or parse_iso(at)
         # Strictly after the enrollment, as exits: an event at its own instant (the
         # trigger's, whichever line comes first) does not convert it.
         if start < when <= start + c.goal_within:
-            arm = "holdout" if e.get("holdout") else "treatment"
-            result.conversions.append(Conversion(c.id, arm, e.get("variant"), e["at"]))
+            arm = "holdout" if counted.get("holdout") else "treatment"
+            result.conversions.append(
+                Conversion(c.id, arm, counted.get("variant"), counted["at"]))
             if changed is enrollments:
                 changed = dict(enrollments)
-            changed[c.id] = {**e, "converted": at}
+            changed[c.id] = ({**e, "exited_occurrence": {**counted, "converted": at}}
+                             if previous else {**e, "converted": at})
             result.rows.append(Row(profile["id"], c.id, "-", at, "converted", etype))
     for c in exits:
         e = changed.get(c.id)
         if not e:
             continue
-        ref = _exited_ref(e, etype, order, at)
+        ref = _exited_ref(e, etype, order, at, c.trigger_event)
         if ref is None or ref in e.get("exited_refs", ()) or (
                 ref == e["ref"] and e.get("exited")):
             continue  # no enrollment of this campaign to end, or it has ended already
@@ -467,12 +474,14 @@ def _goals_and_exits(result: EventResult, event: Mapping[str, Any], at: str,
 
 
 def _exited_ref(enrollment: Mapping[str, Any], etype: str, order: Mapping[str, Any] | None,
-                at: str) -> str | None:
+                at: str, trigger_event: str | None) -> str | None:
     """The ref of the campaign's enrollment an exit event ends at ingest, if any."""
     ref: str = enrollment["ref"]
     if order_scoped(etype) and _enrollment_order(enrollment) is not None:
-        # Only the enrollment made for this event's order exits (as at send time).
-        if not order:
+        # Only the enrollment made for this event's order exits (as at send time),
+        # and not by an event of the trigger's type (a second parcel's delivery is
+        # not the exit of the delivery that enrolled it: _exit_reason).
+        if not order or etype == trigger_event:
             return None
         if ref.startswith("order:"):  # once_per_order: each order has its own ref
             ref = f"order:{order['id']}"
@@ -803,7 +812,14 @@ def _enroll_dated(result: EventResult, at: datetime, stamp: str, campaigns: Camp
                 _cancel(c, profile["id"], current["ref"], "cancelled", "date changed"))
         planned = plan_enrollment(c, profile["id"], ref, base, profile.get("timezone"),
                                   default_tz, f"date:{ref}", None)
-        _record(profile, c, planned, ref)
+        extra = {}
+        if after_year is not None and current is not None and c.goal_within is not None \
+                and not current.get("converted"):
+            # The exited occurrence's goal window is still open: kept, as an exited
+            # event enrollment converts (intent to treat) until the next one starts.
+            extra["exited_occurrence"] = {k: current.get(k)
+                                          for k in ("ref", "at", "holdout", "variant")}
+        _record(profile, c, planned, ref, **extra)
         result.planned.extend(planned)
         result.rows.append(Row(profile["id"], c.id, "-", stamp, "planned", ref))
 
@@ -1353,7 +1369,11 @@ def _step_event(campaign: CompiledCampaign, step: PlannedStep) -> dict[str, Any]
 def _span(delta: timedelta, *, up: bool = False) -> str:
     """A duration for a reason: ``30m``, ``1h50m``, ``13h``; from 48 hours in days and
     hours (``4d``, ``2d12h``). Rounded down, or up with ``up`` (a lateness: so that
-    one just over its limit never reads as equal to it)."""
+    one just over its limit never reads as equal to it). Under a minute in seconds
+    (``expire_after: PT30S`` reads ``30s``, not ``0m``)."""
+    if delta < _MINUTE:
+        seconds = delta // _SECOND if not up else -(-delta // _SECOND)
+        return f"{seconds}s" if seconds < 60 else "1m"
     minutes = delta // _MINUTE if not up else -(-delta // _MINUTE)
     if minutes < 48 * 60:
         hours, minutes = divmod(minutes, 60)
@@ -1365,3 +1385,4 @@ def _span(delta: timedelta, *, up: bool = False) -> str:
 
 
 _MINUTE = timedelta(minutes=1)
+_SECOND = timedelta(seconds=1)

@@ -178,8 +178,13 @@ class Simulator:
                                     due_text, OUTCOME_NAME.get(outcome, outcome),
                                     reason, decision.channel or "",
                                     decision.template or ""))
-                    for follow in decision.follow_ups:
-                        self._plan(follow, due)
+                    follow_ups = decision.follow_ups
+                    if follow_ups:
+                        if follow_ups[0].ref != step.ref:  # a date's next occurrence
+                            rows.append(Row(step.customer_id, step.campaign_id, "-",
+                                            due_text, "planned", follow_ups[0].ref))
+                        for follow in follow_ups:
+                            self._plan(follow, due)
                 if dues and dues[0] < due:
                     # A step was planned before this due time (not seen with the
                     # example campaigns): keep strict time order.
