@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +73,12 @@ class CampaignBundle:
 
 def json_path(loc: Sequence[str | int]) -> str:
     """``("steps", 0, "after")`` as ``$.steps[0].after`` (pydantic's trigger tags dropped)."""
+    return _plain_json_path(_document_loc(loc))
+
+
+def _document_loc(loc: Sequence[str | int]) -> list[str | int]:
+    """A pydantic error's location as keys and indexes of the document (the tags
+    pydantic puts after ``trigger`` for the union's variants dropped)."""
     parts: list[str | int] = []
     previous: str | int | None = None
     for part in loc:
@@ -80,7 +87,38 @@ def json_path(loc: Sequence[str | int]) -> str:
             continue
         parts.append(part)
         previous = part
-    return _plain_json_path(parts)
+    return parts
+
+
+@functools.cache
+def _campaign_schema() -> dict[str, Any]:
+    return Campaign.model_json_schema()
+
+
+def _fields_at(loc: Sequence[str | int]) -> set[str]:
+    """The field names the campaign schema allows in the object at ``loc`` (a
+    document location; every variant's of a union such as the trigger)."""
+    schema = _campaign_schema()
+    defs = schema.get("$defs", {})
+
+    def resolve(node: Any) -> list[dict[str, Any]]:
+        if not isinstance(node, dict):
+            return []
+        if "$ref" in node:
+            return resolve(defs.get(node["$ref"].rsplit("/", 1)[-1]))
+        options = node.get("oneOf") or node.get("anyOf")
+        if options:
+            return [n for option in options for n in resolve(option)]
+        return [node]
+
+    nodes = resolve(schema)
+    for part in loc:
+        if isinstance(part, int):
+            nodes = [n for node in nodes for n in resolve(node.get("items"))]
+        else:
+            nodes = [n for node in nodes
+                     for n in resolve((node.get("properties") or {}).get(part))]
+    return {name for node in nodes for name in node.get("properties") or {}}
 
 
 # What a value matching each of the model's patterns looks like, for the message
@@ -94,6 +132,10 @@ _PATTERN_HINTS: Final = {
     ID_PATTERN: ("1 to 63 lowercase letters, digits, '-' or '_', starting with a "
                  "letter or digit"),
 }
+
+
+_FIELD_SYNONYMS: Final = {"delay": "after", "wait": "after", "send_at": "at",
+                          "time": "at", "days": "weekdays"}
 
 
 def _pydantic_message(err: Mapping[str, Any]) -> str:
@@ -125,20 +167,32 @@ def _pydantic_problems(file: str, error: ValidationError) -> list[Problem]:
         loc = tuple(err["loc"])
         if err["type"] != "extra_forbidden" or not loc or not isinstance(loc[-1], str):
             continue
-        wanted = [name for parent, name in missing if parent == loc[:-1]]
+        wanted = [name for parent, name in missing if parent == loc[:-1]
+                  and (parent, name) not in {(k[:-1], v) for k, v in meant.items()}]
         close = difflib.get_close_matches(loc[-1], wanted, n=1, cutoff=0.6)
-        if close and close[0] not in meant.values():
+        if close:
             meant[loc] = close[0]
+    named = {(k[:-1], v) for k, v in meant.items()}  # missing fields a typo names
     problems = []
     for err in errors:
         loc = tuple(err["loc"])
-        if err["type"] == "missing" and loc and loc[-1] in meant.values() and any(
-                k[:-1] == loc[:-1] and v == loc[-1] for k, v in meant.items()):
+        if err["type"] == "missing" and loc and (loc[:-1], loc[-1]) in named:
             continue  # named by the misspelt field's line
         message = _pydantic_message(err)
         if loc in meant:
             message = (f"unknown field: did you mean {meant[loc]!r}, a required field "
                        "that is missing? (see campaigns/schema.json)")
+        elif err["type"] == "extra_forbidden" and loc and isinstance(loc[-1], str):
+            where = _document_loc(loc)
+            fields = _fields_at(where[:-1])
+            # What other tools call a step's delay (`dealy`, the issue's own typo).
+            synonyms = {k: v for k, v in _FIELD_SYNONYMS.items() if v in fields}
+            close = difflib.get_close_matches(loc[-1], sorted(fields | set(synonyms)),
+                                              n=1, cutoff=0.75)
+            close = [synonyms.get(c, c) for c in close]
+            if close:
+                message = (f"unknown field: did you mean {close[0]!r}? (see "
+                           "campaigns/schema.json)")
         problems.append(Problem(file, json_path(loc), message))
     return problems
 

@@ -129,8 +129,8 @@ def test_a_missing_templates_folder_does_not_hide_the_campaign_problems(
     code, lines, everything = run(project, "campaigns")
     assert code == 1 and "Traceback" not in everything
     assert any("templates" in line and "not found" in line for line in lines), lines
-    assert f"campaigns/{EXAMPLE}: $.steps[0].dealy: unknown field (check the spelling; see " \
-           "campaigns/schema.json)" in lines, lines
+    assert f"campaigns/{EXAMPLE}: $.steps[0].dealy: unknown field: did you mean 'after'? " \
+           "(see campaigns/schema.json)" in lines, lines
 
 
 # ------------------------------------- template problems in a branch not taken

@@ -90,7 +90,7 @@ def test_a_broken_folder_lists_every_problem_once_in_a_stable_order(
     a, d, e = (f"{folder}/{n}.json" for n in ("a-many", "d-uses-ssti-too", "e-same-id-as-d"))
     assert code == 1
     assert err.splitlines() == [
-        f"{a}: $.steps[0].dealy: unknown field (check the spelling; see campaigns/schema.json)",
+        f"{a}: $.steps[0].dealy: unknown field: did you mean 'after'? (see campaigns/schema.json)",
         f"{a}: $.steps[1].after: invalid ISO 8601 duration '-P1D' (durations cannot be "
         "negative)",
         f"{a}: $.holdout_percent: Input should be less than or equal to 50",
@@ -165,8 +165,8 @@ def test_the_python_name_of_schema_is_not_a_field(
         capsys: pytest.CaptureFixture[str], folders: tuple[Path, Path]) -> None:
     """Before: `"schema_": "..."` was accepted silently (pydantic's populate_by_name)."""
     code, err, _ = validate(capsys, folders, {"a.json": {**BASE, "schema_": "./schema.json"}})
-    assert (code, err) == (1, [f"{folders[0]}/a.json: $.schema_: unknown field (check the "
-                                "spelling; see campaigns/schema.json)"])
+    assert (code, err) == (1, [f"{folders[0]}/a.json: $.schema_: unknown field: did you "
+                                "mean '$schema'? (see campaigns/schema.json)"])
     code, err, _ = validate(capsys, folders, {"a.json": {**BASE, "$schema": 5}})
     assert err == [f"{folders[0]}/a.json: $['$schema']: Input should be a valid string"]
     code, err, _ = validate(capsys, folders, {"a.json": {"$schema": "./schema.json", **BASE}})

@@ -193,7 +193,7 @@ def test_a_refused_campaigns_templates_are_checked_with_its_own_data(
         id="d1", trigger={"date": "customer.birthday"},
         steps=[step(template="dt", dealy="P1D")]))
     assert lines == [
-        f"{campaigns}/a.json: $.steps[0].dealy: unknown field (check the spelling; see "
+        f"{campaigns}/a.json: $.steps[0].dealy: unknown field: did you mean 'after'? (see "
         "campaigns/schema.json)",
         f"{template_dir}/dt.sms.j2: line 1: undefined variable 'order.id' (campaign 'd1' "
         "has a date or idle trigger: there is no order)",

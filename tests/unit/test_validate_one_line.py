@@ -210,3 +210,20 @@ def test_a_filter_given_too_many_arguments_counts_them_as_written(
     lines = validate(folders, capsys, campaign(steps=[step(template="t")]),
                      {"t.sms.j2": source})
     assert lines == [f"{folders[1]}/t.sms.j2: line 1: {message}"]
+
+
+@pytest.mark.parametrize(("field", "path", "meant"), [
+    ("condtion", "$.steps[0].condtion", "condition"),
+    ("expire_afer", "$.steps[0].expire_afer", "expire_after"),
+    ("dealy", "$.steps[0].dealy", "after"),  # what other tools call a delay
+    ("priorty", "$.priorty", "priority"),
+])
+def test_a_misspelt_optional_field_names_the_field_meant(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str],
+        field: str, path: str, meant: str) -> None:
+    doc = campaign(steps=[step(**({field: "P1D"} if path.startswith("$.steps") else {}))])
+    if not path.startswith("$.steps"):
+        doc[field] = 1
+    assert validate(folders, capsys, doc) == [
+        f"{folders[0]}/a.json: {path}: unknown field: did you mean {meant!r}? (see "
+        "campaigns/schema.json)"]
