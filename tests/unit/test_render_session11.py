@@ -1,0 +1,100 @@
+"""Session 11: the template layer's defects a review found (null and functions made
+text through arguments, work in `|map`, memory, preview's links and locale warning).
+
+Each test failed on the code before its fix."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from chalicelib.render import SAMPLE_CONTEXT, Renderer, RenderError
+
+
+def lacking(**fields: Any) -> dict[str, Any]:
+    """The sample context with customer fields set (None: a field the customer lacks)."""
+    context = copy.deepcopy(SAMPLE_CONTEXT)
+    context["customer"].update(fields)
+    return context
+
+
+def sms(source: str, context: dict[str, Any] | None = None) -> str:
+    return Renderer({"m.sms.j2": source}).render_sms("m", context or SAMPLE_CONTEXT).body
+
+
+def failure(source: str, context: dict[str, Any] | None = None) -> RenderError:
+    with pytest.raises(RenderError) as info:
+        sms(source, context)
+    return info.value
+
+
+def null_message(path: str, used: str) -> str:
+    return (f"'{path}' is null (empty for this customer) and cannot be {used}: give a "
+            f"fallback with {path}|default(\"...\") or test it with {{% if {path} %}}")
+
+
+# ------------------------------------------- 1. null given as an argument
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ('x\n{{ "%s"|format(customer.name) }}', null_message("customer.name", "given to |format")),
+    ('x\n{{ "%(n)s"|format(n=customer.name) }}',
+     null_message("customer.name", "given to |format")),
+    ('x\n{{ "{}".format(customer.email) }}', null_message("customer.email", "given to .format()")),
+    ('x\n{{ "{e}".format(e=customer.email) }}',
+     null_message("customer.email", "given to .format()")),
+    ('x\n{{ [customer.email, customer.phone]|join(" / ") }}',
+     "'customer.email' or 'customer.phone' is null (empty for this customer) and cannot be "
+     "given to |join: give a fallback with customer.email|default(\"...\") or test it with "
+     "{% if customer.email %}"),
+    ('x\n{{ ["a", "b"]|join(customer.name) }}', null_message("customer.name", "given to |join")),
+    ("x\n{{ customer.name|safe }}", null_message("customer.name", "given to |safe")),
+    ('x\n{{ "%s" % customer.name }}', null_message("customer.name", "given to '%'")),
+    ('x\n{{ "%s and %s" % ("Ana", customer.name) }}',
+     null_message("customer.name", "given to '%'")),
+    ('x\n{{ ", ".join([customer.email]) }}', null_message("customer.email", "given to .join()")),
+    ('x\n{{ "abc"|replace("a", customer.name) }}',
+     null_message("customer.name", "given to |replace")),
+])
+def test_null_given_as_an_argument_is_an_error_naming_it(source: str, expected: str) -> None:
+    """Before: the text `None` was sent (or, for `.join`, a bare TypeError)."""
+    error = failure(source, lacking(name=None, email=None, phone=None))
+    assert (error.line, error.message) == (2, expected)
+
+
+@pytest.mark.parametrize("source", [
+    "{{ [customer]|join(',', attribute='name') }}",
+    "{{ '{0.name}'.format(customer) }}",
+    "{{ '{name}'.format_map(customer) }}",
+    "{{ '%(name)s' % customer }}",
+    "{{ customer.name|pprint }}",
+])
+def test_null_read_through_a_field_or_attribute_is_an_error(source: str) -> None:
+    """Before: `None` was sent."""
+    assert "is null (empty for this customer)" in failure(source, lacking(name=None)).message
+
+
+def test_arguments_that_are_values_still_format_and_join() -> None:
+    """The checks refuse null only: values format, join and read through fields as before."""
+    source = ('{{ "%s/%s"|format(customer.name, 3) }}|{{ "{}:{n}".format(1, n="x") }}|'
+              '{{ [customer.name, 2]|join(", ") }}|{{ "%(id)s %(name)s" % customer }}|'
+              '{{ "{id}".format_map(customer) }}|{{ [customer]|join(attribute="name") }}|'
+              '{{ "-".join(["a", "b"]) }}')
+    assert sms(source, lacking(phone=None)) == (
+        "Ana Souza/3|1:x|Ana Souza, 2|c-42 Ana Souza|c-42|Ana Souza|a-b")
+    assert "'customer.name' is null" in failure(source, lacking(name=None)).message
+
+
+def test_html_escaping_of_format_and_join_arguments_is_unchanged() -> None:
+    renderer = Renderer({"m.email.j2": (
+        "{% block subject %}S{% endblock %}{% block html %}"
+        "{{ '<i>%s</i>'|format(customer.name) }} {{ ('<i>{}</i>'|safe).format(customer.name) }} "
+        "{{ [customer.name, '&']|join(', ') }}{% endblock %}")})
+    html = renderer.render_email("m", lacking(name="<b>A</b>")).html
+    assert html == ("&lt;i&gt;&lt;b&gt;A&lt;/b&gt;&lt;/i&gt; <i>&lt;b&gt;A&lt;/b&gt;</i> "
+                    "&lt;b&gt;A&lt;/b&gt;, &amp;")
+    with pytest.raises(RenderError) as info:
+        renderer.render_email("m", lacking(name=None))
+    assert info.value.message == null_message("customer.name", "given to |format")
