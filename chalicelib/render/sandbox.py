@@ -56,6 +56,7 @@ from chalicelib.render.errors import RenderError
 from chalicelib.render.filters import FILTERS, FilterValueError, shown_value
 
 if TYPE_CHECKING:
+    from jinja2.nodes import EvalContext
     from jinja2.runtime import Context
 
 REMOVED_GLOBALS: Final = ("cycler", "joiner", "lipsum", "namespace")
@@ -228,6 +229,27 @@ class _SizedBuffer(list[str]):
         super().extend(items)
 
 
+def _checked_fold(concat: nodes.Concat) -> Callable[..., str]:
+    """``as_const`` for one ``~`` node. Jinja joins a ``~`` of constants while it
+    compiles (``{{ 'x'.upper ~ '' }}``, ``{{ none ~ '' }}``), where the render's check
+    of its parts (:meth:`AftercareSandbox.checked_parts`) never runs: the parts are
+    checked here too, and a ``~`` holding one that cannot be made text is left for
+    the render to refuse. (Jinja allows no node classes of one's own, hence a
+    function set on the node.)"""
+
+    def as_const(eval_ctx: EvalContext | None = None) -> str:
+        eval_ctx = nodes.get_eval_context(concat, eval_ctx)
+        parts = [node.as_const(eval_ctx) for node in concat.nodes]
+        try:
+            for part in parts:
+                _refuse_text_of(part, "~")
+        except (NullValueError, SecurityError):
+            raise nodes.Impossible() from None
+        return "".join(str(part) for part in parts)  # Jinja's Concat.as_const
+
+    return as_const
+
+
 class _CodeGenerator(CodeGenerator):
     """Jinja's code generator, with loops, buffers and ``~`` going through the limits."""
 
@@ -302,13 +324,25 @@ def _used(use: str | None) -> str:
 
 
 def _refuse_text_of(value: Any, use: str | None, argument: bool = False) -> None:
-    """Refuse a value that must not be made text: null (:class:`NullValueError`).
+    """Refuse a value that must not be made text: null (:class:`NullValueError`), a
+    function (``name.upper``, a macro, ``range``) or a template object (``self``,
+    ``loop``), whose text would be ``<built-in method upper of str object at 0x...>``.
 
     ``use`` and ``argument`` say where it was met (see :class:`NullValueError`).
-    An undefined value is left to the undefined-variable handling.
+    An undefined value (callable, as Jinja makes it) is left to the
+    undefined-variable handling.
     """
     if value is None:
         raise NullValueError(use, argument)
+    if isinstance(value, Undefined):
+        return
+    if callable(value) or isinstance(value, (TemplateReference, type)):
+        name = getattr(value, "__name__", None) or type(value).__name__
+        done = (f"print {name!r}" if use is None
+                else f"join {name!r} with '~'" if use == "~"
+                else f"give {name!r} to {_target(use)}")
+        raise SecurityError(f"cannot {done}: it is a function or a template object, "
+                            "not a value (call it, or pick one of its values)")
 
 
 class _CheckedMapping(dict[Any, Any]):
@@ -393,10 +427,6 @@ def _finalize(value: Any) -> Any:
     if isinstance(value, Undefined):
         return value  # printing it raises the undefined-variable error
     _refuse_text_of(value, None)
-    if callable(value) or isinstance(value, (TemplateReference, type)):
-        name = getattr(value, "__name__", None) or type(value).__name__
-        raise SecurityError(f"cannot print {name!r}: it is a function or a template object, "
-                            "not a value (call it, or pick one of its values)")
     if isinstance(value, (Mapping, list, tuple, set, frozenset)):
         inner = _undefined_inside(value)
         if inner is not None:
@@ -482,6 +512,12 @@ class AftercareSandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "%", "+"})
     code_generator_class = _CodeGenerator
     template_class = _NestedTemplate
+
+    def _generate(self, source: nodes.Template, name: str | None, filename: str | None,
+                  defer_init: bool = False) -> str:
+        for concat in source.find_all(nodes.Concat):
+            setattr(concat, "as_const", _checked_fold(concat))  # noqa: B010 (a method)
+        return str(super()._generate(source, name, filename, defer_init))
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Undefined):  # report `cycler`, not `cycler.__init__`

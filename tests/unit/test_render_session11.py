@@ -98,3 +98,38 @@ def test_html_escaping_of_format_and_join_arguments_is_unchanged() -> None:
     with pytest.raises(RenderError) as info:
         renderer.render_email("m", lacking(name=None))
     assert info.value.message == null_message("customer.name", "given to |format")
+
+
+# ------------------------------------------- 2. a function made text
+
+
+@pytest.mark.parametrize(("source", "done"), [
+    ("{{ customer.name.title ~ '!' }}", "join 'title' with '~'"),
+    ("{{ 'x'.upper ~ '' }}", "join 'upper' with '~'"),  # folded while compiling
+    ("{{ customer.name.title|string }}", "give 'title' to |string"),
+    ("{{ customer.name.title|trim }}", "give 'title' to |trim"),
+    ("{{ customer.name.title|upper }}", "give 'title' to |upper"),
+    ("{{ '%s'|format(customer.name.title) }}", "give 'title' to |format"),
+    ("{{ '{}'.format(customer.name.title) }}", "give 'title' to .format()"),
+    ("{{ '{0.title}'.format(customer.name) }}", "give 'title' to .format()"),
+    ("{{ '%s' % customer.name.title }}", "give 'title' to '%'"),
+    ("{{ [customer.name.title]|join }}", "give 'title' to |join"),
+    ("{{ ''.join([customer.name.title]) }}", "give 'title' to .join()"),
+    ("{% macro m() %}x{% endmacro %}{{ m|e }}", "give 'Macro' to |e"),
+    ("{{ self|string }}", "give 'TemplateReference' to |string"),
+])
+def test_a_function_made_text_is_an_error(source: str, done: str) -> None:
+    """Before: `<built-in method title of str object at 0x...>` was sent (or, for
+    `.join`, a bare TypeError)."""
+    assert failure(source).message == (
+        f"not allowed: cannot {done}: it is a function or a template object, not a value "
+        "(call it, or pick one of its values)")
+
+
+def test_called_functions_macros_and_undefined_values_are_not_taken_for_functions() -> None:
+    source = ("{% macro m() %}<{{ customer.name.title() }}>{% endmacro %}"
+              "{{ m() ~ '|' ~ m()|upper ~ '|' ~ '%s'|format(m()) ~ '|' ~ [m()]|join }}")
+    assert sms(source) == "<Ana Souza>|<ANA SOUZA>|<Ana Souza>|<Ana Souza>"
+    assert failure("{{ customer.nickname ~ '' }}").message == (
+        "undefined variable 'customer.nickname'")
+    assert failure("{{ customer.name.title ~ '' }}").message.startswith("not allowed: ")
