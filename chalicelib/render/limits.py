@@ -4,8 +4,9 @@ Templates are written by marketers, so a typo (or a probe) must fail fast with a
 clear message, never hang a Lambda or exhaust its memory. Three guards:
 
 - a **work budget** per render: loop iterations and calls (macros, methods,
-  ``loop()``) are counted, and a render stops past :data:`MAX_STEPS` or after
-  :data:`MAX_SECONDS` (nested ``range(100000)`` loops, exponential macros);
+  ``loop()``, filters, those ``map`` runs too) are counted, and a render stops
+  past :data:`MAX_STEPS` or after :data:`MAX_SECONDS` (nested ``range(100000)``
+  loops, exponential macros, ``|map('wordwrap', 1)`` over long texts);
 - a **size limit** on values a template builds (:data:`MAX_VALUE` characters or
   items): checked *before* operations that can amplify their input (``*``,
   ``%``, ``~``, ``join``, ``replace``, ``center``, ``indent``, ``format``...) by
@@ -92,8 +93,13 @@ def render_budget() -> Iterator[Budget]:
         _BUDGET.reset(token)
 
 
-def tick(steps: int = 1) -> None:
-    """Count work; raise SecurityError when the render has done too much."""
+def tick(steps: int = 1, *, call: bool = False) -> None:
+    """Count work; raise SecurityError when the render has done too much.
+
+    A loop iteration (cheap) looks at the clock every 1024 steps; a ``call`` (a
+    filter or a method, which may take long: ``wordwrap`` of a long text) looks
+    each time, so a render stops within about :data:`MAX_SECONDS` plus one call.
+    """
     budget = _BUDGET.get()
     if budget is None:
         return
@@ -102,7 +108,7 @@ def tick(steps: int = 1) -> None:
         raise SecurityError(
             f"the template does too much work (over {MAX_STEPS:,} loop iterations and calls)"
         )
-    if budget.steps & 1023 == 0 and time.monotonic() > budget.deadline:
+    if (call or budget.steps & 1023 == 0) and time.monotonic() > budget.deadline:
         # The same refusal as the step count (which of the two trips first depends
         # on the machine's load): one message, so a report does not flicker.
         raise SecurityError(

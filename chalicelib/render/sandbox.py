@@ -444,11 +444,15 @@ def _attr_filter(environment: AftercareSandbox, obj: Any, name: str) -> Any:
 
 
 def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a filter so that its arguments and result respect the size limits."""
+    """Wrap a filter so that each call counts as work, and its arguments and result
+    respect the size limits (no null or function made text, no value too large)."""
     passes = getattr(func, "jinja_pass_arg", None) is not None
 
     @functools.wraps(func)
     def guarded(*args: Any, **kwargs: Any) -> Any:
+        # Work, wherever it is called from: the template, or `map`, `select`...
+        # (`environment.call_filter`), which do not go through `call`.
+        limits.tick(call=True)
         rest = args[1:] if passes else args
         if rest and name in _TEXT_FILTERS:
             _refuse_text_of(rest[0], name)
@@ -588,7 +592,7 @@ class AftercareSandbox(ImmutableSandboxedEnvironment):
         return limits.check_size(result)
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        limits.tick()
+        limits.tick(call=True)
         owner = getattr(__obj, "__self__", None)
         name = getattr(__obj, "__name__", "")
         if isinstance(owner, (str, bytes)):

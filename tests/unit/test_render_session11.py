@@ -6,6 +6,7 @@ Each test failed on the code before its fix."""
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
 import pytest
@@ -133,3 +134,25 @@ def test_called_functions_macros_and_undefined_values_are_not_taken_for_function
     assert failure("{{ customer.nickname ~ '' }}").message == (
         "undefined variable 'customer.nickname'")
     assert failure("{{ customer.name.title ~ '' }}").message.startswith("not allowed: ")
+
+
+# ------------------------------------------- 3. work done inside |map
+
+
+def test_filters_run_by_map_count_as_work() -> None:
+    """Before: `map` called the filters without counting them (300,000 calls here)."""
+    source = "{{ range(100000)|map('string')|map('string')|map('string')|list|length }}"
+    assert "too much work (over 250,000 loop iterations and calls)" in failure(source).message
+
+
+def test_the_time_limit_stops_filters_run_by_map(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: nothing looked at the clock inside `map` (14 s for range(20) at the real
+    limit); now each call does, so the render stops about one call past the limit."""
+    from chalicelib.render import limits
+
+    monkeypatch.setattr(limits, "MAX_SECONDS", 0.3)
+    source = ("{{ range(8)|map('string')|map('center', 99999)|map('wordwrap', 1)"
+              "|map('length')|sum }}")
+    started = time.monotonic()
+    assert "too much work (over 0.3s to render)" in failure(source).message
+    assert time.monotonic() - started < 3  # one wordwrap call takes about 0.5 s
