@@ -9,8 +9,10 @@ clear message, never hang a Lambda or exhaust its memory. Three guards:
   loops, exponential macros, ``|map('wordwrap', 1)`` over long texts);
 - a **size limit** on values a template builds (:data:`MAX_VALUE` characters or
   items): checked *before* operations that can amplify their input (``*``,
-  ``%``, ``~``, ``join``, ``replace``, ``center``, ``indent``, ``format``...) by
-  estimating the result, and after every filter and method call;
+  ``%``, ``~``, ``join``, ``replace``, ``center``, ``indent``, ``format``,
+  ``int.to_bytes``...) by estimating the result, and after every filter and
+  method call; what they build is also counted, :data:`MAX_BUILT` in all per
+  render, so that many values under the limit cannot fill the memory together;
 - a cap on **integers** (:data:`MAX_INT_BITS`) so ``*`` and ``**`` cannot
   build numbers that take minutes to compute or print.
 
@@ -34,6 +36,10 @@ from jinja2.exceptions import SecurityError
 MAX_STEPS: Final = 250_000  # loop iterations + calls in one render
 MAX_SECONDS: Final = 2.0  # wall clock for one render
 MAX_VALUE: Final = 1_000_000  # characters (or items) in one value a template builds
+# characters (or items) that filters, method calls and operators build in one render,
+# all values together: `range(5000)|map('center', 100000)|list` is 5000 values under
+# MAX_VALUE each, and 500 MB held at once
+MAX_BUILT: Final = 20 * MAX_VALUE
 MAX_WIDTH: Final = 100_000  # field width, padding, precision, repeat count
 MAX_INT_BITS: Final = 12_000  # about 3,600 decimal digits
 MAX_JSON_INDENT: Final = 16
@@ -53,6 +59,7 @@ class Budget:
     steps: int = 0
     deadline: float = field(default_factory=lambda: time.monotonic() + MAX_SECONDS)
     depth: int = 0
+    built: int = 0  # characters built so far (see MAX_BUILT)
 
 
 TOO_DEEP = (f"calls and includes nested deeper than {MAX_CALL_DEPTH} levels (a macro or "
@@ -162,17 +169,33 @@ def size(value: Any, limit: int = MAX_VALUE) -> int:
     return total
 
 
-def check_size(value: Any, what: str = "value") -> Any:
-    """Return ``value``; raise SecurityError when it is over :data:`MAX_VALUE`."""
-    if isinstance(value, (str, list, tuple, dict, set, frozenset, bytes)) and (
-        size(value) > MAX_VALUE
-    ):
-        raise SecurityError(f"the {what} would be too large (over {MAX_VALUE:,} characters)")
+def check_size(value: Any, what: str = "value", *, built: bool = True) -> Any:
+    """Return ``value``; raise SecurityError when it is over :data:`MAX_VALUE`, or
+    when the template ``built`` it (a filter's, a call's or an operator's result,
+    not a value printed) and the render has built over :data:`MAX_BUILT` in all."""
+    if isinstance(value, (str, list, tuple, dict, set, frozenset, bytes)):
+        measured = size(value)
+        if measured > MAX_VALUE:
+            raise SecurityError(
+                f"the {what} would be too large (over {MAX_VALUE:,} characters)")
+        if built:
+            count_built(measured)
     if isinstance(value, int) and not isinstance(value, bool) and (
         value.bit_length() > MAX_INT_BITS
     ):
         raise SecurityError("the number would be too large")
     return value
+
+
+def count_built(measured: int) -> None:
+    """Count what the template built (``measured`` characters) against :data:`MAX_BUILT`."""
+    budget = _BUDGET.get()
+    if budget is None:
+        return
+    budget.built += measured
+    if budget.built > MAX_BUILT:
+        raise SecurityError(f"the template builds too much text (over {MAX_BUILT:,} "
+                            "characters in all)")
 
 
 def refuse_over(estimate: int, what: str) -> None:

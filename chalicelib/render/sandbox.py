@@ -431,7 +431,7 @@ def _finalize(value: Any) -> Any:
         inner = _undefined_inside(value)
         if inner is not None:
             inner._fail_with_undefined_error()  # raises, unless validation is collecting
-    return limits.check_size(value, "printed value")
+    return limits.check_size(value, "printed value", built=False)
 
 
 @pass_environment
@@ -604,6 +604,9 @@ class AftercareSandbox(ImmutableSandboxedEnvironment):
                     _refuse_text_of(item, ".join", argument=True)
                 limits.check_join(owner, items)
                 args = (items, *args[1:])
+        elif isinstance(owner, int) and name == "to_bytes":
+            # `(1).to_bytes(10**9, 'big')` would allocate the bytes before any check.
+            limits.check_width(args[0] if args else kwargs.get("length", 1), "to_bytes length")
         with limits.nested_call():
             result = super().call(__context, __obj, *args, **kwargs)
         return limits.check_size(result, f"result of {name or 'the call'}()")
@@ -631,7 +634,9 @@ class AftercareSandbox(ImmutableSandboxedEnvironment):
     def checked_parts(self, parts: tuple[Any, ...]) -> tuple[Any, ...]:
         for part in parts:
             _refuse_text_of(part, "~")
-        limits.refuse_over(sum(limits.size(part) for part in parts), "'~'")
+        total = sum(limits.size(part) for part in parts)
+        limits.refuse_over(total, "'~'")
+        limits.count_built(total)
         return parts
 
 

@@ -156,3 +156,43 @@ def test_the_time_limit_stops_filters_run_by_map(monkeypatch: pytest.MonkeyPatch
     started = time.monotonic()
     assert "too much work (over 0.3s to render)" in failure(source).message
     assert time.monotonic() - started < 3  # one wordwrap call takes about 0.5 s
+
+
+# ------------------------------------------- 4. memory
+
+
+@pytest.mark.parametrize("source", [
+    "{{ (1).to_bytes(10**8, 'big')|length }}",
+    "{{ (1).to_bytes(length=10**8, byteorder='big')|length }}",
+])
+def test_to_bytes_is_refused_before_it_allocates(source: str) -> None:
+    """Before: the 100 MB (1 GB with 10**9) were allocated, then refused as too large."""
+    assert failure(source).message == (
+        "not allowed: to_bytes length 100000000 is too large (at most 100,000)")
+    assert sms("{{ (1).to_bytes(4, 'big')|length }}") == "4"
+
+
+def test_what_a_render_builds_in_all_is_bounded() -> None:
+    """Before: 30 million characters were built (each value under the 1,000,000 limit)."""
+    source = "{{ range(300)|map('string')|map('center', 100000)|map('length')|sum }}"
+    assert failure(source).message == (
+        "not allowed: the template builds too much text (over 20,000,000 characters in all)")
+    assert sms("{{ range(150)|map('string')|map('center', 100000)|map('length')|sum }}") == (
+        "15000000")
+
+
+def test_values_built_by_map_cannot_fill_the_memory_together() -> None:
+    """Before: `range(1000)` of 100,000-character values peaked at 100 MB (500 MB for
+    5000) before the list was refused as too large."""
+    import tracemalloc
+
+    source = "{{ range(1000)|map('string')|map('center', 100000)|list|length }}"
+    tracemalloc.start()
+    try:
+        message = failure(source).message
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert message == (
+        "not allowed: the template builds too much text (over 20,000,000 characters in all)")
+    assert peak < 40_000_000
