@@ -3,10 +3,11 @@
 Templates are written by marketers, so a typo (or a probe) must fail fast with a
 clear message, never hang a Lambda or exhaust its memory. Three guards:
 
-- a **work budget** per render: loop iterations and calls (macros, methods,
-  ``loop()``, filters, those ``map`` runs too) are counted, and a render stops
-  past :data:`MAX_STEPS` or after :data:`MAX_SECONDS` (nested ``range(100000)``
-  loops, exponential macros, ``|map('wordwrap', 1)`` over long texts);
+- a **work budget** per render: loop iterations (and the items ``sum`` adds) and
+  calls (macros, methods, ``loop()``, filters, those ``map`` runs too) are
+  counted, and a render stops past :data:`MAX_STEPS` or after
+  :data:`MAX_SECONDS` (nested ``range(100000)`` loops, exponential macros,
+  ``|map('wordwrap', 1)`` over long texts);
 - a **size limit** on values a template builds (:data:`MAX_VALUE` characters or
   items): checked *before* operations that can amplify their input (``*``,
   ``%``, ``~``, ``join``, ``replace``, ``center``, ``indent``, ``format``,

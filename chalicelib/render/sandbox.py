@@ -465,6 +465,10 @@ def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
             limits.check_printf(rest[0], (rest[1:], kwargs))
         if rest and name == "join":
             args, kwargs = _join_arguments(args[: len(args) - len(rest)], rest, kwargs)
+        if rest and name == "sum":
+            # Each item is work, like a loop's: adding lists (`|sum(start=[])`) takes
+            # time that grows with the square of their number, in this one call.
+            args = (*args[: len(args) - len(rest)], limits.counted(rest[0]), *rest[1:])
         return limits.check_size(func(*args, **kwargs), f"result of |{name}")
 
     return guarded

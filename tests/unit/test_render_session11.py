@@ -196,3 +196,15 @@ def test_values_built_by_map_cannot_fill_the_memory_together() -> None:
     assert message == (
         "not allowed: the template builds too much text (over 20,000,000 characters in all)")
     assert peak < 40_000_000
+
+
+def test_the_time_limit_stops_a_long_sum(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: `|sum` of lists (time growing with the square of their number) ran to its
+    end in one call, whatever the limit (14 s for range(100000))."""
+    from chalicelib.render import limits
+
+    monkeypatch.setattr(limits, "MAX_SECONDS", 0.1)
+    source = "{{ range(80000)|batch(1)|sum(start=[])|length }}"
+    assert "too much work (over 0.1s to render)" in failure(source).message
+    monkeypatch.setattr(limits, "MAX_SECONDS", 2.0)
+    assert sms("{{ [{'p': 1}, {'p': 2.5}]|sum(attribute='p') }} {{ range(5)|sum }}") == "3.5 10"
