@@ -4,10 +4,11 @@ Templates are written by marketers, so a typo (or a probe) must fail fast with a
 clear message, never hang a Lambda or exhaust its memory. Three guards:
 
 - a **work budget** per render: loop iterations (and the items ``sum`` adds) and
-  calls (macros, methods, ``loop()``, filters, those ``map`` runs too) are
-  counted, and a render stops past :data:`MAX_STEPS` or after
-  :data:`MAX_SECONDS` (nested ``range(100000)`` loops, exponential macros,
-  ``|map('wordwrap', 1)`` over long texts);
+  calls (macros, methods, ``loop()``, the filters and tests ``map``, ``select``
+  and the like run for each item) are counted, and a render stops past
+  :data:`MAX_STEPS` or after :data:`MAX_SECONDS`, looked at before every call
+  (nested ``range(100000)`` loops, exponential macros, ``|map('wordwrap', 1)``
+  over long texts);
 - a **size limit** on values a template builds (:data:`MAX_VALUE` characters or
   items): checked *before* operations that can amplify their input (``*``,
   ``%``, ``~``, ``join``, ``replace``, ``center``, ``indent``, ``format``,
@@ -105,8 +106,8 @@ def tick(steps: int = 1, *, call: bool = False) -> None:
     """Count work; raise SecurityError when the render has done too much.
 
     A loop iteration (cheap) looks at the clock every 1024 steps; a ``call`` (a
-    filter or a method, which may take long: ``wordwrap`` of a long text) looks
-    each time, so a render stops within about :data:`MAX_SECONDS` plus one call.
+    method, or a filter ``map`` runs, which may take long: ``wordwrap`` of a long
+    text) looks each time (see :func:`check_clock`).
     """
     budget = _BUDGET.get()
     if budget is None:
@@ -116,7 +117,21 @@ def tick(steps: int = 1, *, call: bool = False) -> None:
         raise SecurityError(
             f"the template does too much work (over {MAX_STEPS:,} loop iterations and calls)"
         )
-    if (call or budget.steps & 1023 == 0) and time.monotonic() > budget.deadline:
+    if call or budget.steps & 1023 == 0:
+        _check_deadline(budget)
+
+
+def check_clock() -> None:
+    """Raise SecurityError past the render's time limit. Called before every call (of
+    a filter, a method, a macro), so a render stops within about :data:`MAX_SECONDS`
+    plus one call, wherever the calls come from (``|map``, ``|select``...)."""
+    budget = _BUDGET.get()
+    if budget is not None:
+        _check_deadline(budget)
+
+
+def _check_deadline(budget: Budget) -> None:
+    if time.monotonic() > budget.deadline:
         # The same refusal as the step count (which of the two trips first depends
         # on the machine's load): one message, so a report does not flicker.
         raise SecurityError(

@@ -450,9 +450,10 @@ def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        # Work, wherever it is called from: the template, or `map`, `select`...
-        # (`environment.call_filter`), which do not go through `call`.
-        limits.tick(call=True)
+        # One call may take long (`wordwrap` of a long text): look at the clock
+        # before each, wherever it comes from (the template, `map`...). The calls
+        # `map` makes are also counted as work (AftercareSandbox.call_filter).
+        limits.check_clock()
         rest = args[1:] if passes else args
         if rest and name in _TEXT_FILTERS:
             _refuse_text_of(rest[0], name)
@@ -594,6 +595,21 @@ class AftercareSandbox(ImmutableSandboxedEnvironment):
             limits.refuse_over(limits.size(left) + limits.size(right), "'+'")
         result = super().call_binop(context, operator, left, right)
         return limits.check_size(result)
+
+    def call_filter(self, name: str, value: Any, args: Sequence[Any] | None = None,
+                    kwargs: Mapping[str, Any] | None = None, context: Context | None = None,
+                    eval_ctx: EvalContext | None = None) -> Any:
+        # How `map` runs a filter for each item (`|map('wordwrap', 1)`): work, like a
+        # loop's iteration, which the sandbox's `call` never sees.
+        limits.tick(call=True)
+        return super().call_filter(name, value, args, kwargs, context, eval_ctx)
+
+    def call_test(self, name: str, value: Any, args: Sequence[Any] | None = None,
+                  kwargs: Mapping[str, Any] | None = None, context: Context | None = None,
+                  eval_ctx: EvalContext | None = None) -> Any:
+        # How `select`, `reject`... run a test for each item (`select('in', long_list)`).
+        limits.tick(call=True)
+        return super().call_test(name, value, args, kwargs, context, eval_ctx)
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         limits.tick(call=True)

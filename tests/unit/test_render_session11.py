@@ -145,6 +145,23 @@ def test_filters_run_by_map_count_as_work() -> None:
     assert "too much work (over 250,000 loop iterations and calls)" in failure(source).message
 
 
+def test_tests_run_by_select_count_as_work() -> None:
+    """Before: `select` called the tests without counting them (300,000 calls here)."""
+    source = ("{{ range(100000)|select('number')|select('number')|select('number')|list"
+              "|length }}")
+    assert "too much work (over 250,000 loop iterations and calls)" in failure(source).message
+
+
+def test_the_time_limit_stops_tests_run_by_select(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: nothing looked at the clock inside `select` (`in` a long list: time
+    growing with the square of its length, 35 s for range(100000))."""
+    from chalicelib.render import limits
+
+    monkeypatch.setattr(limits, "MAX_SECONDS", 0.1)
+    source = "{{ range(30000)|select('in', range(30000)|list)|list|length }}"
+    assert "too much work (over 0.1s to render)" in failure(source).message
+
+
 def test_the_time_limit_stops_filters_run_by_map(monkeypatch: pytest.MonkeyPatch) -> None:
     """Before: nothing looked at the clock inside `map` (14 s for range(20) at the real
     limit); now each call does, so the render stops about one call past the limit."""
