@@ -110,7 +110,7 @@ def preview(args: argparse.Namespace) -> int:
     from chalicelib.config.compiled import compile_campaign
     from chalicelib.journeys import keys
     from chalicelib.journeys.engine import PlannedStep
-    from chalicelib.journeys.messages import render_context
+    from chalicelib.journeys.messages import render_context, simulated_links
     from chalicelib.render import Renderer, TemplateError, sms_encoding_info
 
     path = _campaign_path(args)
@@ -148,8 +148,10 @@ def preview(args: argparse.Namespace) -> int:
             campaign_version=1, step_id=step.id, ref="preview", enrolled_at="",
             due_at=datetime.now(UTC), holdout=False, variant=variant, event_id="preview",
             order=order if campaign.trigger_kind == "event" else None)
-        context = render_context(planned, profile, campaign,
-                                 lambda kind, _p: f"https://example.invalid/l/{kind}/preview",
+        # Links as long as the sender's (signed, with a key that opens nothing), so the
+        # length and segments shown are the real ones.
+        links = simulated_links(settings.load().public_base_url, step.channel, planned.due_at)
+        context = render_context(planned, profile, campaign, links,
                                  settings.load().default_timezone)
         template = campaign.template_for(step, variant)
         print(f"--- step {step.id}: {step.channel} after {model_step.after}"

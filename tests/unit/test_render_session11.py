@@ -6,7 +6,11 @@ Each test failed on the code before its fix."""
 from __future__ import annotations
 
 import copy
+import json
+import re
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -225,3 +229,72 @@ def test_the_time_limit_stops_a_long_sum(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "too much work (over 0.1s to render)" in failure(source).message
     monkeypatch.setattr(limits, "MAX_SECONDS", 2.0)
     assert sms("{{ [{'p': 1}, {'p': 2.5}]|sum(attribute='p') }} {{ range(5)|sum }}") == "3.5 10"
+
+
+# ------------------------------------------- 5. and 6. aftercare preview
+
+LINKY_CAMPAIGN = {
+    "id": "linky", "name": "Linky", "trigger": {"event": "order.delivered"},
+    "steps": [{"id": "ask", "after": "P2D", "at": "10:00", "channel": "sms",
+               "template": "ask", "survey": "csat"},
+              {"id": "mail", "after": "P3D", "channel": "email", "template": "mail"}]}
+LINKY_TEMPLATES = {
+    "ask.sms.j2": "Hi {{ customer.name|first_name('there') }}, how was your order? Tell us "
+                  "in 10 seconds: {{ links.survey }} Reply STOP to opt out.",
+    "mail.email.j2": "{% block subject %}Hi{% endblock %}{% block html %}<p>Bye: "
+                     "{{ links.unsubscribe }}</p>{% endblock %}",
+}
+
+
+def preview(tmp_path: Path, capsys: pytest.CaptureFixture[str], customer: dict[str, Any],
+            campaign: dict[str, Any], templates: dict[str, str]) -> tuple[int, str, str]:
+    from chalicelib.cli.main import main
+
+    (tmp_path / "c").mkdir()
+    (tmp_path / "t").mkdir()
+    (tmp_path / "c" / "x.json").write_text(json.dumps(campaign))
+    for name, source in templates.items():
+        (tmp_path / "t" / name).write_text(source)
+    (tmp_path / "customer.json").write_text(json.dumps(customer))
+    code = main(["preview", campaign["id"], "--customer", str(tmp_path / "customer.json"),
+                 "--campaigns", str(tmp_path / "c"), "--templates", str(tmp_path / "t")])
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err
+    return code, out.out, out.err
+
+
+def test_preview_counts_an_sms_with_links_as_long_as_the_ones_sent(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: a short placeholder link (`https://example.invalid/l/survey/preview`): 114
+    characters and 1 segment shown, while the message sent has 238 and 2."""
+    from chalicelib import settings
+    from chalicelib.config.compiled import compile_campaign
+    from chalicelib.config.loader import load_bundles
+    from chalicelib.journeys.engine import PlannedStep
+    from chalicelib.journeys.messages import render_message
+    from chalicelib.render import load_template_dir, sms_encoding_info
+    from chalicelib.tracking.links import link_maker
+
+    customer = {"id": "c-7", "name": "Ana Souza", "locale": "en-US",
+                "timezone": "America/New_York"}
+    code, out, err = preview(tmp_path, capsys, customer, LINKY_CAMPAIGN, LINKY_TEMPLATES)
+    assert (code, err) == (0, "")
+    # The message as the sender renders it (pipeline.send._render), with a real key.
+    bundles, _ = load_bundles([tmp_path / "c"], load_template_dir(tmp_path / "t"))
+    now = datetime.now(UTC)
+    step = PlannedStep(customer_id="c-7", campaign_id="linky", campaign_version=1,
+                       step_id="ask", ref="o-9", enrolled_at="", due_at=now, holdout=False,
+                       variant=None, event_id="evt-1", order={})
+    links = link_maker(settings.load().public_base_url, b"a-real-signing-key-32-bytes-long",
+                       now, {})
+    sent = render_message(step, customer, compile_campaign(bundles[0].campaign), "sms", "ask",
+                          Renderer(bundles[0].templates), links, "America/New_York").body
+    encoding, segments, chars = sms_encoding_info(sent)
+    assert (encoding, segments) == ("GSM-7", 2)
+    assert f"[ask.sms.j2: {encoding}, {chars} chars, {segments} segment(s)]" in out
+    # The email's unsubscribe link is as long as the sender's (which names the address).
+    unsubscribe = re.search(r"Bye: (\S+)</p>", out)
+    assert unsubscribe is not None
+    real = link_maker(settings.load().public_base_url, b"k" * 32, now,
+                      {"r": "email:" + "ab" * 32})("unsubscribe", {"m": step.id})
+    assert len(unsubscribe.group(1)) == len(real)
