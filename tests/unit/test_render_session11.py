@@ -298,3 +298,29 @@ def test_preview_counts_an_sms_with_links_as_long_as_the_ones_sent(
     real = link_maker(settings.load().public_base_url, b"k" * 32, now,
                       {"r": "email:" + "ab" * 32})("unsubscribe", {"m": step.id})
     assert len(unsubscribe.group(1)) == len(real)
+
+
+@pytest.mark.parametrize(("locale", "said", "file"), [
+    ("es_XX", "the templates for 'es', else the default ones, are shown",
+     "checkin.es.sms.j2"),
+    ("es-MX-foo", "the templates for 'es-MX', else 'es', else the default ones, are shown",
+     "checkin.es.sms.j2"),
+])
+def test_preview_says_which_templates_an_unknown_locale_gets(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], locale: str, said: str,
+        file: str) -> None:
+    """Before: 'the default templates are shown' for 'es_XX', above the Spanish template
+    (which the sender sends too: it looks for the 'es' variant). A locale with no known
+    part ('zz-ZZ') still gets the default ones: tests/unit/test_cli_adversarial.py."""
+    from chalicelib.cli.main import main
+    from tests.conftest import ROOT
+
+    customer = tmp_path / "customer.json"
+    customer.write_text(json.dumps({"id": "c2", "name": "Ana", "locale": locale}))
+    code = main(["preview", "delivery-checkin", "--customer", str(customer),
+                 "--campaigns", str(ROOT / "campaigns"), "--templates", str(ROOT / "templates")])
+    out = capsys.readouterr()
+    assert code == 0 and f"[{file}: " in out.out
+    assert out.err.splitlines() == [
+        f"{customer}: $.locale: warning: unknown locale {locale!r}; {said}, as they would "
+        "be sent"]
