@@ -299,7 +299,8 @@ class NullValueError(ValueError):
         self.argument = argument
 
 
-# Filters that would turn null into the text "None".
+# Filters that would make text of the value they filter: "None" of null,
+# "<built-in method ...>" of a function (see _refuse_text_of).
 _TEXT_FILTERS: Final = frozenset({
     "capitalize", "center", "e", "escape", "forceescape", "indent", "lower", "replace",
     "string", "striptags", "title", "trim", "truncate", "upper", "urlencode", "urlize",
@@ -444,8 +445,8 @@ def _attr_filter(environment: AftercareSandbox, obj: Any, name: str) -> Any:
 
 
 def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a filter so that each call counts as work, and its arguments and result
-    respect the size limits (no null or function made text, no value too large)."""
+    """Wrap a filter so that each call looks at the render's clock, and its arguments
+    and result respect the limits (no null or function made text, no value too large)."""
     passes = getattr(func, "jinja_pass_arg", None) is not None
 
     @functools.wraps(func)
