@@ -176,7 +176,7 @@ def test_the_time_limit_stops_filters_run_by_map(monkeypatch: pytest.MonkeyPatch
               "|map('length')|sum }}")
     started = time.monotonic()
     assert "too much work (over 0.3s to render)" in failure(source).message
-    assert time.monotonic() - started < 3  # one wordwrap call takes about 0.5 s
+    assert time.monotonic() - started < 5  # one wordwrap call takes about 0.5 s (more if busy)
 
 
 # ------------------------------------------- 4. memory
