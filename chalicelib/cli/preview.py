@@ -84,9 +84,23 @@ def _check_customer(path: Path, customer: dict[str, Any]) -> bool:
     return True
 
 
+def _known_parts(locale: Any) -> list[str]:
+    """The shorter forms of an unknown ``locale`` that are known locales, most specific
+    first (``es-MX-foo``: ``es-MX``, ``es``): the template variants the sender still
+    looks for, before the default ones (see :meth:`chalicelib.render.Renderer.resolve`)."""
+    from chalicelib.render.filters import parse_locale
+
+    if not isinstance(locale, str):
+        return []  # the sender treats it as no locale
+    parts = [part for part in locale.strip().replace("_", "-").split("-") if part]
+    shorter = ("-".join(parts[:n]) for n in range(len(parts) - 1, 0, -1))
+    return [known for known in shorter if parse_locale(known) is not None]
+
+
 def _locale(args: argparse.Namespace, customer: dict[str, Any]) -> tuple[str | None, bool]:
     """(locale to render in, ok): ``--locale`` must be a real locale; a bad
-    profile locale falls back to the default, as it would when sending."""
+    profile locale is used as the sender uses it (its known shorter forms, else the
+    default templates), and the warning says so."""
     from chalicelib.render.filters import parse_locale
 
     if args.locale is not None:
@@ -98,8 +112,12 @@ def _locale(args: argparse.Namespace, customer: dict[str, Any]) -> tuple[str | N
     if value is None:
         return None, True
     if not isinstance(value, str) or parse_locale(value) is None:
-        _error(f"{args.customer}: $.locale: warning: unknown locale {value!r}; "
-               "the default templates are shown, as they would be sent")
+        known = _known_parts(value)
+        shown = ("the default templates are shown" if not known else
+                 "the templates for " + ", else ".join(repr(k) for k in known)
+                 + ", else the default ones, are shown")
+        _error(f"{args.customer}: $.locale: warning: unknown locale {value!r}; {shown}, "
+               "as they would be sent")
         return None, True
     return value, True
 
@@ -110,7 +128,7 @@ def preview(args: argparse.Namespace) -> int:
     from chalicelib.config.compiled import compile_campaign
     from chalicelib.journeys import keys
     from chalicelib.journeys.engine import PlannedStep
-    from chalicelib.journeys.messages import render_context
+    from chalicelib.journeys.messages import render_context, simulated_links
     from chalicelib.render import Renderer, TemplateError, sms_encoding_info
 
     path = _campaign_path(args)
@@ -148,8 +166,10 @@ def preview(args: argparse.Namespace) -> int:
             campaign_version=1, step_id=step.id, ref="preview", enrolled_at="",
             due_at=datetime.now(UTC), holdout=False, variant=variant, event_id="preview",
             order=order if campaign.trigger_kind == "event" else None)
-        context = render_context(planned, profile, campaign,
-                                 lambda kind, _p: f"https://example.invalid/l/{kind}/preview",
+        # Links as long as the sender's (signed, with a key that opens nothing), so the
+        # length and segments shown are the real ones.
+        links = simulated_links(settings.load().public_base_url, step.channel, planned.due_at)
+        context = render_context(planned, profile, campaign, links,
                                  settings.load().default_timezone)
         template = campaign.template_for(step, variant)
         print(f"--- step {step.id}: {step.channel} after {model_step.after}"

@@ -98,6 +98,17 @@ def render_failure(error: Exception) -> str:
 _SIMULATED_KEY = b"aftercare simulate: not a key"
 
 
+def simulated_links(base_url: str, channel: str, sent_at: datetime) -> LinkMaker:
+    """The links of a message ``aftercare simulate --render`` or ``preview`` renders:
+    as the sender makes them (:func:`chalicelib.pipeline.send._render`), signed with a
+    key that opens nothing, so each message is as long as the real one (SMS segments,
+    limits). ``base_url`` is the links' base (the stage's ``PUBLIC_BASE_URL``)."""
+    # The real unsubscribe link of an email names the address's suppression key,
+    # "email:" and 64 hex digits (chalicelib.store.suppression.address_key): one as long.
+    extra = {"r": f"{channel}:{'0' * 64}"} if channel == "email" else None
+    return link_maker(base_url.rstrip("/"), _SIMULATED_KEY, sent_at, extra)
+
+
 class RenderCheck:
     """``aftercare simulate --render``: render each step decided ``send`` as the sender
     would (:func:`render_message`: the decision's template and channel, the
@@ -126,13 +137,9 @@ class RenderCheck:
         channel, template = decision.channel, decision.template
         if channel is None or template is None:
             return "campaign or template missing at render time"
-        # The real unsubscribe link names the address's suppression key, "email:" and
-        # 64 hex digits (chalicelib.store.suppression.address_key): one as long.
-        extra = {"r": f"{channel}:{'0' * 64}"} if channel == "email" else None
-        links = link_maker(self.base_url, _SIMULATED_KEY, sent_at, extra)
         try:
-            render_message(step, profile, campaign, channel, template, renderer, links,
-                           self.default_tz)
+            render_message(step, profile, campaign, channel, template, renderer,
+                           simulated_links(self.base_url, channel, sent_at), self.default_tz)
         except TemplateError as exc:
             return render_failure(exc)
         return None

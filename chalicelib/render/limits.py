@@ -3,13 +3,18 @@
 Templates are written by marketers, so a typo (or a probe) must fail fast with a
 clear message, never hang a Lambda or exhaust its memory. Three guards:
 
-- a **work budget** per render: loop iterations and calls (macros, methods,
-  ``loop()``) are counted, and a render stops past :data:`MAX_STEPS` or after
-  :data:`MAX_SECONDS` (nested ``range(100000)`` loops, exponential macros);
+- a **work budget** per render: loop iterations (and the items ``sum`` adds) and
+  calls (macros, methods, ``loop()``, the filters and tests ``map``, ``select``
+  and the like run for each item) are counted, and a render stops past
+  :data:`MAX_STEPS` or after :data:`MAX_SECONDS`, looked at before every call
+  (nested ``range(100000)`` loops, exponential macros, ``|map('wordwrap', 1)``
+  over long texts);
 - a **size limit** on values a template builds (:data:`MAX_VALUE` characters or
   items): checked *before* operations that can amplify their input (``*``,
-  ``%``, ``~``, ``join``, ``replace``, ``center``, ``indent``, ``format``...) by
-  estimating the result, and after every filter and method call;
+  ``%``, ``~``, ``join``, ``replace``, ``center``, ``indent``, ``format``,
+  ``int.to_bytes``...) by estimating the result, and after every filter and
+  method call; what they build is also counted, :data:`MAX_BUILT` in all per
+  render, so that many values under the limit cannot fill the memory together;
 - a cap on **integers** (:data:`MAX_INT_BITS`) so ``*`` and ``**`` cannot
   build numbers that take minutes to compute or print.
 
@@ -33,6 +38,10 @@ from jinja2.exceptions import SecurityError
 MAX_STEPS: Final = 250_000  # loop iterations + calls in one render
 MAX_SECONDS: Final = 2.0  # wall clock for one render
 MAX_VALUE: Final = 1_000_000  # characters (or items) in one value a template builds
+# characters (or items) that filters, method calls and operators build in one render,
+# all values together: `range(5000)|map('center', 100000)|list` is 5000 values under
+# MAX_VALUE each, and 500 MB held at once
+MAX_BUILT: Final = 20 * MAX_VALUE
 MAX_WIDTH: Final = 100_000  # field width, padding, precision, repeat count
 MAX_INT_BITS: Final = 12_000  # about 3,600 decimal digits
 MAX_JSON_INDENT: Final = 16
@@ -52,6 +61,7 @@ class Budget:
     steps: int = 0
     deadline: float = field(default_factory=lambda: time.monotonic() + MAX_SECONDS)
     depth: int = 0
+    built: int = 0  # characters built so far (see MAX_BUILT)
 
 
 TOO_DEEP = (f"calls and includes nested deeper than {MAX_CALL_DEPTH} levels (a macro or "
@@ -92,8 +102,13 @@ def render_budget() -> Iterator[Budget]:
         _BUDGET.reset(token)
 
 
-def tick(steps: int = 1) -> None:
-    """Count work; raise SecurityError when the render has done too much."""
+def tick(steps: int = 1, *, call: bool = False) -> None:
+    """Count work; raise SecurityError when the render has done too much.
+
+    A loop iteration (cheap) looks at the clock every 1024 steps; a ``call`` (a
+    method, or a filter ``map`` runs, which may take long: ``wordwrap`` of a long
+    text) looks each time (see :func:`check_clock`).
+    """
     budget = _BUDGET.get()
     if budget is None:
         return
@@ -102,7 +117,21 @@ def tick(steps: int = 1) -> None:
         raise SecurityError(
             f"the template does too much work (over {MAX_STEPS:,} loop iterations and calls)"
         )
-    if budget.steps & 1023 == 0 and time.monotonic() > budget.deadline:
+    if call or budget.steps & 1023 == 0:
+        _check_deadline(budget)
+
+
+def check_clock() -> None:
+    """Raise SecurityError past the render's time limit. Called before every call (of
+    a filter, a method, a macro), so a render stops within about :data:`MAX_SECONDS`
+    plus one call, wherever the calls come from (``|map``, ``|select``...)."""
+    budget = _BUDGET.get()
+    if budget is not None:
+        _check_deadline(budget)
+
+
+def _check_deadline(budget: Budget) -> None:
+    if time.monotonic() > budget.deadline:
         # The same refusal as the step count (which of the two trips first depends
         # on the machine's load): one message, so a report does not flicker.
         raise SecurityError(
@@ -156,17 +185,33 @@ def size(value: Any, limit: int = MAX_VALUE) -> int:
     return total
 
 
-def check_size(value: Any, what: str = "value") -> Any:
-    """Return ``value``; raise SecurityError when it is over :data:`MAX_VALUE`."""
-    if isinstance(value, (str, list, tuple, dict, set, frozenset, bytes)) and (
-        size(value) > MAX_VALUE
-    ):
-        raise SecurityError(f"the {what} would be too large (over {MAX_VALUE:,} characters)")
+def check_size(value: Any, what: str = "value", *, built: bool = True) -> Any:
+    """Return ``value``; raise SecurityError when it is over :data:`MAX_VALUE`, or
+    when the template ``built`` it (a filter's, a call's or an operator's result,
+    not a value printed) and the render has built over :data:`MAX_BUILT` in all."""
+    if isinstance(value, (str, list, tuple, dict, set, frozenset, bytes)):
+        measured = size(value)
+        if measured > MAX_VALUE:
+            raise SecurityError(
+                f"the {what} would be too large (over {MAX_VALUE:,} characters)")
+        if built:
+            count_built(measured)
     if isinstance(value, int) and not isinstance(value, bool) and (
         value.bit_length() > MAX_INT_BITS
     ):
         raise SecurityError("the number would be too large")
     return value
+
+
+def count_built(measured: int) -> None:
+    """Count what the template built (``measured`` characters) against :data:`MAX_BUILT`."""
+    budget = _BUDGET.get()
+    if budget is None:
+        return
+    budget.built += measured
+    if budget.built > MAX_BUILT:
+        raise SecurityError(f"the template builds too much text (over {MAX_BUILT:,} "
+                            "characters in all)")
 
 
 def refuse_over(estimate: int, what: str) -> None:

@@ -16,7 +16,15 @@ import contextlib
 import functools
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+import types
+from collections.abc import (
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
@@ -36,17 +44,19 @@ from jinja2 import (
 )
 from jinja2.compiler import CodeGenerator, optimizeconst
 from jinja2.compiler import Frame as CodeFrame
-from jinja2.exceptions import SecurityError
-from jinja2.filters import do_attr
+from jinja2.exceptions import FilterArgumentError, SecurityError
+from jinja2.filters import do_attr, make_attrgetter
 from jinja2.runtime import TemplateReference
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 from jinja2.utils import missing, pass_environment
+from markupsafe import EscapeFormatter, Markup, soft_str
 
 from chalicelib.render import limits
 from chalicelib.render.errors import RenderError
 from chalicelib.render.filters import FILTERS, FilterValueError, shown_value
 
 if TYPE_CHECKING:
+    from jinja2.nodes import EvalContext
     from jinja2.runtime import Context
 
 REMOVED_GLOBALS: Final = ("cycler", "joiner", "lipsum", "namespace")
@@ -219,6 +229,27 @@ class _SizedBuffer(list[str]):
         super().extend(items)
 
 
+def _checked_fold(concat: nodes.Concat) -> Callable[..., str]:
+    """``as_const`` for one ``~`` node. Jinja joins a ``~`` of constants while it
+    compiles (``{{ 'x'.upper ~ '' }}``, ``{{ none ~ '' }}``), where the render's check
+    of its parts (:meth:`AftercareSandbox.checked_parts`) never runs: the parts are
+    checked here too, and a ``~`` holding one that cannot be made text is left for
+    the render to refuse. (Jinja allows no node classes of one's own, hence a
+    function set on the node.)"""
+
+    def as_const(eval_ctx: EvalContext | None = None) -> str:
+        eval_ctx = nodes.get_eval_context(concat, eval_ctx)
+        parts = [node.as_const(eval_ctx) for node in concat.nodes]
+        try:
+            for part in parts:
+                _refuse_text_of(part, "~")
+        except (NullValueError, SecurityError):
+            raise nodes.Impossible() from None
+        return "".join(str(part) for part in parts)  # Jinja's Concat.as_const
+
+    return as_const
+
+
 class _CodeGenerator(CodeGenerator):
     """Jinja's code generator, with loops, buffers and ``~`` going through the limits."""
 
@@ -252,24 +283,125 @@ class _CodeGenerator(CodeGenerator):
 
 
 class NullValueError(ValueError):
-    """A template printed null (or made text of it with ``~`` or a text filter): a
-    value this customer lacks, never text to send (``Hi None``).
+    """A template printed null (or made text of it): a value this customer lacks,
+    never text to send (``Hi None``).
 
-    ``filter`` is the filter that was given null, ``"~"`` for a concatenation,
-    None when the value was printed.
+    ``filter`` names the operation that was given null (see :func:`_target`): None
+    when the value was printed, ``"~"`` for a concatenation, ``"%"`` for the
+    operator, ``".format"``, ``".format_map"`` or ``".join"`` for those ``str``
+    methods, else the filter's name. ``argument`` tells that null was an argument
+    of the filter (``|format(x)``, ``|replace('a', x)``), not the value it filters.
     """
 
-    def __init__(self, filter: str | None = None) -> None:
+    def __init__(self, filter: str | None = None, argument: bool = False) -> None:
         super().__init__("null")
         self.filter = filter
+        self.argument = argument
 
 
-# Filters that would turn null into the text "None".
+# Filters that would make text of the value they filter: "None" of null,
+# "<built-in method ...>" of a function (see _refuse_text_of).
 _TEXT_FILTERS: Final = frozenset({
     "capitalize", "center", "e", "escape", "forceescape", "indent", "lower", "replace",
     "string", "striptags", "title", "trim", "truncate", "upper", "urlencode", "urlize",
-    "wordcount", "wordwrap", "format",
+    "wordcount", "wordwrap", "format", "safe", "pprint",
 })
+
+
+def _target(use: str) -> str:
+    """How an operation is written, for messages: ``|upper``, ``'%'``, ``.format()``."""
+    if use == "%":
+        return "'%'"
+    return f"{use}()" if use.startswith(".") else f"|{use}"
+
+
+def _used(use: str | None) -> str:
+    """What was done with a value, for messages: ``printed``, ``given to |upper``..."""
+    if use is None:
+        return "printed"
+    if use == "~":
+        return "joined with '~'"
+    return f"given to {_target(use)}"
+
+
+def _refuse_text_of(value: Any, use: str | None, argument: bool = False) -> None:
+    """Refuse a value that must not be made text: null (:class:`NullValueError`), a
+    function (``name.upper``, a macro, ``range``) or a template object (``self``,
+    ``loop``), whose text would be ``<built-in method upper of str object at 0x...>``.
+
+    ``use`` and ``argument`` say where it was met (see :class:`NullValueError`).
+    An undefined value (callable, as Jinja makes it) is left to the
+    undefined-variable handling.
+    """
+    if value is None:
+        raise NullValueError(use, argument)
+    if isinstance(value, Undefined):
+        return
+    if callable(value) or isinstance(value, (TemplateReference, type)):
+        name = getattr(value, "__name__", None) or type(value).__name__
+        done = (f"print {name!r}" if use is None
+                else f"join {name!r} with '~'" if use == "~"
+                else f"give {name!r} to {_target(use)}")
+        raise SecurityError(f"cannot {done}: it is a function or a template object, "
+                            "not a value (call it, or pick one of its values)")
+
+
+class _CheckedMapping(dict[Any, Any]):
+    """The mapping of a ``'%(key)s' % mapping`` (or ``|format(key=...)``): each value
+    a key of the format reads is checked as it is read, so the keys it does not
+    read may hold anything."""
+
+    __slots__ = ("use",)
+
+    def __init__(self, data: Mapping[Any, Any], use: str) -> None:
+        super().__init__(data)
+        self.use = use
+
+    def __getitem__(self, key: Any) -> Any:
+        value = super().__getitem__(key)
+        _refuse_text_of(value, self.use, argument=True)
+        return value
+
+
+def _printf_operand(operand: Any, use: str) -> Any:
+    """The right side of ``fmt % operand`` (``|format``'s arguments), checked as
+    Python reads it: each item of a tuple, the values of a mapping as their keys
+    are read, or the one value."""
+    if isinstance(operand, tuple):
+        for item in operand:
+            _refuse_text_of(item, use, argument=True)
+        return operand
+    if isinstance(operand, Mapping):
+        return _CheckedMapping(operand, use)
+    _refuse_text_of(operand, use, argument=True)
+    return operand
+
+
+def _format_filter(value: Any, *args: Any, **kwargs: Any) -> str:
+    """Jinja's ``format`` (``'%s'|format(x)``), its arguments checked like ``%``'s."""
+    if args and kwargs:
+        raise FilterArgumentError(
+            "can't handle positional and keyword arguments at the same time")
+    return soft_str(value) % _printf_operand(kwargs or args, "format")
+
+
+class _CheckedFormatter(SandboxedFormatter):
+    """The formatter of ``str.format``: every field's value is checked as it is read
+    (``'{}'.format(x)``, ``'{0.name}'.format(x)``, ``'{k}'.format_map(m)``)."""
+
+    def __init__(self, env: Environment, use: str, **kwargs: Any) -> None:
+        self.use = use
+        super().__init__(env, **kwargs)
+
+    def get_field(self, field_name: str, args: Sequence[Any],
+                  kwargs: Mapping[str, Any]) -> tuple[Any, str]:
+        value, first = super().get_field(field_name, args, kwargs)
+        _refuse_text_of(value, self.use, argument=True)
+        return value, first
+
+
+class _CheckedEscapeFormatter(_CheckedFormatter, EscapeFormatter):
+    """:class:`_CheckedFormatter` for a ``Markup`` format string (escapes the values)."""
 
 
 _MAX_INSPECTED = 10_000  # items of a printed list or object looked at for undefined values
@@ -295,17 +427,12 @@ def _finalize(value: Any) -> Any:
     """What ``{{ ... }}`` prints: data, never a function or a template object, never null."""
     if isinstance(value, Undefined):
         return value  # printing it raises the undefined-variable error
-    if value is None:
-        raise NullValueError()
-    if callable(value) or isinstance(value, (TemplateReference, type)):
-        name = getattr(value, "__name__", None) or type(value).__name__
-        raise SecurityError(f"cannot print {name!r}: it is a function or a template object, "
-                            "not a value (call it, or pick one of its values)")
+    _refuse_text_of(value, None)
     if isinstance(value, (Mapping, list, tuple, set, frozenset)):
         inner = _undefined_inside(value)
         if inner is not None:
             inner._fail_with_undefined_error()  # raises, unless validation is collecting
-    return limits.check_size(value, "printed value")
+    return limits.check_size(value, "printed value", built=False)
 
 
 @pass_environment
@@ -318,26 +445,55 @@ def _attr_filter(environment: AftercareSandbox, obj: Any, name: str) -> Any:
 
 
 def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a filter so that its arguments and result respect the size limits."""
+    """Wrap a filter so that each call looks at the render's clock, and its arguments
+    and result respect the limits (no null or function made text, no value too large)."""
     passes = getattr(func, "jinja_pass_arg", None) is not None
 
     @functools.wraps(func)
     def guarded(*args: Any, **kwargs: Any) -> Any:
+        # One call may take long (`wordwrap` of a long text): look at the clock
+        # before each, wherever it comes from (the template, `map`...). The calls
+        # `map` makes are also counted as work (AftercareSandbox.call_filter).
+        limits.check_clock()
         rest = args[1:] if passes else args
-        if rest and rest[0] is None and name in _TEXT_FILTERS:
-            raise NullValueError(name)
+        if rest and name in _TEXT_FILTERS:
+            _refuse_text_of(rest[0], name)
+        if name == "replace":  # `|replace('a', x)` would put "None" in the text
+            for given in (*rest[1:3], *(kwargs[k] for k in ("old", "new") if k in kwargs)):
+                _refuse_text_of(given, name, argument=True)
         if rest and name in _AMPLIFYING:
             limits.check_string_operation(name, rest[0], tuple(rest[1:]), kwargs)
         if rest and name == "format" and isinstance(rest[0], str):
             limits.check_printf(rest[0], (rest[1:], kwargs))
         if rest and name == "join":
-            items = list(rest[0]) if not isinstance(rest[0], (list, tuple)) else rest[0]
-            separator = rest[1] if len(rest) > 1 else kwargs.get("d", "")
-            limits.check_join(separator, list(items))
-            args = (*args[: len(args) - len(rest)], items, *rest[1:])
+            args, kwargs = _join_arguments(args[: len(args) - len(rest)], rest, kwargs)
+        if rest and name == "sum":
+            # Each item is work, like a loop's: adding lists (`|sum(start=[])`) takes
+            # time that grows with the square of their number, in this one call.
+            args = (*args[: len(args) - len(rest)], limits.counted(rest[0]), *rest[1:])
         return limits.check_size(func(*args, **kwargs), f"result of |{name}")
 
     return guarded
+
+
+def _join_arguments(passed: tuple[Any, ...], rest: tuple[Any, ...], kwargs: dict[str, Any],
+                    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``|join``'s arguments (``passed`` its evaluation context, ``rest`` the others), its
+    items listed, each read through ``attribute`` when given, and checked: no null
+    made text, nor a result over the size limit."""
+    if len(rest) > 3:  # more than `|join(d, attribute)`: let Jinja's own raise
+        return (*passed, *rest), kwargs
+    items = list(rest[0])
+    separator = rest[1] if len(rest) > 1 else kwargs.get("d", "")
+    attribute = rest[2] if len(rest) > 2 else kwargs.get("attribute")
+    if attribute is not None and passed:
+        items = list(map(make_attrgetter(passed[0].environment, attribute), items))
+    _refuse_text_of(separator, "join", argument=True)
+    for item in items:
+        _refuse_text_of(item, "join")
+    limits.check_join(separator, items)
+    others = {k: v for k, v in kwargs.items() if k not in ("d", "attribute")}
+    return (*passed, items, separator), others
 
 
 class _NestedTemplate(Template):
@@ -367,6 +523,12 @@ class AftercareSandbox(ImmutableSandboxedEnvironment):
     code_generator_class = _CodeGenerator
     template_class = _NestedTemplate
 
+    def _generate(self, source: nodes.Template, name: str | None, filename: str | None,
+                  defer_init: bool = False) -> str:
+        for concat in source.find_all(nodes.Concat):
+            setattr(concat, "as_const", _checked_fold(concat))  # noqa: B010 (a method)
+        return str(super()._generate(source, name, filename, defer_init))
+
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Undefined):  # report `cycler`, not `cycler.__init__`
             obj._fail_with_undefined_error()  # raises, unless validation is collecting
@@ -395,17 +557,32 @@ class AftercareSandbox(ImmutableSandboxedEnvironment):
         return bool(super().is_safe_attribute(obj, attr, value))
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
-        wrapper = super().wrap_str_format(value)
-        if wrapper is None:
+        # Jinja's, with a formatter that checks each field's value (no null made
+        # text) and the size of what it builds.
+        if not (isinstance(value, (types.MethodType, types.BuiltinMethodType))
+                and value.__name__ in ("format", "format_map")
+                and isinstance(value.__self__, str)):
             return None
-        text = value.__self__
+        text: str = value.__self__
+        use = f".{value.__name__}"
+        formatter = (_CheckedEscapeFormatter(self, use, escape=text.escape)
+                     if isinstance(text, Markup) else _CheckedFormatter(self, use))
 
-        @functools.wraps(wrapper)
         def checked(*args: Any, **kwargs: Any) -> str:
-            limits.check_format(text, (args, kwargs))
-            return limits.check_size(wrapper(*args, **kwargs), "formatted text")
+            positional: Sequence[Any] = args
+            named: Mapping[str, Any] = kwargs
+            if use == ".format_map":
+                if kwargs:
+                    raise TypeError("format_map() takes no keyword arguments")
+                if len(args) != 1:
+                    raise TypeError(
+                        f"format_map() takes exactly one argument ({len(args)} given)")
+                positional, named = (), args[0]
+            limits.check_format(text, (positional, named))
+            built = type(text)(formatter.vformat(text, positional, named))
+            return limits.check_size(built, "formatted text")
 
-        return checked
+        return functools.update_wrapper(checked, value)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
@@ -414,13 +591,29 @@ class AftercareSandbox(ImmutableSandboxedEnvironment):
             limits.check_power(left, right, MAX_EXPONENT)
         elif operator == "%" and isinstance(left, str):
             limits.check_printf(left, right)
+            right = _printf_operand(right, "%")
         elif operator == "+":
             limits.refuse_over(limits.size(left) + limits.size(right), "'+'")
         result = super().call_binop(context, operator, left, right)
         return limits.check_size(result)
 
+    def call_filter(self, name: str, value: Any, args: Sequence[Any] | None = None,
+                    kwargs: Mapping[str, Any] | None = None, context: Context | None = None,
+                    eval_ctx: EvalContext | None = None) -> Any:
+        # How `map` runs a filter for each item (`|map('wordwrap', 1)`): work, like a
+        # loop's iteration, which the sandbox's `call` never sees.
+        limits.tick(call=True)
+        return super().call_filter(name, value, args, kwargs, context, eval_ctx)
+
+    def call_test(self, name: str, value: Any, args: Sequence[Any] | None = None,
+                  kwargs: Mapping[str, Any] | None = None, context: Context | None = None,
+                  eval_ctx: EvalContext | None = None) -> Any:
+        # How `select`, `reject`... run a test for each item (`select('in', long_list)`).
+        limits.tick(call=True)
+        return super().call_test(name, value, args, kwargs, context, eval_ctx)
+
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        limits.tick()
+        limits.tick(call=True)
         owner = getattr(__obj, "__self__", None)
         name = getattr(__obj, "__name__", "")
         if isinstance(owner, (str, bytes)):
@@ -428,8 +621,13 @@ class AftercareSandbox(ImmutableSandboxedEnvironment):
                 limits.check_string_operation(name, owner, args, kwargs)
             elif name == "join" and args:
                 items = list(args[0])
+                for item in items:
+                    _refuse_text_of(item, ".join", argument=True)
                 limits.check_join(owner, items)
                 args = (items, *args[1:])
+        elif isinstance(owner, int) and name == "to_bytes":
+            # `(1).to_bytes(10**9, 'big')` would allocate the bytes before any check.
+            limits.check_width(args[0] if args else kwargs.get("length", 1), "to_bytes length")
         with limits.nested_call():
             result = super().call(__context, __obj, *args, **kwargs)
         return limits.check_size(result, f"result of {name or 'the call'}()")
@@ -455,9 +653,11 @@ class AftercareSandbox(ImmutableSandboxedEnvironment):
         return limits.counted(iterable)
 
     def checked_parts(self, parts: tuple[Any, ...]) -> tuple[Any, ...]:
-        if any(part is None for part in parts):
-            raise NullValueError("~")
-        limits.refuse_over(sum(limits.size(part) for part in parts), "'~'")
+        for part in parts:
+            _refuse_text_of(part, "~")
+        total = sum(limits.size(part) for part in parts)
+        limits.refuse_over(total, "'~'")
+        limits.count_built(total)
         return parts
 
 
@@ -489,6 +689,7 @@ def make_environment(templates: Mapping[str, str], *, autoescape: bool,
         env.filters.pop(name, None)
     env.filters.update(FILTERS)
     env.filters["attr"] = _attr_filter
+    env.filters["format"] = _format_filter
     for name, func in list(env.filters.items()):
         env.filters[name] = _guard_filter(name, func)
     for kind, name in stand_ins:
@@ -599,10 +800,51 @@ def _undefined_message(
     return f"undefined variable {name!r} ({exc.message})"
 
 
+def _items(node: nodes.Node) -> list[nodes.Node]:
+    """The items of a list or tuple literal (``[a, b]|join``), else the node itself."""
+    return list(node.items) if isinstance(node, (nodes.List, nodes.Tuple)) else [node]
+
+
+def _arguments(node: nodes.Call | nodes.Filter) -> list[nodes.Node]:
+    return [*node.args, *(keyword.value for keyword in node.kwargs)]
+
+
+def _null_candidates(tree: nodes.Template, line: int, use: str | None,
+                     argument: bool) -> list[nodes.Node]:
+    """The expressions on ``line`` a null could have come from, given how it was used
+    (see :class:`NullValueError`): printed ones (``{{ customer.email }}``), the parts
+    of a ``~``, the right side of ``%``, the arguments of ``.format()`` or ``.join()``,
+    those fed to a filter (``customer.x|date``), or given to it when ``argument``
+    (``'%s'|format(customer.x)``); the items of a list or tuple written there count."""
+    candidates: list[nodes.Node] = []
+    if use is None:
+        for output in tree.find_all(nodes.Output):
+            candidates += [n for n in output.nodes if n.lineno == line]
+    elif use == "~":
+        for concat in tree.find_all(nodes.Concat):
+            candidates += [n for n in concat.nodes if n.lineno == line]
+    elif use == "%":
+        for mod in tree.find_all(nodes.Mod):
+            candidates += _items(mod.right) if mod.lineno == line else []
+    elif use.startswith("."):
+        for call in tree.find_all(nodes.Call):
+            if (call.lineno == line and isinstance(call.node, nodes.Getattr)
+                    and call.node.attr == use[1:]):
+                candidates += [item for arg in _arguments(call) for item in _items(arg)]
+    else:
+        for found in tree.find_all(nodes.Filter):
+            if found.name != use or found.lineno != line:
+                continue
+            given = (_arguments(found) if argument
+                     else [found.node] if found.node is not None else [])
+            candidates += [item for node in given for item in _items(node)]
+    return candidates
+
+
 def _null_paths(env: AftercareSandbox, template: str | None, line: int | None,
-                variables: Mapping[str, Any] | None, filter_name: str | None) -> list[str]:
-    """The expressions on ``line`` that hold null: printed ones (``{{ customer.email }}``)
-    or, given ``filter_name``, those fed to that filter (``customer.x|date``)."""
+                variables: Mapping[str, Any] | None, use: str | None,
+                argument: bool = False) -> list[str]:
+    """The expressions on ``line`` that hold null (see :func:`_null_candidates`)."""
     source = env.loader.mapping.get(template or "") if isinstance(env.loader, DictLoader) else None
     if not source or not line or variables is None:
         return []
@@ -610,18 +852,8 @@ def _null_paths(env: AftercareSandbox, template: str | None, line: int | None,
         tree = env.parse(source)
     except Exception:  # only a hint: the error stands without it
         return []
-    candidates: list[nodes.Node] = []
-    if filter_name is None:
-        for output in tree.find_all(nodes.Output):
-            candidates += [n for n in output.nodes if n.lineno == line]
-    elif filter_name == "~":
-        for concat in tree.find_all(nodes.Concat):
-            candidates += [n for n in concat.nodes if n.lineno == line]
-    else:
-        candidates = [f.node for f in tree.find_all(nodes.Filter)
-                      if f.name == filter_name and f.lineno == line and f.node is not None]
     found: dict[str, None] = {}
-    for node in candidates:
+    for node in _null_candidates(tree, line, use, argument):
         path = _dotted(node)
         if path is not None and _resolve(node, variables) is None:
             found.setdefault(path, None)
@@ -630,8 +862,8 @@ def _null_paths(env: AftercareSandbox, template: str | None, line: int | None,
 
 def _null_message(exc: NullValueError, env: AftercareSandbox, template: str | None,
                   line: int | None, variables: Mapping[str, Any] | None) -> str:
-    paths = _null_paths(env, template, line, variables, exc.filter)
-    used = {None: "printed", "~": "joined with '~'"}.get(exc.filter, f"given to |{exc.filter}")
+    paths = _null_paths(env, template, line, variables, exc.filter, exc.argument)
+    used = _used(exc.filter)
     if not paths:
         return (f"a value is null (empty for this customer) and cannot be {used}: give a "
                 "fallback with |default(\"...\") or test it with {% if %}")
