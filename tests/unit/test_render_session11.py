@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -174,9 +173,8 @@ def test_the_time_limit_stops_filters_run_by_map(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(limits, "MAX_SECONDS", 0.3)
     source = ("{{ range(8)|map('string')|map('center', 99999)|map('wordwrap', 1)"
               "|map('length')|sum }}")
-    started = time.monotonic()
+    # Without the check the 8 calls (about 0.5 s each) all run and the render succeeds.
     assert "too much work (over 0.3s to render)" in failure(source).message
-    assert time.monotonic() - started < 5  # one wordwrap call takes about 0.5 s (more if busy)
 
 
 # ------------------------------------------- 4. memory
