@@ -92,9 +92,10 @@ def _known_parts(locale: Any) -> list[str]:
 
     if not isinstance(locale, str):
         return []  # the sender treats it as no locale
+    # The chain the renderer resolves templates by (naming.locale_chain), as written.
     parts = [part for part in locale.strip().replace("_", "-").split("-") if part]
-    shorter = ("-".join(parts[:n]) for n in range(len(parts) - 1, 0, -1))
-    return [known for known in shorter if parse_locale(known) is not None]
+    chain = ("-".join(parts[:n]) for n in range(len(parts), 0, -1))
+    return [known for known in chain if parse_locale(known) is not None]
 
 
 def _locale(args: argparse.Namespace, customer: dict[str, Any]) -> tuple[str | None, bool]:

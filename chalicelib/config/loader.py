@@ -185,6 +185,11 @@ def _pydantic_problems(file: str, error: ValidationError) -> list[Problem]:
         elif err["type"] == "extra_forbidden" and loc and isinstance(loc[-1], str):
             where = _document_loc(loc)
             fields = _fields_at(where[:-1])
+            if loc[-1] in fields:  # a field of the trigger's other kinds
+                message = ("unknown field for this kind of trigger (it belongs to another "
+                           "kind; see campaigns/schema.json)")
+                problems.append(Problem(file, json_path(loc), message))
+                continue
             # What other tools call a step's delay (`dealy`, the issue's own typo).
             synonyms = {k: v for k, v in _FIELD_SYNONYMS.items() if v in fields}
             close = difflib.get_close_matches(loc[-1], sorted(fields | set(synonyms)),

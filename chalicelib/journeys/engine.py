@@ -1369,11 +1369,12 @@ def _step_event(campaign: CompiledCampaign, step: PlannedStep) -> dict[str, Any]
 def _span(delta: timedelta, *, up: bool = False) -> str:
     """A duration for a reason: ``30m``, ``1h50m``, ``13h``; from 48 hours in days and
     hours (``4d``, ``2d12h``). Rounded down, or up with ``up`` (a lateness: so that
-    one just over its limit never reads as equal to it). Under a minute in seconds
-    (``expire_after: PT30S`` reads ``30s``, not ``0m``)."""
-    if delta < _MINUTE:
-        seconds = delta // _SECOND if not up else -(-delta // _SECOND)
-        return f"{seconds}s" if seconds < 60 else "1m"
+    one just over its limit never reads as equal to it). Seconds are shown under an
+    hour when there are any (``expire_after: PT30S`` reads ``30s``, not ``0m``)."""
+    seconds = delta // _SECOND if not up else -(-delta // _SECOND)
+    if seconds < 3600 and seconds % 60:  # seconds shown under an hour (PT90S: 1m30s)
+        minutes, seconds = divmod(seconds, 60)
+        return (f"{minutes}m" if minutes else "") + f"{seconds}s"
     minutes = delta // _MINUTE if not up else -(-delta // _MINUTE)
     if minutes < 48 * 60:
         hours, minutes = divmod(minutes, 60)
@@ -1385,4 +1386,3 @@ def _span(delta: timedelta, *, up: bool = False) -> str:
 
 
 _MINUTE = timedelta(minutes=1)
-_SECOND = timedelta(seconds=1)

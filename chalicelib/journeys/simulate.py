@@ -180,9 +180,12 @@ class Simulator:
                                     decision.template or ""))
                     follow_ups = decision.follow_ups
                     if follow_ups:
-                        if follow_ups[0].ref != step.ref:  # a date's next occurrence
+                        # A date's next occurrence (a new version's follow-ups may
+                        # first hold the rest of this one's steps).
+                        nxt = next((f.ref for f in follow_ups if f.ref != step.ref), None)
+                        if nxt is not None:
                             rows.append(Row(step.customer_id, step.campaign_id, "-",
-                                            due_text, "planned", follow_ups[0].ref))
+                                            due_text, "planned", nxt))
                         for follow in follow_ups:
                             self._plan(follow, due)
                 if dues and dues[0] < due:

@@ -458,6 +458,18 @@ def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         rest = args[1:] if passes else args
         if rest and name in _TEXT_FILTERS:
             _refuse_text_of(rest[0], name)
+        if rest and name in ("urlencode", "xmlattr"):  # the values of a mapping or pairs
+            pairs = (rest[0].items() if isinstance(rest[0], Mapping) else
+                     rest[0] if name == "urlencode" and isinstance(rest[0], (list, tuple))
+                     else ())
+            for pair in pairs:
+                value = pair[1] if isinstance(pair, tuple) and len(pair) == 2 else None
+                if value is not None or name == "urlencode":  # xmlattr leaves null out
+                    _refuse_text_of(value, name)
+        if name == "urlize":
+            for given in (kwargs.get("target"), kwargs.get("rel")):
+                if given is not None:
+                    _refuse_text_of(given, name, argument=True)
         if name == "replace":  # `|replace('a', x)` would put "None" in the text
             for given in (*rest[1:3], *(kwargs[k] for k in ("old", "new") if k in kwargs)):
                 _refuse_text_of(given, name, argument=True)
@@ -945,9 +957,10 @@ def _filter_arity(env: AftercareSandbox, error: str) -> str | None:
     if found is None:
         return None
     function, _, high, exact, given = found.groups()  # Jinja's upper is do_upper()
-    name = next((n for n, f in env.filters.items()
-                 if getattr(f, "__wrapped__", f).__name__ == function),
-                function.removeprefix("sync_").removeprefix("do_"))
+    name = function.removeprefix("sync_").removeprefix("do_")
+    if name not in env.filters:  # a filter of another name (an alias first: |d, |e)
+        name = next((n for n, f in env.filters.items()
+                     if getattr(f, "__wrapped__", f).__name__ == function), name)
     if name not in env.filters:
         return None
     skip = 1 + (getattr(env.filters[name], "jinja_pass_arg", None) is not None)

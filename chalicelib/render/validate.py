@@ -109,6 +109,13 @@ def validate_templates(
         for e in renderer.static_problems(filename, sample_contexts, judge_data=alone):
             if (e.template, e.line, _gist(e.message)) not in reported:
                 found[TemplateProblem(e.template, e.line, e.message)] = None
+    # On a line holding an unknown filter or test, what the stand-in made of it (a
+    # value |defualt('x') did not replace, a count |lenght did not take) is not
+    # another problem: that line reports the unknown name only.
+    at_unknown = {(f, line) for f, names in unknown.items() for line, _, _ in names}
+    for problem in [p for p in found if (p.template, p.line) in at_unknown
+                    and not p.message.startswith("unknown ")]:
+        del found[problem]
     # An include cycle is one problem, named once (at its first file by name); the
     # render's nesting error at one of its include lines is that cycle again.
     cycles = renderer.include_cycles()

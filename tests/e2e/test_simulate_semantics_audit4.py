@@ -85,3 +85,11 @@ def test_an_expire_after_under_a_minute_is_shown_in_seconds(tmp_path: Path) -> N
     ], "--to", "2026-06-01")
     [(_, _, _, _, outcome, reason)] = steps_of(rows, "x")
     assert (outcome, reason) == ("expired", "45s late, expire_after 30s")
+
+
+def test_an_expire_after_with_seconds_over_a_minute_shows_them(tmp_path: Path) -> None:
+    rows = simulate(tmp_path, [_birthday("b1", step={"expire_after": "PT90S"})], [
+        _updated("x1", "2026-05-20T14:01:31Z", "x", birthday="1990-05-20"),
+    ], "--to", "2026-06-01")
+    [(_, _, _, _, outcome, reason)] = steps_of(rows, "x")
+    assert (outcome, reason) == ("expired", "1m31s late, expire_after 1m30s")

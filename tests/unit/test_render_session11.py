@@ -303,6 +303,7 @@ def test_preview_counts_an_sms_with_links_as_long_as_the_ones_sent(
      "checkin.es.sms.j2"),
     ("es-MX-foo", "the templates for 'es-MX', else 'es', else the default ones, are shown",
      "checkin.es.sms.j2"),
+    ("es_", "the templates for 'es', else the default ones, are shown", "checkin.es.sms.j2"),
 ])
 def test_preview_says_which_templates_an_unknown_locale_gets(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], locale: str, said: str,
@@ -322,3 +323,22 @@ def test_preview_says_which_templates_an_unknown_locale_gets(
     assert out.err.splitlines() == [
         f"{customer}: $.locale: warning: unknown locale {locale!r}; {said}, as they would "
         "be sent"]
+
+
+@pytest.mark.parametrize("source", [
+    "{{ 'see http://a.com'|urlize(target='x'.upper) }}",
+    "{{ {'title': 'x'.upper}|xmlattr }}",
+    "{{ {'email': customer.email}|urlencode }}",
+    "{{ [('email', customer.email)]|urlencode }}",
+])
+def test_urlencode_xmlattr_and_urlize_values_are_checked(source: str) -> None:
+    """Before: `email=None` and `<built-in method upper ...>` were sent."""
+    context = copy.deepcopy(SAMPLE_CONTEXT)
+    context["customer"]["email"] = None
+    with pytest.raises(RenderError) as info:
+        Renderer({"m.sms.j2": source}).render_sms("m", context)
+    assert ("is null" in info.value.message or "a value is null" in info.value.message
+            or "it is a function" in info.value.message), info.value.message
+    # xmlattr leaves a null value out, as Jinja documents
+    assert Renderer({"m.sms.j2": "{{ {'a': none, 'b': 1}|xmlattr }}"}).render_sms(
+        "m", SAMPLE_CONTEXT).body == 'b="1"'

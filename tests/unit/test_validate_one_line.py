@@ -227,3 +227,39 @@ def test_a_misspelt_optional_field_names_the_field_meant(
     assert validate(folders, capsys, doc) == [
         f"{folders[0]}/a.json: {path}: unknown field: did you mean {meant!r}? (see "
         "campaigns/schema.json)"]
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    # the stand-in for an unknown filter or test makes nothing else on its line
+    ("Hi {{ customer.birthday|defualt('there') }}", "unknown filter 'defualt'"),
+    ("{% if customer.birthday is defnied %}{{ customer.birthday|date }}{% endif %}x",
+     "unknown test 'defnied'"),
+    ("{% for i in range(order.items|lenght) %}x{% endfor %}", "unknown filter 'lenght'"),
+])
+def test_a_line_with_an_unknown_name_reports_that_name_only(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str],
+        source: str, expected: str) -> None:
+    lines = validate(folders, capsys, campaign(steps=[step(template="t")]),
+                     {"t.sms.j2": source})
+    assert lines == [f"{folders[1]}/t.sms.j2: line 1: {expected}"]
+
+
+def test_another_trigger_kinds_field_is_named_as_such(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    lines = validate(folders, capsys, campaign(
+        trigger={"event": "order.delivered", "leap_day": "feb28"}))
+    assert lines == [f"{folders[0]}/a.json: $.trigger.leap_day: unknown field for this kind "
+                     "of trigger (it belongs to another kind; see campaigns/schema.json)"]
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("{{ 'x'|default('a', true, 3) }}", "|default takes at most 2 arguments in parentheses, "
+                                        "3 given"),
+    ("{{ 'x'|escape(1) }}", "|escape takes 0 arguments in parentheses, 1 given"),
+])
+def test_the_filter_named_in_an_arity_error_is_the_one_written(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str],
+        source: str, message: str) -> None:
+    lines = validate(folders, capsys, campaign(steps=[step(template="t")]),
+                     {"t.sms.j2": source})
+    assert lines == [f"{folders[1]}/t.sms.j2: line 1: {message}"]
