@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import INVALID_ARGUMENTS, RuleEvaluationError
-from .runtime import strict_eq
+from .runtime import json_key, strict_eq
 
 __all__ = [
     "anniversary_in_year",
@@ -315,8 +315,12 @@ def contains_any(left: Any, right: Any) -> bool | None:
     try:
         if set(left).isdisjoint(right):
             return False
-    except TypeError:  # unhashable elements
-        pass
+    except TypeError:  # unhashable elements (arrays, objects): by their JSON keys
+        try:
+            keys = {json_key(item) for item in left}
+            return not keys.isdisjoint(json_key(item) for item in right)
+        except RecursionError:  # nested too deep to key: compare pair by pair
+            pass
     # Python's == says 1 == true: elements are the same as `in` says, strictly.
     for item in left:
         if item.__class__ is str:

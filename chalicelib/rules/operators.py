@@ -458,8 +458,11 @@ def _fast_arith(c: Compiler, op: str, args: list[Expr]) -> str | None:
         return None
     if any(e.const and e.kind not in NUMERIC for e in args):
         return None  # would always take the slow path
-    if op == "*" and any(e.kind not in NUMERIC for e in args):
-        return None  # Python repeats strings and lists
+    if op == "*":
+        # Python repeats strings and lists, grows integers without end (a `reduce`
+        # squaring its accumulator) and makes NaN of inf * 0: the helper is JSON
+        # Logic's (Infinity past a double, NaN an error).
+        return None
     if len(args) == 1:
         e = args[0]
         if op == "-":

@@ -296,7 +296,44 @@ def strict_eq(a: Any, b: Any) -> bool:
         return bool(a == b)
     if isinstance(a, str):
         return isinstance(b, str) and a == b
+    if a_cls is list or a_cls is dict:
+        return _same_json(a, b)
     return a_cls is b_cls and a == b
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    """Arrays and objects compared by value, each element strictly (Python's ``==``
+    says ``[1] == [True]``); without recursion, however deep."""
+    stack = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        x_cls = x.__class__
+        if x_cls is list:
+            if y.__class__ is not list or len(x) != len(y):
+                return False
+            stack.extend(zip(x, y, strict=True))
+        elif x_cls is dict:
+            if y.__class__ is not dict or x.keys() != y.keys():
+                return False
+            stack.extend((x[key], y[key]) for key in x)
+        elif not strict_eq(x, y):
+            return False
+    return True
+
+
+def json_key(value: Any) -> Any:
+    """A hashable key equal for values ``===`` calls equal (``1`` and ``1.0``; not
+    ``true`` and ``1``, nor ``[1]`` and ``[true]``): sets of arrays and objects."""
+    cls = value.__class__
+    if cls is bool or value is None:
+        return (cls, value)
+    if cls in NUMERIC_TYPES or isinstance(value, Decimal):
+        return ("n", to_number(value))
+    if cls is list:
+        return ("l", tuple(json_key(item) for item in value))
+    if cls is dict:
+        return ("d", frozenset((key, json_key(item)) for key, item in value.items()))
+    return (cls, value)
 
 
 def strict_ne(a: Any, b: Any) -> bool:
@@ -424,6 +461,8 @@ def contains(needle: Any, haystack: Any) -> bool:
         return any(item is needle for item in haystack)
     if cls in NUMERIC_TYPES or isinstance(needle, Decimal):
         return any(strict_eq(item, needle) for item in haystack)
+    if cls is list or cls is dict:
+        return any(_same_json(needle, item) for item in haystack)
     return needle in haystack
 
 
