@@ -15,6 +15,7 @@ datetime without offset is taken as UTC.  A null or unparseable date gives null.
 from __future__ import annotations
 
 import calendar
+import re
 from datetime import UTC, date, datetime, tzinfo
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -82,6 +83,9 @@ def anniversary_in_year(d: date, year: int) -> date:
     return d.replace(year=year)
 
 
+_EXTENDED = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]|\Z)")
+
+
 def parse_instant(value: Any) -> Instant | None:
     """A ``date`` for a date-only value, an aware ``datetime`` otherwise.
 
@@ -89,6 +93,10 @@ def parse_instant(value: Any) -> Instant | None:
     """
     cls = value.__class__
     if cls is str:
+        # Python reads more than ISO's extended form (20260301, 2026W097): those are
+        # not the documented YYYY-MM-DD, and the yearly scheduler refuses them too.
+        if _EXTENDED.match(value) is None:
+            return None
         try:
             if len(value) == 10:
                 return date.fromisoformat(value)

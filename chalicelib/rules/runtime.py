@@ -407,12 +407,38 @@ def js_string(value: Any, null: str = "") -> str:
     if cls is float:
         return _js_float(value)
     if isinstance(value, list):
-        return ",".join(js_string(item) for item in value)
+        return _js_list(value)
     if isinstance(value, dict):
         return "[object Object]"
     if isinstance(value, Decimal):
         return js_string(to_number(value))
     return str(value)
+
+
+_END = object()
+
+
+def _js_list(value: list[Any]) -> str:
+    """``String(array)``: the items' strings joined with commas, nested arrays alike
+    (``[[], [1]]`` is ``",1"``); without recursion, however deep the array."""
+    out: list[str] = []
+    stack = [iter(value)]
+    first = [True]
+    while stack:
+        item = next(stack[-1], _END)
+        if item is _END:
+            stack.pop()
+            first.pop()
+            continue
+        if not first[-1]:
+            out.append(",")
+        first[-1] = False
+        if isinstance(item, list):
+            stack.append(iter(item))
+            first.append(True)
+        else:
+            out.append(js_string(item))
+    return "".join(out)
 
 
 def concat(args: Sequence[Any]) -> str:

@@ -77,3 +77,23 @@ def test_deeply_nested_arrays_compare_without_recursion() -> None:
     for _ in range(5000):
         deep, other = [deep], [other]
     assert compile_rule({"===": [{"var": "a"}, {"var": "b"}]})({"a": deep, "b": other})
+
+
+@pytest.mark.parametrize("value", ["20260301", "2026W097", "2026060"])
+def test_only_the_extended_iso_form_is_a_date(value: str) -> None:
+    """Python's fromisoformat reads the basic form as midnight UTC; the docs (and the
+    yearly scheduler) read only YYYY-MM-DD and datetimes: anything else is null."""
+    now = {"now": "2026-02-27T14:02:00Z"}
+    assert compile_rule({"days_until": [value]})(now) is None
+    assert compile_rule({"is_anniversary": [value, "America/New_York"]})(now) is None
+    assert compile_rule({"days_until": ["2026-03-01"]})(now) == 2
+    assert compile_rule({"days_since": ["2026-02-01 10:00"]})(now) == 26
+
+
+def test_a_deeply_nested_array_is_made_text_without_recursion() -> None:
+    deep: Any = []
+    for _ in range(5000):
+        deep = [deep]
+    data = {"event": {"data": {"tags": deep}}}
+    assert compile_rule({"cat": [{"var": "event.data.tags"}]})(data) == ""
+    assert compile_rule({"cat": [[[], [1, [2, None]]], "!"]})(None) == ",1,2,!"
