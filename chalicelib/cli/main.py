@@ -12,7 +12,7 @@ import json
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,14 +45,30 @@ def _zone(text: str) -> str:
     return text
 
 
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+def _bounded(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high`` (no upper bound: None)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high:,}, got {value:,}")
+        return value
+
+    return parse
+
+
+_workers = _bounded(1)
+# The generator dates its log from 2026-01-05: 100 years stays well inside the
+# years an event may carry (docs/events.md: 1900-2199).
+MAX_GENERATED_DAYS = 36_500
+MAX_GENERATED_CUSTOMERS = 1_000_000
+_generated_days = _bounded(1, MAX_GENERATED_DAYS)
+_generated_customers = _bounded(1, MAX_GENERATED_CUSTOMERS)
 
 
 def _load(paths: Sequence[Path], template_dir: Path) -> tuple[list[Any], list[Any]]:
@@ -213,16 +229,16 @@ def parser() -> argparse.ArgumentParser:
     sc.set_defaults(func=cmd_schema)
 
     g = sub.add_parser("generate", help="write a seeded sample event log")
-    g.add_argument("--customers", type=int, default=300)
-    g.add_argument("--days", type=int, default=120)
+    g.add_argument("--customers", type=_generated_customers, default=300)
+    g.add_argument("--days", type=_generated_days, default=120)
     g.add_argument("--seed", type=int, default=7)
     g.add_argument("--out", type=Path, default=Path("out/events.jsonl"))
     g.set_defaults(func=cmd_generate)
 
     d = sub.add_parser("demo", help="replay a generated log through the local pipeline")
     d.add_argument("--out", type=Path, default=Path("out"))
-    d.add_argument("--customers", type=int, default=120)
-    d.add_argument("--days", type=int, default=120)
+    d.add_argument("--customers", type=_generated_customers, default=120)
+    d.add_argument("--days", type=_generated_days, default=120)
     d.add_argument("--seed", type=int, default=7)
     d.set_defaults(func=cmd_demo)
 

@@ -32,6 +32,7 @@ from chalicelib.config.model import (
     consistency_problems,
 )
 from chalicelib.events import text as event_text
+from chalicelib.jsonkind import json_kind
 from chalicelib.render.naming import locale_chain, parse_filename
 from chalicelib.rules.model import child_key
 
@@ -148,11 +149,64 @@ def _pydantic_message(err: Mapping[str, Any]) -> str:
         pattern = (err.get("ctx") or {}).get("pattern")
         hint = _PATTERN_HINTS.get(pattern) if isinstance(pattern, str) else None
         if hint is not None:
-            shown = err["input"] if len(err["input"]) <= 60 else err["input"][:57] + "..."
-            return f"should be {hint}; got {json.dumps(shown, ensure_ascii=False)}"
+            return f"should be {hint}; got {_shown(err['input'])}"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"should be a JSON object, not {_json_kind(err['input'])}"
-    return str(err["msg"]).removeprefix("Value error, ")
+        return f"should be a JSON object, not {json_kind(err['input'])}"
+    plain = _plain_pydantic_message(kind, err.get("ctx") or {}, err.get("input"))
+    if plain is not None:
+        return plain
+    return str(err["msg"]).removeprefix("Value error, ").replace("Input should be",
+                                                                  "should be")
+
+
+def _shown(value: Any) -> str:
+    """A value as JSON, cut short: what a message quotes of the marketer's input."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _plain_pydantic_message(kind: str, ctx: Mapping[str, Any], value: Any) -> str | None:
+    """Pydantic's wording ("Input should be a valid integer", "List should have at
+    least 1 item after validation, not 0") in a marketer's words, with what was given."""
+    got = f"; got {_shown(value)}"
+    if kind in ("int_type", "int_from_float", "int_parsing"):
+        if isinstance(value, float) and not isinstance(value, bool):
+            return f"should be a whole number{got}"
+        return f"should be a whole number, not {json_kind(value)}{got}"
+    if kind in ("float_type", "float_parsing"):
+        return f"should be a number, not {json_kind(value)}{got}"
+    if kind in ("string_type", "str_type"):
+        return f"should be a string, not {json_kind(value)}"
+    if kind == "bool_type":
+        return f"should be true or false, not {json_kind(value)}"
+    if kind in ("list_type", "tuple_type"):
+        return f"should be an array, not {json_kind(value)}"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        bound = next(iter(ctx.values()), None)
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)
+        words = {"greater_than_equal": "at least", "greater_than": "more than",
+                 "less_than_equal": "at most", "less_than": "less than"}[kind]
+        return f"should be {words} {bound}{got}"
+    if kind in ("too_short", "too_long"):
+        limit = ctx.get("min_length" if kind == "too_short" else "max_length")
+        actual = ctx.get("actual_length")
+        words = "at least" if kind == "too_short" else "at most"
+        noun = "item" if limit == 1 else "items"
+        return f"should have {words} {limit} {noun}; it has {actual}"
+    if kind in ("string_too_short", "string_too_long"):
+        limit = ctx.get("min_length" if kind == "string_too_short" else "max_length")
+        if kind == "string_too_short" and limit == 1:
+            return "should not be empty"
+        words = "at least" if kind == "string_too_short" else "at most"
+        length = len(value) if isinstance(value, str) else "?"
+        return f"should have {words} {limit} characters; it has {length}"
+    if kind == "literal_error":
+        return f"should be {ctx.get('expected')}{got}"
+    return None
 
 
 def _pydantic_problems(file: str, error: ValidationError) -> list[Problem]:
@@ -208,8 +262,7 @@ def _literal_rule_problem(rule: Any) -> str | None:
         return None  # `true` / `false`: everyone / no one, on purpose
     if isinstance(rule, dict):
         return "an empty object is not a rule (it is always true)" if not rule else None
-    kind = {str: "a string", list: "an array", int: "a number", float: "a number"}.get(
-        type(rule), type(rule).__name__)
+    kind = json_kind(rule)
     return (f"a rule must be a JSON Logic operation such as {{\"==\": [...]}}, or true/false;"
             f" got {kind}, which is a constant")
 
@@ -299,7 +352,7 @@ def parse_campaign(file: str, raw: Any) -> tuple[Campaign | None, list[Problem]]
     """
     if not isinstance(raw, dict):
         return None, [Problem(file, "$", "a campaign must be a JSON object, "
-                              f"not {_json_kind(raw)}")]
+                              f"not {json_kind(raw)}")]
     try:
         campaign = Campaign.model_validate(raw, strict=True,
                                            context={"defer_consistency": True})
@@ -312,13 +365,6 @@ def parse_campaign(file: str, raw: Any) -> tuple[Campaign | None, list[Problem]]
                 for loc, message in consistency_problems(campaign)]
     problems += _rule_problems(file, raw)
     return (None if any(p.severity == "error" for p in problems) else campaign), problems
-
-
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {list: "an array", str: "a string", bool: "a boolean", int: "a number",
-            float: "a number"}.get(type(value), type(value).__name__)
 
 
 class _DuplicateKeys:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -35,6 +36,20 @@ EMAIL_PATTERN = r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$"
 MAX_OBSERVERS = 10
 MAX_STEPS = 20
 MAX_VARIANTS = 10
+
+
+
+def _whole(value: Any) -> Any:
+    """``10.0`` as ``10``: JSON Schema's ``integer`` (and so an editor checking against
+    campaigns/schema.json) accepts a number with a zero fraction; validation is strict
+    otherwise (``"10"`` and ``true`` stay refused)."""
+    if value.__class__ is float and value.is_integer():
+        return int(value)
+    return value
+
+
+# A whole number as JSON Schema's "integer" means it: 10 or 10.0, not 10.5.
+WholeNumber = Annotated[int, BeforeValidator(_whole)]
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -192,7 +207,7 @@ class Goal(_Strict):
 
 class Variant(_Strict):
     id: str = Field(pattern=ID_PATTERN)
-    weight: int = Field(ge=1, le=10_000)
+    weight: WholeNumber = Field(ge=1, le=10_000)
     templates: dict[str, Annotated[str, Field(pattern=TEMPLATE_PATTERN)]] = Field(
         default_factory=dict,
         description="Step id -> template used instead of the step's own for this variant.",
@@ -220,7 +235,7 @@ class Observers(_Strict):
     email: list[Annotated[str, Field(pattern=EMAIL_PATTERN, max_length=254)]] = Field(
         default_factory=list, max_length=MAX_OBSERVERS,
         description="Addresses that get copies of the campaign's email.")
-    per_day: int = Field(1, ge=1, le=100, description=(
+    per_day: WholeNumber = Field(1, ge=1, le=100, description=(
         "Copies per step and UTC day: of the step's first sends that day."))
 
     @model_validator(mode="after")
@@ -248,7 +263,7 @@ class Campaign(_Strict):
         description="Event triggers only (default once_per_order). Date triggers enroll once "
         "per yearly occurrence, idle triggers once per idle spell.",
     )
-    priority: int = Field(100, ge=0, le=1000, description="Lower runs first.")
+    priority: WholeNumber = Field(100, ge=0, le=1000, description="Lower runs first.")
     observers: Observers | None = Field(
         None, description="Staff who get copies of sampled sends; never counted in stats.")
 

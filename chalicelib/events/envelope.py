@@ -15,6 +15,7 @@ from typing import Any, TypeGuard
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from chalicelib.journeys.dates import parse_date
+from chalicelib.jsonkind import json_kind
 
 
 @lru_cache(maxsize=1024)
@@ -65,8 +66,10 @@ def _str(obj: dict[str, Any], key: str, path: str, *, required: bool = False) ->
         if required:
             raise EventError(f"{path}.{key}", "required field is missing")
         return None
-    if not isinstance(value, str) or (required and not value.strip()):
-        raise EventError(f"{path}.{key}", f"must be a non-empty string, got {type(value).__name__}")
+    if not isinstance(value, str):
+        raise EventError(f"{path}.{key}", f"must be a non-empty string, got {json_kind(value)}")
+    if required and not value.strip():
+        raise EventError(f"{path}.{key}", "must be a non-empty string, got an empty one")
     if len(value) > 512:
         raise EventError(f"{path}.{key}", "longer than 512 characters")
     return value
@@ -163,8 +166,10 @@ def _normalize_contact(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _customer(raw: Any) -> dict[str, Any]:
-    if not isinstance(raw, dict):
+    if raw is None:
         raise EventError("$.customer", "required object is missing")
+    if not isinstance(raw, dict):
+        raise EventError("$.customer", f"must be an object, got {json_kind(raw)}")
     customer_id = raw.get("id")
     if not (_plain_str(customer_id) and customer_id.strip()):
         _str(raw, "id", "$.customer", required=True)
@@ -247,7 +252,7 @@ def _order(raw: Any) -> dict[str, Any] | None:
     if raw is None:
         return None
     if not isinstance(raw, dict):
-        raise EventError("$.order", "must be an object")
+        raise EventError("$.order", f"must be an object, got {json_kind(raw)}")
     order_id = raw.get("id")
     if not (_plain_str(order_id) and order_id.strip()):
         _str(raw, "id", "$.order", required=True)

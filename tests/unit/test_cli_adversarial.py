@@ -136,15 +136,16 @@ def test_a_folder_without_campaigns_is_an_error(
 
 
 @pytest.mark.parametrize(("changes", "expected"), [
-    ({"holdout_percent": "10"}, "$.holdout_percent: Input should be a valid number"),
-    ({"holdout_percent": True}, "$.holdout_percent: Input should be a valid number"),
-    ({"holdout_percent": 150}, "$.holdout_percent: Input should be less than or equal to 50"),
-    ({"holdout_percent": -1}, "$.holdout_percent: Input should be greater than or equal to 0"),
-    ({"priority": 100.0}, "$.priority: Input should be a valid integer"),
+    ({"holdout_percent": "10"}, "$.holdout_percent: should be a number, not a string; got \"10\""),
+    ({"holdout_percent": True}, "$.holdout_percent: should be a number, not a boolean; got true"),
+    ({"holdout_percent": 150}, "$.holdout_percent: should be at most 50; got 150"),
+    ({"holdout_percent": -1}, "$.holdout_percent: should be at least 0; got -1"),
+    ({"priority": 100.5}, "$.priority: should be a whole number; got 100.5"),
+    ({"priority": "100"}, "$.priority: should be a whole number, not a string; got \"100\""),
     ({"steps": [step(), step()]}, "$.steps[1].id: duplicate step id 's1' (also $.steps[0].id)"),
     ({"variants": [{"id": "a", "weight": 1}, {"id": "a", "weight": 1}]},
      "$.variants[1].id: duplicate variant id 'a'"),
-    ({"variants": [{"id": "a", "weight": 0}]}, "$.variants[0].weight: Input should be greater"),
+    ({"variants": [{"id": "a", "weight": 0}]}, "$.variants[0].weight: should be at least 1; got 0"),
     ({"variants": [{"id": "a", "weight": 1, "templates": {"nope": "checkin"}}]},
      "$.variants[0].templates.nope: variant 'a' names unknown step 'nope'"),
     ({"reentry": {"policy": "once_per_window"}}, "$.reentry: policy 'once_per_window' needs"),
@@ -160,10 +161,10 @@ def test_a_folder_without_campaigns_is_an_error(
     ({"steps": [step(expire_after="PT0S")]}, "$.steps[0].expire_after: duration 'PT0S' must"),
     ({"trigger": {"date": "customer.birthday"}, "reentry": {"policy": "once"},
       "steps": [step(template="birthday")]}, "$.reentry: reentry applies to event triggers only"),
-    ({"steps": [step(weekdays=["Funday"])]}, "$.steps[0].weekdays[0]: Input should be 'mon'"),
+    ({"steps": [step(weekdays=["Funday"])]}, "$.steps[0].weekdays[0]: should be 'mon'"),
     ({"steps": [step(at="25:00")]},
      "$.steps[0].at: should be a local time HH:MM, 00:00 to 23:59; got \"25:00\""),
-    ({"steps": [step(channel="fax")]}, "$.steps[0].channel: Input should be 'sms' or 'email'"),
+    ({"steps": [step(channel="fax")]}, "$.steps[0].channel: should be 'sms' or 'email'; got \"fax\""),
 ])
 def test_model_problems_point_at_the_field(
         folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str],

@@ -43,7 +43,7 @@ def _problems(name: str, capsys: pytest.CaptureFixture[str]) -> list[str]:
 @pytest.mark.parametrize(("name", "expected"), [
     ("typo.json", "typo.json: $.steps[0].dealy: unknown field"),
     ("negative.json", "negative.json: $.steps[0].after: invalid ISO 8601 duration '-P2D'"),
-    ("channel.json", "channel.json: $.steps[0].channel: Input should be 'sms' or 'email'"),
+    ("channel.json", "channel.json: $.steps[0].channel: should be 'sms' or 'email'"),
     ("broken.json", "broken.json: line 3 column 3: invalid JSON"),
     ("rule.json", "rule.json: $.audience.and[1]"),
     ("missing_template.json", "nope"),
@@ -59,7 +59,7 @@ def test_bad_campaigns_are_refused_with_one_precise_line(
 @pytest.mark.parametrize(("name", "expected"), [
     ("dup_keys.json", "dup_keys.json: $.steps[0].after: key 'after' appears more than once"),
     ("dup_steps.json", "dup_steps.json: $.steps[1].id: duplicate step id 's1'"),
-    ("holdout_string.json", "holdout_string.json: $.holdout_percent: Input should be a valid"),
+    ("holdout_string.json", "holdout_string.json: $.holdout_percent: should be a number, not a string"),
     ("window_policy.json", "window_policy.json: $.reentry.window: 'window' applies only to"),
     ("zero_goal.json", "zero_goal.json: $.goal.within: duration 'PT0S' must be longer than zero"),
     ("huge_delay.json", "huge_delay.json: $.steps[0].after: duration 'P99999999999D' is too long"),

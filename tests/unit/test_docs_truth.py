@@ -96,8 +96,8 @@ VALID_SNIPPETS = {
 }
 REFUSED_SNIPPETS = {
     "dealy typo": (_step(dealy="P1D"), "$.steps[0].dealy", "unknown field"),
-    'holdout "10"': (_set(holdout_percent="10"), "$.holdout_percent", "valid number"),
-    "holdout true": (_set(holdout_percent=True), "$.holdout_percent", "valid number"),
+    'holdout "10"': (_set(holdout_percent="10"), "$.holdout_percent", "should be a number"),
+    "holdout true": (_set(holdout_percent=True), "$.holdout_percent", "should be a number"),
     "holdout 51": (_set(holdout_percent=51), "$.holdout_percent", "50"),
     "months": (_step(after="P1M"), "$.steps[0].after", "months and years"),
     "fraction": (_step(after="P1.5D"), "$.steps[0].after", "P1DT12H"),

@@ -197,7 +197,7 @@ def test_a_refused_campaigns_templates_are_checked_with_its_own_data(
         "campaigns/schema.json)",
         f"{template_dir}/dt.sms.j2: line 1: undefined variable 'order.id' (campaign 'd1' "
         "has a date or idle trigger: there is no order)",
-        f"{campaigns}/b.json: $.holdout_percent: Input should be less than or equal to 50",
+        f"{campaigns}/b.json: $.holdout_percent: should be at most 50; got 80",
         f"{template_dir}/sv.sms.j2: line 1: undefined variable 'survey.question' (step 's1' "
         "of campaign 'd2' has no 'survey': test it with {% if survey %})",
     ]

@@ -1,0 +1,134 @@
+"""Session 12 review findings on input handling: `generate` bounds, envelope type
+messages, whole numbers written 10.0, and plain wording for schema problems."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.cli.main import main
+from chalicelib.events.envelope import EventError, parse_event
+from tests.conftest import ROOT
+
+BASE_EVENT = {"id": "e-1", "type": "order.placed", "occurred_at": "2026-03-01T10:00:00Z"}
+STEP = {"id": "s1", "after": "P2D", "channel": "sms", "template": "checkin"}
+CAMPAIGN: dict[str, Any] = {"id": "x", "name": "X", "trigger": {"event": "order.delivered"},
+                            "steps": [STEP]}
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--days", "-3"], "argument --days: must be at least 1, got -3"),
+    (["--days", "0"], "argument --days: must be at least 1, got 0"),
+    (["--days", "3000000"], "argument --days: must be at most 36,500, got 3,000,000"),
+    (["--customers", "-5"], "argument --customers: must be at least 1, got -5"),
+    (["--customers", "many"], "argument --customers: not a whole number: 'many'"),
+])
+def test_generate_refuses_counts_it_cannot_use(
+        argv: list[str], message: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: -3 days was a ValueError traceback, 3,000,000 an OverflowError, and
+    0 customers wrote an empty log with exit code 0."""
+    out = tmp_path / "events.jsonl"
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", *argv, "--out", str(out)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == f"aftercare generate: error: {message}"
+    assert "Traceback" not in err and not out.exists()
+
+
+def test_generate_at_its_longest_stays_inside_the_years_an_event_may_carry(
+        tmp_path: Path) -> None:
+    """The longest log `generate` accepts is read back by `simulate` without a bad line
+    (before: --days 100000 wrote events of 2200-2295, which the envelope refuses)."""
+    out = tmp_path / "events.jsonl"
+    assert main(["generate", "--customers", "1", "--days", "36500", "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert lines
+    for line in lines:
+        parse_event(json.loads(line))  # raises on a year past 2199
+
+
+@pytest.mark.parametrize(("customer", "message"), [
+    ("c-1", "$.customer: must be an object, got a string"),
+    (["c-1"], "$.customer: must be an object, got an array"),
+    (7, "$.customer: must be an object, got a number"),
+    (None, "$.customer: required object is missing"),
+    ({"id": ""}, "$.customer.id: must be a non-empty string, got an empty one"),
+    ({"id": 3}, "$.customer.id: must be a non-empty string, got a number"),
+    ({"id": True}, "$.customer.id: must be a non-empty string, got a boolean"),
+])
+def test_an_event_part_of_the_wrong_type_is_named_so(customer: Any, message: str) -> None:
+    """Before: a customer given as a string read "required object is missing", and an
+    empty id "must be a non-empty string, got str"."""
+    event = {**BASE_EVENT, "customer": customer}
+    with pytest.raises(EventError) as exc:
+        parse_event(event)
+    assert str(exc.value) == message
+
+
+def test_an_order_of_the_wrong_type_is_named_so() -> None:
+    with pytest.raises(EventError) as exc:
+        parse_event({**BASE_EVENT, "customer": {"id": "c-1"}, "order": "o-1"})
+    assert str(exc.value) == "$.order: must be an object, got a string"
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> tuple[Path, Path]:
+    campaigns = tmp_path / "c"
+    campaigns.mkdir()
+    templates = tmp_path / "t"
+    shutil.copytree(ROOT / "templates", templates)
+    return campaigns, templates
+
+
+def _validate(folders: tuple[Path, Path], data: dict[str, Any],
+              capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    campaigns, templates = folders
+    (campaigns / "a.json").write_text(json.dumps(data))
+    code = main(["validate", str(campaigns), "--templates", str(templates)])
+    err = capsys.readouterr().err.splitlines()
+    return code, [line.split(": ", 1)[1] for line in err]
+
+
+def test_a_whole_number_written_with_a_zero_fraction_is_accepted(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """campaigns/schema.json says "integer", which JSON Schema matches for 10.0: an editor
+    accepted what validate refused."""
+    data = {**CAMPAIGN, "priority": 10.0,
+            "variants": [{"id": "a", "weight": 1.0}, {"id": "b", "weight": 3}]}
+    assert _validate(folders, data, capsys) == (0, [])
+    from chalicelib.config.loader import parse_campaign
+    campaign, problems = parse_campaign("a.json", data)
+    assert problems == [] and campaign is not None
+    assert campaign.priority == 10 and type(campaign.priority) is int
+    assert [v.weight for v in campaign.variants] == [1, 3]
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"priority": 10.5}, "$.priority: should be a whole number; got 10.5"),
+    ({"priority": True}, "$.priority: should be a whole number, not a boolean; got true"),
+    ({"priority": 5000}, "$.priority: should be at most 1000; got 5000"),
+    ({"holdout_percent": 50.5}, "$.holdout_percent: should be at most 50; got 50.5"),
+    ({"steps": []}, "$.steps: should have at least 1 item; it has 0"),
+    ({"steps": {}}, "$.steps: should be an array, not an object"),
+    ({"name": 5}, "$.name: should be a string, not a number"),
+    ({"name": "x" * 300}, "$.name: should have at most 200 characters; it has 300"),
+    ({"status": "live"},
+     "$.status: should be 'active', 'paused', 'draft' or 'archived'; got \"live\""),
+    ({"steps": [{**STEP, "weekdays": []}]},
+     "$.steps[0].weekdays: should have at least 1 item; it has 0"),
+    ({"steps": [{**STEP, "survey": True}]},
+     "$.steps[0].survey: should be 'csat', 'nps' or 'ces'; got true"),
+])
+def test_schema_problems_read_as_plain_words(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str],
+        changes: dict[str, Any], expected: str) -> None:
+    """Before: pydantic's "Input should be a valid integer", "List should have at least
+    1 item after validation, not 0"."""
+    code, lines = _validate(folders, {**CAMPAIGN, **changes}, capsys)
+    assert (code, lines) == (1, [expected])
