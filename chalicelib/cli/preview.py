@@ -51,6 +51,13 @@ def _campaign_path(args: argparse.Namespace) -> Path | None:
     if given.exists():
         return given
     folder = Path(args.campaigns)
+    if given.suffix == ".json":  # a file name: in the campaigns folder, or nowhere
+        in_folder = folder / given
+        if len(given.parts) == 1 and in_folder.is_file():
+            return in_folder
+        _error(f"{given}: $: no such campaign file"
+               + (f" (nor {in_folder})" if len(given.parts) == 1 else ""))
+        return None
     by_name = folder / f"{args.campaign}.json"
     if by_name.is_file():
         return by_name
@@ -62,7 +69,7 @@ def _campaign_path(args: argparse.Namespace) -> Path | None:
                 continue
             if not problems and isinstance(raw, dict) and raw.get("id") == str(args.campaign):
                 return file
-    _error(f"{by_name}: $: no campaign file {str(given)!r} and no campaign with id "
+    _error(f"{args.campaign}: $: no campaign file {str(given)!r} and no campaign with id "
            f"{str(args.campaign)!r} in {folder}")
     return None
 
@@ -137,7 +144,7 @@ def preview(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     bundles, problems = _load([path], args.templates)
     errors = [p for p in problems if p.severity == "error"]
-    for p in errors:
+    for p in errors if errors or bundles else problems:  # else say why nothing loaded
         _error(str(p))
     customer = _read_json(args.customer, "customer")
     order = _read_json(args.order, "order") if args.order else dict(SAMPLE_CONTEXT["order"])
@@ -179,10 +186,14 @@ def preview(args: argparse.Namespace) -> int:
         try:
             if step.channel == "sms":
                 sms: RenderedSms = renderer.render_sms(template, context, locale)
-                encoding, segments, chars = sms_encoding_info(sms.body)
+                encoding, segments, units = sms_encoding_info(sms.body)
                 print(sms.body)
                 note = " WARNING: more than 3 segments" if segments > 3 else ""
-                print(f"[{sms.template}: {encoding}, {chars} chars, {segments} segment(s){note}]")
+                # Units are what segments hold: a character of ^{}[]~|\€ is two in
+                # GSM-7, an emoji two in UCS-2.
+                length = (f"{units} chars" if units == len(sms.body)
+                          else f"{units} units ({len(sms.body)} chars)")
+                print(f"[{sms.template}: {encoding}, {length}, {segments} segment(s){note}]")
             else:
                 email: RenderedEmail = renderer.render_email(template, context, locale)
                 print(f"Subject: {email.subject}\n[{email.template}]\n\n{email.text}")

@@ -203,15 +203,16 @@ def datetime(
 ) -> str:
     """Format a date and time in ``tz`` (default: the recipient's timezone).
 
-    Naive values are taken as UTC; a bare date is taken as its midnight.
+    Naive values are taken as UTC; a bare date (``1992-02-29``) is taken as its
+    midnight in that timezone, so it shows on its own day everywhere.
     """
     parsed = _to_datetime(value, "datetime")
     pattern = _format("datetime", format)
+    zone = _timezone(context, tz)
     if not isinstance(parsed, dt.datetime):
-        parsed = dt.datetime.combine(parsed, dt.time())
+        parsed = dt.datetime.combine(parsed, dt.time(), tzinfo=zone)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    zone = _timezone(context, tz)
     moment = parsed
     return _babel("datetime", pattern, lambda: format_datetime(
         moment, format=pattern, tzinfo=zone, locale=_locale(context)))

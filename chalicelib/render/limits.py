@@ -45,6 +45,10 @@ MAX_BUILT: Final = 20 * MAX_VALUE
 MAX_WIDTH: Final = 100_000  # field width, padding, precision, repeat count
 MAX_INT_BITS: Final = 12_000  # about 3,600 decimal digits
 MAX_JSON_INDENT: Final = 16
+# textwrap splits a long word by slicing what is left, chunk by chunk: quadratic in
+# the text (1,000,000 characters at width 1: 15 s in one call, which the clock cannot
+# interrupt); 100,000 takes at most a quarter of a second.
+MAX_WRAP_TEXT: Final = 100_000
 
 _SMALL: Final = 16  # size counted for a number, a date, any other scalar
 
@@ -364,6 +368,9 @@ def check_string_operation(name: str, text: Any, args: tuple[Any, ...],
         lines = text.count("\n") + 1 if isinstance(text, str) else 1
         refuse_over(length + lines * pad, "indent")
     elif name == "wordwrap":
+        if length > MAX_WRAP_TEXT:
+            raise SecurityError(f"wordwrap of a text of {length:,} characters is refused "
+                                f"(at most {MAX_WRAP_TEXT:,})")
         width = arg(0, "width", 79)
         wrap = arg(2, "wrapstring", "\n")
         lines = length // max(width, 1) + 1 if isinstance(width, int) else length

@@ -39,6 +39,9 @@ LOOKALIKES: Final = {
 # whole encoding switch in an SMS, so bodies carry plain spaces instead.
 _ODD_SPACES: Final = re.compile("[\u00a0\u2002-\u200a\u202f\u205f\u3000]")
 _BLANK_LINES: Final = re.compile(r"\n{3,}")
+# Babel groups thousands with U+2019 in de-CH and it-CH (CHF 1\u2019500.00): between
+# digits it is a number's separator, sent as the apostrophe GSM-7 has.
+_DIGIT_APOSTROPHE: Final = re.compile("(?<=[0-9])\u2019(?=[0-9])")
 
 
 def _units(char: str, encoding: SmsEncoding) -> int:
@@ -103,12 +106,14 @@ def tidy_sms_body(body: str) -> str:
     Composes accents (NFC: an ``e`` followed by a combining accent, as some
     editors and data sources write it, becomes ``é``, which GSM-7 has; the
     text looks the same), unifies line endings, turns no-break and other
-    typographic spaces into plain spaces, drops trailing spaces on each line,
+    typographic spaces into plain spaces and a typographic apostrophe between
+    digits (Swiss thousands: ``1\u2019500``) into ``'``, drops trailing spaces on each line,
     squeezes runs of blank lines to one and strips the ends.
     """
     body = unicodedata.normalize("NFC", body)
     body = body.replace("\r\n", "\n").replace("\r", "\n")
     body = _ODD_SPACES.sub(" ", body)
+    body = _DIGIT_APOSTROPHE.sub("'", body)
     # Line by line: a regular expression for "spaces before a newline" retries
     # every start in a long run of spaces, quadratic time (seconds for 100k).
     body = "\n".join(line.rstrip(" \t") for line in body.split("\n"))

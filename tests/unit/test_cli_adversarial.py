@@ -164,7 +164,8 @@ def test_a_folder_without_campaigns_is_an_error(
     ({"steps": [step(weekdays=["Funday"])]}, "$.steps[0].weekdays[0]: should be 'mon'"),
     ({"steps": [step(at="25:00")]},
      "$.steps[0].at: should be a local time HH:MM, 00:00 to 23:59; got \"25:00\""),
-    ({"steps": [step(channel="fax")]}, "$.steps[0].channel: should be 'sms' or 'email'; got \"fax\""),
+    ({"steps": [step(channel="fax")]},
+     "$.steps[0].channel: should be 'sms' or 'email'; got \"fax\""),
 ])
 def test_model_problems_point_at_the_field(
         folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str],

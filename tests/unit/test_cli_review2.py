@@ -480,7 +480,8 @@ def test_preview_of_a_long_emoji_sms_counts_ucs2_segments(
     code, out, _ = run(capsys, "preview", str(campaigns / "a.json"), "--customer",
                        str(customer), "--templates", str(templates))
     assert code == 0
-    assert "[long.sms.j2: UCS-2, 202 chars, 4 segment(s) WARNING: more than 3 segments]" in out
+    assert ("[long.sms.j2: UCS-2, 202 units (101 chars), 4 segment(s) WARNING: more than 3 "
+            "segments]") in out
 
 
 def test_a_campaign_pointing_at_the_meta_schema_is_still_validated(

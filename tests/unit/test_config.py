@@ -59,7 +59,8 @@ def test_bad_campaigns_are_refused_with_one_precise_line(
 @pytest.mark.parametrize(("name", "expected"), [
     ("dup_keys.json", "dup_keys.json: $.steps[0].after: key 'after' appears more than once"),
     ("dup_steps.json", "dup_steps.json: $.steps[1].id: duplicate step id 's1'"),
-    ("holdout_string.json", "holdout_string.json: $.holdout_percent: should be a number, not a string"),
+    ("holdout_string.json",
+     "holdout_string.json: $.holdout_percent: should be a number, not a string"),
     ("window_policy.json", "window_policy.json: $.reentry.window: 'window' applies only to"),
     ("zero_goal.json", "zero_goal.json: $.goal.within: duration 'PT0S' must be longer than zero"),
     ("huge_delay.json", "huge_delay.json: $.steps[0].after: duration 'P99999999999D' is too long"),

@@ -1,0 +1,141 @@
+"""Session 12 review findings on templates and `aftercare preview`: wordwrap's time,
+Swiss money in an SMS, |datetime of a bare date, and preview's messages."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.cli.main import main
+from chalicelib.render import SAMPLE_CONTEXT, Renderer, RenderError, sms_encoding_info
+from tests.conftest import ROOT
+
+
+def sms(source: str, context: dict[str, Any] | None = None, locale: str | None = None,
+        name: str = "m.sms.j2") -> str:
+    renderer = Renderer({name: source})
+    return renderer.render_sms("m", context or SAMPLE_CONTEXT, locale).body
+
+
+@pytest.mark.parametrize("call", ["wordwrap(1, true, '')", "wordwrap(1)",
+                                  "wordwrap(3, true, '-')"])
+def test_wordwrap_of_a_huge_text_is_refused_at_once(call: str) -> None:
+    """Before: one |wordwrap(1, true, '') of a 1,000,000-character word ran 15 s (textwrap
+    is quadratic in it; an empty wrap string made the size estimate 0), far past the
+    2-second limit, which the clock checks only between calls."""
+    source = "{% set a = 'a' * 99999 %}{% set b = a ~ a ~ a ~ a ~ a ~ a ~ a ~ a ~ a ~ a %}"
+    began = time.perf_counter()
+    with pytest.raises(RenderError) as info:
+        sms(source + "{{ b|" + call + "|length }}")
+    assert time.perf_counter() - began < 2
+    assert "wordwrap of a text of 999,990 characters is refused (at most 100,000)" in (
+        info.value.message)
+
+
+def test_wordwrap_of_ordinary_text_still_wraps() -> None:
+    context = copy.deepcopy(SAMPLE_CONTEXT)
+    context["note"] = "word " * 200
+    body = sms("{{ note|wordwrap(40) }}", context)
+    assert max(len(line) for line in body.split("\n")) <= 40
+
+
+@pytest.mark.parametrize("locale", ["de-CH", "it-CH"])
+def test_swiss_thousands_keep_an_sms_in_gsm7(locale: str) -> None:
+    """Before: Babel's U+2019 between the digits of CHF 1\u2019500.00 made the whole SMS
+    UCS-2 (two segments instead of one), and nothing said why."""
+    body = sms("Ihr Einkauf: {{ 1500|money('CHF') }}. Danke!", locale=locale,
+               name=f"m.{locale}.sms.j2")
+    assert "1'500.00" in body and "\u2019" not in body
+    assert sms_encoding_info(body)[0] == "GSM-7"
+
+
+def test_a_curly_apostrophe_in_words_is_left_as_written() -> None:
+    """Only a separator between digits is changed: a marketer's U+2019 in text is theirs
+    (validation warns that it costs the Unicode encoding)."""
+    assert sms("We\u2019re glad: 1\u2019000 thanks") == "We\u2019re glad: 1'000 thanks"
+
+
+def test_the_email_keeps_the_locales_own_separator() -> None:
+    renderer = Renderer({"m.de-CH.email.j2": (
+        "{% block subject %}Danke{% endblock %}"
+        "{% block html %}<p>{{ 1500|money('CHF') }}</p>{% endblock %}")})
+    email = renderer.render_email("m", SAMPLE_CONTEXT, "de-CH")
+    assert "1\u2019500.00" in email.html
+
+
+@pytest.mark.parametrize(("zone", "expected"), [
+    ("America/New_York", "Feb 29, 1992"), ("Pacific/Kiritimati", "Feb 29, 1992"),
+    ("America/Los_Angeles", "Feb 29, 1992"), ("Asia/Tokyo", "Feb 29, 1992"),
+])
+def test_datetime_of_a_bare_date_is_that_day_everywhere(zone: str, expected: str) -> None:
+    """Before: a bare date was midnight UTC, so |datetime showed Feb 28, 7:00 PM in New
+    York while |date showed Feb 29."""
+    context = copy.deepcopy(SAMPLE_CONTEXT)
+    context["customer"]["timezone"] = zone
+    context["born"] = "1992-02-29"
+    body = sms("{{ born|date }} / {{ born|datetime }}", context)
+    day, moment = body.split(" / ")
+    assert day == expected
+    assert moment.startswith(expected) and "12:00:00" in moment, moment
+
+
+def test_datetime_of_a_bare_date_in_a_named_timezone() -> None:
+    context = {**SAMPLE_CONTEXT, "born": "1992-02-29"}
+    assert sms("{{ born|datetime('yyyy-MM-dd HH:mm', tz='Asia/Kathmandu') }}",
+               context) == "1992-02-29 00:00"
+
+
+# ----------------------------------------------------------------- preview
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    shutil.copytree(ROOT / "campaigns", tmp_path / "campaigns")
+    shutil.copytree(ROOT / "templates", tmp_path / "templates")
+    (tmp_path / "customer.json").write_text(json.dumps(
+        {"id": "c-1", "name": "Ana", "locale": "en-US", "timezone": "America/New_York"}))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _preview(target: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(["preview", target, "--customer", "customer.json"])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    ("campaigns/nope.json", "campaigns/nope.json: $: no such campaign file"),
+    ("nope.json", "nope.json: $: no such campaign file (nor campaigns/nope.json)"),
+    ("nope", "nope: $: no campaign file 'nope' and no campaign with id 'nope' in campaigns"),
+    ("campaigns/schema.json",
+     "campaigns/schema.json: $: warning: a JSON Schema, not a campaign: skipped"),
+])
+def test_preview_says_what_it_could_not_find(
+        workspace: Path, target: str, message: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: `campaigns/nope.json` was reported as `campaigns/campaigns/nope.json.json`,
+    and `campaigns/schema.json` exited 1 printing nothing."""
+    assert _preview(target, capsys) == (1, "", message + "\n")
+
+
+def test_preview_finds_a_file_name_in_the_campaigns_folder(
+        workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _preview("birthday.json", capsys)
+    assert (code, err) == (0, "")
+    assert "--- step" in out
+
+
+def test_preview_names_units_when_they_are_not_characters(
+        workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: `€{}` was shown as "6 chars" (GSM-7 counts them double)."""
+    (workspace / "templates" / "checkin.sms.j2").write_text("Price {}: 5€")
+    code, out, _ = _preview("delivery-checkin", capsys)
+    assert code == 0
+    assert "[checkin.sms.j2: GSM-7, 15 units (12 chars), 1 segment(s)]" in out
