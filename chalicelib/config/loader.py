@@ -326,22 +326,8 @@ def _within(path: str, node: str) -> bool:
     return path == node or path.startswith((f"{node}.", f"{node}["))
 
 
-def _raw_duplicate_ids(file: str, raw: Mapping[str, Any]) -> list[Problem]:
-    """Step and variant ids used twice, read from the raw JSON (for a file the model
-    refused for another reason: the model checks them itself otherwise)."""
-    problems = []
-    for field_name in ("steps", "variants"):
-        first: dict[str, int] = {}
-        for i, item in enumerate(_raw_items(raw, field_name)):
-            item_id = item.get("id") if isinstance(item, dict) else None
-            if not isinstance(item_id, str):
-                continue
-            if item_id in first:
-                problems.append(Problem(file, f"$.{field_name}[{i}].id",
-                                        f"duplicate {field_name.rstrip('s')} id {item_id!r} "
-                                        f"(also $.{field_name}[{first[item_id]}].id)"))
-            first.setdefault(item_id, i)
-    return problems
+def _consistency(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    return [(json_path(loc), message) for loc, message in consistency_problems(raw)]
 
 
 def parse_campaign(file: str, raw: Any) -> tuple[Campaign | None, list[Problem]]:
@@ -359,10 +345,13 @@ def parse_campaign(file: str, raw: Any) -> tuple[Campaign | None, list[Problem]]
     except ValidationError as exc:
         # Report what else is wrong too, so that one run lists every problem.
         problems = _pydantic_problems(file, exc)
-        problems += _raw_duplicate_ids(file, raw)
+        refused = [p.path for p in problems]
+        problems += [Problem(file, path, message)
+                     for path, message in _consistency(raw)
+                     if not any(_within(path, node) or _within(node, path)
+                                for node in refused)]
         return None, problems + _rule_problems(file, raw)
-    problems = [Problem(file, json_path(loc), message)
-                for loc, message in consistency_problems(campaign)]
+    problems = [Problem(file, path, message) for path, message in _consistency(raw)]
     problems += _rule_problems(file, raw)
     return (None if any(p.severity == "error" for p in problems) else campaign), problems
 

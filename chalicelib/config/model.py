@@ -8,6 +8,7 @@ compiled rules).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -273,7 +274,7 @@ class Campaign(_Strict):
     def _consistent(self, info: ValidationInfo) -> Campaign:
         # The loader asks for these as separate problems, each with its path.
         if not (info.context or {}).get("defer_consistency"):
-            for _loc, message in consistency_problems(self):
+            for _loc, message in consistency_problems(self.model_dump(by_alias=True)):
                 raise ValueError(message)
         return self
 
@@ -287,12 +288,24 @@ class Campaign(_Strict):
         return used
 
 
-def _first_of_each_id(field: str, ids: list[str],
+def _items(data: Mapping[str, Any], key: str, limit: int) -> list[Mapping[str, Any]]:
+    """``data[key]``'s objects when it is a list (cut to what the model allows; other
+    items are the schema's problems)."""
+    items = data.get(key)
+    if not isinstance(items, list):
+        return []
+    return [item if isinstance(item, Mapping) else {} for item in items[:limit]]
+
+
+def _first_of_each_id(field: str, items: list[Mapping[str, Any]],
                       problems: list[tuple[tuple[str | int, ...], str]]) -> dict[str, int]:
     """Index of each id's first use in ``field``; later uses are duplicate problems."""
     first: dict[str, int] = {}
     kind = field.rstrip("s")
-    for i, item_id in enumerate(ids):
+    for i, item in enumerate(items):
+        item_id = item.get("id")
+        if not isinstance(item_id, str):
+            continue
         if item_id in first:
             problems.append(((field, i, "id"), f"duplicate {kind} id {item_id!r} "
                              f"(also $.{field}[{first[item_id]}].id)"))
@@ -300,27 +313,38 @@ def _first_of_each_id(field: str, ids: list[str],
     return first
 
 
-def consistency_problems(campaign: Campaign) -> list[tuple[tuple[str | int, ...], str]]:
+def consistency_problems(data: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
     """Rules that span fields, as ``(location, message)``: duplicate ids, stray references.
 
-    The location is a pydantic-style tuple (``("steps", 1, "id")``) so the loader
-    reports ``$.steps[1].id``.
+    ``data`` is the campaign as JSON (a validated campaign's ``model_dump``, or the raw
+    document of one the schema refused for another reason, so that one run lists every
+    problem): what a rule needs but cannot read is left to the schema's messages. The
+    location is a pydantic-style tuple (``("steps", 1, "id")``) so the loader reports
+    ``$.steps[1].id``.
     """
     problems: list[tuple[tuple[str | int, ...], str]] = []
-    first_step = _first_of_each_id("steps", [s.id for s in campaign.steps], problems)
-    _first_of_each_id("variants", [v.id for v in campaign.variants], problems)
-    for j, variant in enumerate(campaign.variants):
-        for step_id in variant.templates:
-            if step_id not in first_step:
-                problems.append((("variants", j, "templates", step_id),
-                                 f"variant {variant.id!r} names unknown step {step_id!r} "
-                                 f"(steps: {', '.join(sorted(first_step))})"))
-    if campaign.reentry is not None:
-        if not isinstance(campaign.trigger, EventTrigger):
+    steps = _items(data, "steps", MAX_STEPS)
+    first_step = _first_of_each_id("steps", steps, problems)
+    variants = _items(data, "variants", MAX_VARIANTS)
+    _first_of_each_id("variants", variants, problems)
+    if all(isinstance(step.get("id"), str) for step in steps):  # else a cascade
+        for j, variant in enumerate(variants):
+            templates = variant.get("templates")
+            for step_id in templates if isinstance(templates, Mapping) else ():
+                if step_id not in first_step:
+                    problems.append((("variants", j, "templates", step_id),
+                                     f"variant {variant.get('id')!r} names unknown step "
+                                     f"{step_id!r} (steps: {', '.join(sorted(first_step))})"))
+    reentry = data.get("reentry")
+    kind = _trigger_kind(data.get("trigger"))
+    if isinstance(reentry, Mapping) and kind is not None:
+        policy = reentry.get("policy", "once_per_order")
+        if kind != "event":
             problems.append((("reentry",), "reentry applies to event triggers only"))
-        elif campaign.reentry.window is not None and campaign.reentry.policy != "once_per_window":
+        elif reentry.get("window") is not None and isinstance(policy, str) \
+                and policy != "once_per_window":
             problems.append((("reentry", "window"), "'window' applies only to policy "
-                             f"'once_per_window', not {campaign.reentry.policy!r}"))
+                             f"'once_per_window', not {policy!r}"))
     return problems
 
 

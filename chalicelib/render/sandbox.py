@@ -178,6 +178,25 @@ for _attr, _value in list(vars(_StrictUndefined).items()):
                 else _CollectingUndefined._fail_with_undefined_error)
 
 
+class _StrictKeyOrMethod(_StrictUndefined):
+    """``order.items`` where the order has no ``items``: undefined, as the missing key
+    it means, not Python's ``dict.items`` (a loop over it was a TypeError about a
+    'builtin_function_or_method'); called (``attributes.items()``) it is the method.
+    The dict is ``_undefined_obj``, the method's name ``_undefined_name``."""
+
+    __slots__ = ()
+
+
+class _CollectingKeyOrMethod(_CollectingUndefined):
+    __slots__ = ()
+
+
+_KEY_OR_METHOD: Final[dict[type[Undefined], type[Undefined]]] = {
+    _StrictUndefined: _StrictKeyOrMethod, _CollectingUndefined: _CollectingKeyOrMethod}
+# The dict methods a template may call (the sandbox refuses the ones that change data).
+_DICT_READERS: Final = frozenset({"items", "keys", "values", "get"})
+
+
 @contextlib.contextmanager
 def collecting_undefined() -> Iterator[list[tuple[Undefined, str | None, int | None]]]:
     """Collect the undefined values met while rendering with a collecting environment."""
@@ -548,6 +567,10 @@ class AftercareSandbox(ImmutableSandboxedEnvironment):
         # Data keys win over dict methods, so `order.items` is the item list.
         if isinstance(obj, Mapping) and attribute in obj:
             return obj[attribute]
+        if attribute in _DICT_READERS and isinstance(obj, dict):
+            kind = _KEY_OR_METHOD.get(self.undefined)
+            if kind is not None:
+                return kind(obj=obj, name=attribute)
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
@@ -626,6 +649,9 @@ class AftercareSandbox(ImmutableSandboxedEnvironment):
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         limits.tick(call=True)
+        if isinstance(__obj, (_StrictKeyOrMethod, _CollectingKeyOrMethod)):
+            method = getattr(__obj._undefined_obj, str(__obj._undefined_name))
+            return limits.check_size(method(*args, **kwargs))
         owner = getattr(__obj, "__self__", None)
         name = getattr(__obj, "__name__", "")
         if isinstance(owner, (str, bytes)):

@@ -132,3 +132,39 @@ def test_schema_problems_read_as_plain_words(
     1 item after validation, not 0"."""
     code, lines = _validate(folders, {**CAMPAIGN, **changes}, capsys)
     assert (code, lines) == (1, [expected])
+
+
+def test_cross_field_problems_are_listed_beside_a_schema_problem(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: a file with any schema problem (`priority: -1`) had its cross-field
+    checks skipped: the variant naming an unknown step and `reentry` on a date trigger
+    showed only once the priority was fixed."""
+    data = {"id": "c", "name": "C", "priority": -1, "trigger": {"date": "customer.birthday"},
+            "steps": [{"id": "s1", "at": "10:00", "channel": "sms", "template": "birthday"}],
+            "variants": [{"id": "a", "weight": 1},
+                         {"id": "b", "weight": 1, "templates": {"s2": "nps"}}],
+            "reentry": {"policy": "once"}}
+    assert _validate(folders, data, capsys) == (1, [
+        "$.priority: should be at least 0; got -1",
+        "$.variants[1].templates.s2: variant 'b' names unknown step 's2' (steps: s1)",
+        "$.reentry: reentry applies to event triggers only"])
+
+
+def test_a_cross_field_check_on_a_field_the_schema_refused_is_not_a_second_line(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    data = {**CAMPAIGN, "priority": -1, "reentry": {"policy": "once", "window": "P1X"}}
+    code, lines = _validate(folders, data, capsys)
+    assert code == 1
+    assert sorted(line.split(":", 1)[0] for line in lines) == ["$.priority", "$.reentry.window"]
+    data = {**CAMPAIGN, "priority": -1, "reentry": {"policy": "once", "window": "P9D"}}
+    assert _validate(folders, data, capsys) == (1, [
+        "$.priority: should be at least 0; got -1",
+        "$.reentry.window: 'window' applies only to policy 'once_per_window', not 'once'"])
+
+
+def test_a_step_without_a_readable_id_does_not_make_variants_name_unknown_steps(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    data = {**CAMPAIGN, "steps": [{**STEP, "id": 7}],
+            "variants": [{"id": "a", "weight": 1, "templates": {"s1": "nps"}}]}
+    assert _validate(folders, data, capsys) == (
+        1, ["$.steps[0].id: should be a string, not a number"])

@@ -139,3 +139,61 @@ def test_preview_names_units_when_they_are_not_characters(
     code, out, _ = _preview("delivery-checkin", capsys)
     assert code == 0
     assert "[checkin.sms.j2: GSM-7, 15 units (12 chars), 1 segment(s)]" in out
+
+
+# ----------------------------------------------- a dict method for a missing key
+
+
+def _order_context(order: dict[str, Any]) -> dict[str, Any]:
+    context = copy.deepcopy(SAMPLE_CONTEXT)
+    context["order"] = order
+    return context
+
+
+@pytest.mark.parametrize("source", [
+    "You bought:{% for item in order.items %} {{ item.name }}{% endfor %}",
+    "{{ order.items }}", "{{ order.items|length }}", "{{ order.values|list }}",
+])
+def test_a_missing_key_named_like_a_dict_method_is_undefined(source: str) -> None:
+    """Before: `order.items` on an order without items was Python's dict.items, so a
+    loop over it failed with "TypeError: 'builtin_function_or_method' object is not
+    iterable" (at send time for an event without items; at validation for a date or
+    idle campaign, beside the undefined-variable line)."""
+    with pytest.raises(RenderError) as info:
+        sms(source, _order_context({"id": "o-1"}))
+    assert info.value.message.startswith("undefined variable 'order.")
+    assert "TypeError" not in info.value.message
+
+
+def test_dict_methods_still_work_when_called() -> None:
+    context = _order_context({"id": "o-1", "total": 5})
+    context["customer"]["attributes"] = {"tier": "gold", "n": 2}
+    source = ("{% for k, v in customer.attributes.items()|sort %}{{ k }}={{ v }};{% endfor %}"
+              " {{ order.get('id') }} {{ order.keys()|sort|join(',') }}"
+              " {{ order.values()|list|length }} {{ 'y' if order.items is defined else 'n' }}")
+    assert sms(source, context) == "n=2;tier=gold; o-1 id,total 2 n"
+
+
+def test_an_order_with_items_still_loops_over_them() -> None:
+    assert sms("{% for item in order.items %}{{ item.name }}{% endfor %}") == "Kettle"
+
+
+def test_a_dict_method_that_changes_data_is_still_refused() -> None:
+    with pytest.raises(RenderError) as info:
+        sms("{{ order.pop('id') }}", _order_context({"id": "o-1"}))
+    assert "not allowed" in info.value.message
+
+
+def test_validate_reports_order_items_in_an_idle_campaign_once(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "c").mkdir()
+    (tmp_path / "t").mkdir()
+    (tmp_path / "c" / "i.json").write_text(json.dumps(
+        {"id": "i", "name": "Idle", "trigger": {"idle": "P30D"},
+         "steps": [{"id": "a", "channel": "sms", "template": "items"}]}))
+    (tmp_path / "t" / "items.sms.j2").write_text(
+        "You bought:{% for item in order.items %} {{ item.name }}{% endfor %}\n")
+    assert main(["validate", str(tmp_path / "c"), "--templates", str(tmp_path / "t")]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{tmp_path / 't' / 'items.sms.j2'}: line 1: undefined variable 'order.items' "
+        "(campaign 'i' has a date or idle trigger: there is no order)"]
