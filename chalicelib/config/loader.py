@@ -501,15 +501,35 @@ def _child_path(path: str, key: str) -> str:
     return _plain_json_path([key]).replace("$", path, 1)
 
 
+# A campaign is stored, with its templates, as one DynamoDB item: at most 400 KB.
+# What the item's keys and other attributes take is left as a margin.
+MAX_ITEM_BYTES: Final = 400 * 1024
+MAX_STORED_BYTES: Final = MAX_ITEM_BYTES - 8 * 1024
+_TOO_BIG = ("a campaign is stored with its templates as one DynamoDB item, at most "
+            "400 KB: shorten its rules or templates, or split it")
+
+
 def _read_campaign(path: Path) -> tuple[Any, list[Problem]]:
     file = str(path)
     if path.exists() and not path.is_file():  # a named pipe would block the read
         return None, [Problem(file, "$", "not a regular file")]
     try:
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            data = fh.read(MAX_ITEM_BYTES + 1)  # a huge file is not read whole
     except OSError as exc:
         return None, [Problem(file, "$", f"cannot read file: {exc.strerror or exc}")]
+    if len(data) > MAX_ITEM_BYTES:
+        return None, [Problem(file, "$", f"the file is over 400 KB; {_TOO_BIG}")]
     return decode_json(file, data)
+
+
+def stored_size(campaign: Campaign, templates: Mapping[str, str]) -> int:
+    """Bytes of the campaign definition and templates as :func:`store.campaigns.push`
+    stores them (JSON without spaces; attribute names and keys not counted)."""
+    definition = campaign.model_dump(mode="json", by_alias=True, exclude_none=True)
+    size = len(json.dumps(definition, separators=(",", ":")).encode("utf-8"))
+    return size + sum(len(name.encode("utf-8")) + len(source.encode("utf-8"))
+                      for name, source in templates.items())
 
 
 def load_campaign(path: Path) -> tuple[Campaign | None, list[Problem]]:
@@ -939,7 +959,13 @@ def load_bundles(paths: Iterable[Path], templates: Mapping[str, str],
         problems.extend(_first_time(template_problems, reported))
         checked.update(campaign.templates_used())
         if not any(p.severity == "error" for p in template_problems):
-            bundles.append(CampaignBundle(campaign, str(file), templates_for(campaign, templates)))
+            own = templates_for(campaign, templates)
+            size = stored_size(campaign, own)
+            if size > MAX_STORED_BYTES:
+                problems.append(Problem(str(file), "$", f"with its templates it takes "
+                                        f"{size / 1024:,.0f} KB; {_TOO_BIG}"))
+                continue
+            bundles.append(CampaignBundle(campaign, str(file), own))
     problems += _unchecked_templates(templates, checked, template_dir, problems)
     problems += write_limit_problems(bundles)
     return bundles, list(dict.fromkeys(problems))

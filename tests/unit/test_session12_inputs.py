@@ -168,3 +168,37 @@ def test_a_step_without_a_readable_id_does_not_make_variants_name_unknown_steps(
             "variants": [{"id": "a", "weight": 1, "templates": {"s1": "nps"}}]}
     assert _validate(folders, data, capsys) == (
         1, ["$.steps[0].id: should be a string, not a number"])
+
+
+def test_a_campaign_file_over_400_kb_is_refused_before_it_is_parsed(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: a 2.8 MB rule (an `or` of 50,000 comparisons) was "valid" after 12 s and
+    870 MB, though push stores a campaign as one DynamoDB item of at most 400 KB."""
+    rule = {"or": [{"==": [{"var": "customer.id"}, f"c-{i:06d}"]} for i in range(50_000)]}
+    code, lines = _validate(folders, {**CAMPAIGN, "audience": rule}, capsys)
+    assert (code, lines) == (1, [
+        "$: the file is over 400 KB; a campaign is stored with its templates as one "
+        "DynamoDB item, at most 400 KB: shorten its rules or templates, or split it"])
+
+
+def test_a_campaign_whose_templates_make_the_item_too_big_is_refused(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    templates = folders[1]
+    (templates / "big.sms.j2").write_text("{# " + "x" * 420_000 + " #}Hello")
+    code, lines = _validate(folders, {**CAMPAIGN, "steps": [{**STEP, "template": "big"}]},
+                            capsys)
+    assert code == 1
+    assert lines == ["$: with its templates it takes 410 KB; a campaign is stored with its "
+                     "templates as one DynamoDB item, at most 400 KB: shorten its rules or "
+                     "templates, or split it"]
+
+
+def test_the_examples_fit_one_item_with_room_to_spare() -> None:
+    from chalicelib.config.loader import MAX_STORED_BYTES, load_bundles, stored_size
+    from chalicelib.render import load_template_dir
+
+    bundles, problems = load_bundles([ROOT / "campaigns"],
+                                     load_template_dir(ROOT / "templates"))
+    assert bundles and not [p for p in problems if p.severity == "error"]
+    for bundle in bundles:
+        assert 0 < stored_size(bundle.campaign, bundle.templates) < MAX_STORED_BYTES // 20
