@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from babel import Locale
+from jinja2 import Undefined, UndefinedError
 
 from chalicelib.render.errors import RenderError, TemplateNotFoundError
 from chalicelib.render.filters import LOCALE_KEY, TIMEZONE_KEY, UTC, parse_locale, parse_timezone
@@ -124,6 +125,15 @@ def load_template_dir(path: Path) -> dict[str, str]:
         if file.is_file() and not any(part.startswith(".") for part in relative.parts):
             found[relative.as_posix()] = _read_template(file)
     return found
+
+
+def _owes_to_undefined(exc: BaseException | None) -> bool:
+    """Whether an error that ended a collecting render may come from an undefined value
+    it let through as empty (``|money`` of it): then it is no problem of its own."""
+    if exc is None or isinstance(exc, UndefinedError):
+        return True
+    value = getattr(exc, "value", None)
+    return isinstance(value, Undefined) or "ndefined" in str(exc)
 
 
 def _collect(chunks: Iterable[str], template: str) -> str:
@@ -410,7 +420,8 @@ class Renderer:
         A render stops at the first; validation calls this after such a failure
         to list them all, one :class:`RenderError` each (template, line,
         message). Any other error ends the pass: what was found until then is
-        returned.
+        returned, with that error when it is on another line and owes nothing to
+        an undefined value (``{{ 1 + "a" }}`` after ``{{ customer.nmae }}``).
         """
         if self._collecting is None:
             self._collecting = (
@@ -422,6 +433,7 @@ class Renderer:
         text_env, html_env = self._collecting
         variables = self._variables(filename, context, locale)
         parsed = parse_filename(filename)
+        ended: RenderError | None = None
         with collecting_undefined() as records, render_budget():
             try:
                 if parsed is not None and parsed.channel == "email":
@@ -431,13 +443,19 @@ class Renderer:
                     template = text_env.get_template(filename)
                     _collect(template.root_render_func(template.new_context(variables)),
                              filename)
-            except Exception:  # the strict render has reported it already
-                pass
+            except Exception as exc:
+                cause = exc.__cause__ if isinstance(exc, RenderError) else exc
+                if not _owes_to_undefined(cause):
+                    ended = (exc if isinstance(exc, RenderError)
+                             else to_render_error(exc, text_env, filename, variables))
         found: dict[tuple[str, int | None, str], RenderError] = {}
         for undefined, where, line in records:
             message = undefined_record_message(undefined, text_env, where, line, variables)
             error = RenderError(where or filename, line, message)
             found.setdefault((error.template, error.line, error.message), error)
+        if ended is not None and found and ended.line is not None and not any(
+                (e.template, e.line) == (ended.template, ended.line) for e in found.values()):
+            found.setdefault((ended.template, ended.line, ended.message), ended)
         return list(found.values())
 
     def _blocks(

@@ -509,8 +509,8 @@ def test_a_shared_partial_problem_is_reported_once(
 def test_too_many_steps_is_one_problem_not_one_per_step(
         capsys: pytest.CaptureFixture[str], folders: tuple[Path, Path]) -> None:
     steps = [{**STEP, "id": f"s{i}", "template": "nope", "condition": {"frob": 1}}
-             for i in range(5000)]
+             for i in range(1000)]
     code, err, _ = validate(capsys, folders, {"a.json": {**BASE, "steps": steps}})
     assert code == 1
-    assert err[0].endswith("$.steps: should have at most 20 items; it has 5000")
+    assert err[0].endswith("$.steps: should have at most 20 items; it has 1000")
     assert len(err) == 41  # the first 20 steps: their rule and their template

@@ -197,3 +197,45 @@ def test_validate_reports_order_items_in_an_idle_campaign_once(
     assert capsys.readouterr().err.splitlines() == [
         f"{tmp_path / 't' / 'items.sms.j2'}: line 1: undefined variable 'order.items' "
         "(campaign 'i' has a date or idle trigger: there is no order)"]
+
+
+# ------------------------------------------------- Python's type errors, in words
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("{{ 1 + 'a' }}", "cannot use '+' on a number and text"),
+    ("{{ 'a' + 1 }}", "cannot use '+' on text and a number (to join text, use '~': "
+                      "{{ 'Order ' ~ order.id }})"),
+    ("{{ 1 < 'a' }}", "cannot compare a number with text using '<'"),
+    ("{% for x in 5 %}{% endfor %}", "cannot loop over a number"),
+    ("{{ 5|length }}", "a number has no length"),
+    ("{{ customer.name() }}", "text is not a function: remove the ()"),
+    ("{{ [1] - [2] }}", "cannot use '-' on a list and a list"),
+])
+def test_a_type_error_reads_as_the_template_writes_it(source: str, message: str) -> None:
+    """Before: "TypeError: unsupported operand type(s) for +: 'int' and 'str'"."""
+    with pytest.raises(RenderError) as info:
+        sms(source)
+    assert info.value.message == message
+    assert info.value.redacted.endswith(f": {message}")  # no customer value in it
+
+
+def test_validate_lists_a_type_error_after_an_undefined_variable(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: the render that lists undefined variables stopped at the type error of
+    line 2 and dropped it: one run showed only line 1."""
+    (tmp_path / "c").mkdir()
+    (tmp_path / "t").mkdir()
+    (tmp_path / "c" / "x.json").write_text(json.dumps(
+        {"id": "x", "name": "X", "trigger": {"event": "order.delivered"},
+         "steps": [{"id": "s1", "channel": "sms", "template": "m"}]}))
+    template = tmp_path / "t" / "m.sms.j2"
+    template.write_text("{{ customer.nmae }}\n{{ 1 + 'a' }}\n")
+    assert main(["validate", str(tmp_path / "c"), "--templates", str(tmp_path / "t")]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{template}: line 1: undefined variable 'customer.nmae'",
+        f"{template}: line 2: cannot use '+' on a number and text"]
+    # What an undefined value let through as empty is not a second problem.
+    template.write_text("{% set n = customer.nmae %}\n{{ n|money }}\n")
+    assert main(["validate", str(tmp_path / "c"), "--templates", str(tmp_path / "t")]) == 1
+    assert "money" not in capsys.readouterr().err
