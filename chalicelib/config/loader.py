@@ -458,6 +458,8 @@ def decode_json(file: str, data: bytes) -> tuple[Any, list[Problem]]:
         return None, [Problem(file, f"line {line} column {column}",
                               f"not UTF-8 text (byte 0x{data[exc.start]:02x}); "
                               "save the file as UTF-8")]
+    if not text.strip():
+        return None, [Problem(file, "$", "the file is empty: it should hold one JSON object")]
     duplicates = _DuplicateKeys()
     bad: list[_NotJson] = []  # NaN, Infinity, 1e400, an integer of thousands of digits
     try:

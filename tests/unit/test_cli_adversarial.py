@@ -86,7 +86,7 @@ def test_a_byte_order_mark_is_accepted(folders: tuple[Path, Path],
 
 
 @pytest.mark.parametrize(("content", "expected"), [
-    (b"", "a.json: line 1 column 1: invalid JSON"),
+    (b"", "a.json: $: the file is empty: it should hold one JSON object"),
     (b"[1, 2]", "a.json: $: a campaign must be a JSON object, not an array"),
     (b"null", "a.json: $: a campaign must be a JSON object, not null"),
     (json.dumps(BASE).replace("X", "Caf\u00e9").encode("latin-1"),

@@ -202,3 +202,14 @@ def test_the_examples_fit_one_item_with_room_to_spare() -> None:
     assert bundles and not [p for p in problems if p.severity == "error"]
     for bundle in bundles:
         assert 0 < stored_size(bundle.campaign, bundle.templates) < MAX_STORED_BYTES // 20
+
+
+@pytest.mark.parametrize("content", ["", "\n  \n", "\ufeff"])
+def test_an_empty_campaign_file_is_said_to_be_empty(
+        content: str, folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: "line 1 column 1: invalid JSON: Expecting value"."""
+    campaigns, templates = folders
+    (campaigns / "a.json").write_text(content, encoding="utf-8")
+    assert main(["validate", str(campaigns), "--templates", str(templates)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{campaigns / 'a.json'}: $: the file is empty: it should hold one JSON object"]
