@@ -82,7 +82,8 @@ def _load(paths: Sequence[Path], template_dir: Path) -> tuple[list[Any], list[An
     if template_dir.is_dir():
         templates = load_template_dir(template_dir)
     else:
-        missing.insert(0, Problem(str(template_dir), "$", "templates folder not found"))
+        missing.insert(0, Problem(str(template_dir), "$", "is a file, not the templates folder"
+                                  if template_dir.exists() else "templates folder not found"))
     bundles, problems = load_bundles([p for p in paths if p.exists()], templates,
                                      str(template_dir))
     return bundles, missing + problems

@@ -213,3 +213,13 @@ def test_an_empty_campaign_file_is_said_to_be_empty(
     assert main(["validate", str(campaigns), "--templates", str(templates)]) == 1
     assert capsys.readouterr().err.splitlines() == [
         f"{campaigns / 'a.json'}: $: the file is empty: it should hold one JSON object"]
+
+
+def test_a_templates_path_that_is_a_file_is_named_so(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    campaigns, templates = folders
+    (campaigns / "a.json").write_text(json.dumps(CAMPAIGN))
+    not_a_folder = templates / "checkin.sms.j2"
+    assert main(["validate", str(campaigns), "--templates", str(not_a_folder)]) == 1
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"{not_a_folder}: $: is a file, not the templates folder")
