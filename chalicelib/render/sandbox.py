@@ -567,6 +567,8 @@ class AftercareSandbox(ImmutableSandboxedEnvironment):
         # Data keys win over dict methods, so `order.items` is the item list.
         if isinstance(obj, Mapping) and attribute in obj:
             return obj[attribute]
+        if attribute.startswith("__"):  # never a value a template may read, however
+            return self.unsafe_undefined(obj, attribute)  # the object is wrapped
         if attribute in _DICT_READERS and isinstance(obj, dict):
             kind = _KEY_OR_METHOD.get(self.undefined)
             if kind is not None:
@@ -583,6 +585,10 @@ class AftercareSandbox(ImmutableSandboxedEnvironment):
             try:
                 return obj[argument]
             except (KeyError, TypeError):
+                if isinstance(argument, str) and argument.startswith("__"):
+                    # `customer['__class__']`: what it tries, as `customer.__class__`
+                    # says (not also an undefined variable of the same spot).
+                    return self.unsafe_undefined(obj, argument)
                 return self.undefined(obj=obj, name=argument)
         return super().getitem(obj, argument)
 

@@ -239,3 +239,31 @@ def test_validate_lists_a_type_error_after_an_undefined_variable(
     template.write_text("{% set n = customer.nmae %}\n{{ n|money }}\n")
     assert main(["validate", str(tmp_path / "c"), "--templates", str(tmp_path / "t")]) == 1
     assert "money" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("{{ customer['__class__'] }}",
+     "not allowed: access to attribute '__class__' of 'dict' object is unsafe."),
+    ("{{ ''.format.__self__ }}",
+     "not allowed: access to attribute '__self__' of 'function' object is unsafe."),
+])
+def test_a_dunder_is_refused_as_such_whatever_its_form(
+        source: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: `customer['__class__']` was two lines (an undefined variable and "not
+    allowed"), and `''.format.__self__` an undefined variable ('function object' has no
+    attribute '__self__'), though both try to reach Python's internals."""
+    (tmp_path / "c").mkdir()
+    (tmp_path / "t").mkdir()
+    (tmp_path / "c" / "x.json").write_text(json.dumps(
+        {"id": "x", "name": "X", "trigger": {"event": "order.delivered"},
+         "steps": [{"id": "s1", "channel": "sms", "template": "m"}]}))
+    template = tmp_path / "t" / "m.sms.j2"
+    template.write_text(source + "\n")
+    assert main(["validate", str(tmp_path / "c"), "--templates", str(tmp_path / "t")]) == 1
+    assert capsys.readouterr().err.splitlines() == [f"{template}: line 1: {message}"]
+
+
+def test_a_data_key_with_one_underscore_is_still_just_undefined() -> None:
+    with pytest.raises(RenderError) as info:
+        sms("{{ customer['_nick'] }}")
+    assert info.value.message == "undefined variable 'customer._nick'"
