@@ -9,7 +9,7 @@ compiled rules).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -51,6 +51,9 @@ def _whole(value: Any) -> Any:
 
 # A whole number as JSON Schema's "integer" means it: 10 or 10.0, not 10.5.
 WholeNumber = Annotated[int, BeforeValidator(_whole)]
+
+ReentryPolicy = Literal["once", "once_per_window", "once_per_order", "always"]
+REENTRY_POLICIES: tuple[str, ...] = get_args(ReentryPolicy)
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -216,7 +219,7 @@ class Variant(_Strict):
 
 
 class Reentry(_Strict):
-    policy: Literal["once", "once_per_window", "once_per_order", "always"] = "once_per_order"
+    policy: ReentryPolicy = "once_per_order"
     window: PositiveDuration | None = Field(
         None, description="Only with policy 'once_per_window' (and required by it).")
 
@@ -327,7 +330,9 @@ def consistency_problems(data: Mapping[str, Any]) -> list[tuple[tuple[str | int,
     first_step = _first_of_each_id("steps", steps, problems)
     variants = _items(data, "variants", MAX_VARIANTS)
     _first_of_each_id("variants", variants, problems)
-    if all(isinstance(step.get("id"), str) for step in steps):  # else a cascade
+    raw_steps = data.get("steps")
+    if (isinstance(raw_steps, list) and 0 < len(raw_steps) <= MAX_STEPS
+            and all(isinstance(step.get("id"), str) for step in steps)):  # else a cascade
         for j, variant in enumerate(variants):
             templates = variant.get("templates")
             for step_id in templates if isinstance(templates, Mapping) else ():
@@ -341,7 +346,7 @@ def consistency_problems(data: Mapping[str, Any]) -> list[tuple[tuple[str | int,
         policy = reentry.get("policy", "once_per_order")
         if kind != "event":
             problems.append((("reentry",), "reentry applies to event triggers only"))
-        elif reentry.get("window") is not None and isinstance(policy, str) \
+        elif reentry.get("window") is not None and policy in REENTRY_POLICIES \
                 and policy != "once_per_window":
             problems.append((("reentry", "window"), "'window' applies only to policy "
                              f"'once_per_window', not {policy!r}"))

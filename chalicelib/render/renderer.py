@@ -15,7 +15,8 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from babel import Locale
-from jinja2 import Undefined, UndefinedError
+from jinja2 import UndefinedError
+from jinja2.exceptions import SecurityError
 
 from chalicelib.render.errors import RenderError, TemplateNotFoundError
 from chalicelib.render.filters import LOCALE_KEY, TIMEZONE_KEY, UTC, parse_locale, parse_timezone
@@ -26,6 +27,7 @@ from chalicelib.render.sandbox import (
     AftercareSandbox,
     collecting_undefined,
     make_environment,
+    plain_type_error,
     to_render_error,
     undefined_record_message,
 )
@@ -129,11 +131,14 @@ def load_template_dir(path: Path) -> dict[str, str]:
 
 def _owes_to_undefined(exc: BaseException | None) -> bool:
     """Whether an error that ended a collecting render may come from an undefined value
-    it let through as empty (``|money`` of it): then it is no problem of its own."""
-    if exc is None or isinstance(exc, UndefinedError):
+    it let through as empty: all but a type error of Python's own that names no
+    undefined value and a sandbox refusal (an empty currency for ``|money``, a division
+    by an undefined count taken as 0 are the undefined variable again)."""
+    if exc is None or isinstance(exc, UndefinedError) or "ndefined" in str(exc):
         return True
-    value = getattr(exc, "value", None)
-    return isinstance(value, Undefined) or "ndefined" in str(exc)
+    if isinstance(exc, SecurityError):
+        return False
+    return not (type(exc) is TypeError and plain_type_error(str(exc)) is not None)
 
 
 def _collect(chunks: Iterable[str], template: str) -> str:

@@ -969,7 +969,7 @@ def to_render_error(exc: Exception, env: AftercareSandbox, template: str,
                            "expression or the blocks", type(exc).__name__)
     elif isinstance(exc, TypeError) and (arity := _filter_arity(env, str(exc))):
         message = arity
-    elif isinstance(exc, TypeError) and (plain := _plain_type_error(str(exc))):
+    elif isinstance(exc, TypeError) and (plain := plain_type_error(str(exc))):
         return RenderError(where, line, plain)
     else:
         message = f"{type(exc).__name__}: {exc}"
@@ -982,18 +982,24 @@ def to_render_error(exc: Exception, env: AftercareSandbox, template: str,
 # Python's type names, as a template writer knows the values.
 _TYPE_WORDS: Final = {
     "int": "a number", "float": "a number", "Decimal": "a number", "str": "text",
-    "NoneType": "null", "bool": "true/false", "list": "a list", "tuple": "a list",
+    "Markup": "text", "NoneType": "null", "bool": "true/false", "list": "a list",
+    "tuple": "a tuple",
     "dict": "an object", "builtin_function_or_method": "a function", "method": "a function",
     "function": "a function", "Macro": "a macro", "range": "a range", "LoopContext": "loop",
 }
 _TYPE_ERRORS: Final = [
     (re.compile(r"unsupported operand type\(s\) for (\S+): '(\w+)' and '(\w+)'"),
      "cannot use '{0}' on {1} and {2}"),
-    (re.compile(r'can only concatenate (\w+) \(not "(\w+)"\) to \w+'),
-     "cannot use '+' on {0} and {1} (to join text, use '~': "
+    (re.compile(r'can only concatenate str \(not "(\w+)"\) to str'),
+     "cannot use '+' on text and {0} (to join text, use '~': "
      "{{{{ 'Order ' ~ order.id }}}})"),
-    (re.compile(r"'(\S+)' not supported between instances of '(\w+)' and '(\w+)'"),
-     "cannot compare {1} with {2} using '{0}'"),
+    (re.compile(r'can only concatenate (\w+) \(not "(\w+)"\) to \w+'),
+     "cannot use '+' on {0} and {1}"),
+    # From an operator, or from a sort (|sort, |max) of values of mixed kinds.
+    (re.compile(r"'\S+' not supported between instances of '(\w+)' and '(\w+)'"),
+     "cannot compare {0} with {1}"),
+    (re.compile(r"argument of type '(\w+)' is not iterable"),
+     "cannot look for a value in {0} with 'in'"),
     (re.compile(r"'(\w+)' object is not iterable"), "cannot loop over {0}"),
     (re.compile(r"object of type '(\w+)' has no len\(\)"), "{0} has no length"),
     (re.compile(r"'(\w+)' object is not callable"), "{0} is not a function: remove the ()"),
@@ -1002,7 +1008,7 @@ _TYPE_ERRORS: Final = [
 ]
 
 
-def _plain_type_error(error: str) -> str | None:
+def plain_type_error(error: str) -> str | None:
     """Python's TypeError about a template's values, in the words of the template
     (``1 + "a"``: "cannot use '+' on a number and text"); None when not one of those."""
     for pattern, template in _TYPE_ERRORS:

@@ -578,11 +578,12 @@ def test_cli_render_bad_templates_folder(tmp_path: Path,
     log = tmp_path / "events.jsonl"
     write_jsonl(generate(customers=5, days=20, seed=1), log)
     not_a_folder = tmp_path / "events.jsonl"
-    for folder in (tmp_path / "missing", not_a_folder):
+    for folder, problem in ((tmp_path / "missing", "templates folder not found"),
+                            (not_a_folder, "is a file, not the templates folder")):
         code, rows, err = cli(capsys, "--events", str(log), "--campaigns", str(campaigns),
                               "--templates", str(folder), "--render")
         assert code == 1 and rows == []
-        assert f"{folder}: $: templates folder not found" in err.splitlines()
+        assert f"{folder}: $: {problem}" in err.splitlines()
         assert "Traceback" not in err
 
 

@@ -170,14 +170,14 @@ def test_a_step_without_a_readable_id_does_not_make_variants_name_unknown_steps(
         1, ["$.steps[0].id: should be a string, not a number"])
 
 
-def test_a_campaign_file_over_400_kb_is_refused_before_it_is_parsed(
+def test_a_campaign_file_over_1_mb_is_refused_before_it_is_parsed(
         folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     """Before: a 2.8 MB rule (an `or` of 50,000 comparisons) was "valid" after 12 s and
     870 MB, though push stores a campaign as one DynamoDB item of at most 400 KB."""
     rule = {"or": [{"==": [{"var": "customer.id"}, f"c-{i:06d}"]} for i in range(50_000)]}
     code, lines = _validate(folders, {**CAMPAIGN, "audience": rule}, capsys)
     assert (code, lines) == (1, [
-        "$: the file is over 400 KB; a campaign is stored with its templates as one "
+        "$: the file is over 1 MB; a campaign is stored with its templates as one "
         "DynamoDB item, at most 400 KB: shorten its rules or templates, or split it"])
 
 
@@ -223,3 +223,62 @@ def test_a_templates_path_that_is_a_file_is_named_so(
     assert main(["validate", str(campaigns), "--templates", str(not_a_folder)]) == 1
     assert capsys.readouterr().err.splitlines()[0] == (
         f"{not_a_folder}: $: is a file, not the templates folder")
+
+
+def test_the_size_check_counts_what_push_stores(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """The templates attribute is JSON whose non-ASCII characters take 6 bytes each
+    (\\uXXXX): 110,000 Cyrillic letters are 660 KB stored, though 220 KB as UTF-8."""
+    templates = folders[1]
+    (templates / "big.sms.j2").write_text("{# " + "\u0436" * 110_000 + " #}Hello",
+                                          encoding="utf-8")
+    code, lines = _validate(folders, {**CAMPAIGN, "steps": [{**STEP, "template": "big"}]},
+                            capsys)
+    assert code == 1 and len(lines) == 1
+    assert lines[0].startswith("$: with its templates it takes 645 KB;")
+
+
+def test_an_indented_file_under_1_mb_is_judged_by_what_is_stored(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """A 520 KB file written with indentation stores in far less: not refused for its
+    bytes on disk."""
+    campaigns, templates = folders
+    rule = {"or": [{"==": [{"var": "customer.id"}, f"c-{i:05d}"]} for i in range(3000)]}
+    text = json.dumps({**CAMPAIGN, "audience": rule}, indent=6)
+    assert 400 * 1024 < len(text) < 1024 * 1024
+    (campaigns / "a.json").write_text(text)
+    assert main(["validate", str(campaigns), "--templates", str(templates)]) == 0
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("data", [
+    {**CAMPAIGN, "steps": {"id": "s1"}, "variants": [{"id": "a", "weight": 1,
+                                                      "templates": {"s1": "nps"}}]},
+    {key: value for key, value in CAMPAIGN.items() if key != "steps"}
+    | {"stpes": [STEP], "variants": [{"id": "a", "weight": 1, "templates": {"s1": "nps"}}]},
+    {**CAMPAIGN, "steps": [{**STEP, "id": f"s{i}"} for i in range(21)],
+     "variants": [{"id": "a", "weight": 1, "templates": {"s20": "nps"}}]},
+    {**CAMPAIGN, "steps": [{**STEP, "id": "S 1"}],
+     "variants": [{"id": "a", "weight": 1, "templates": {"s1": "nps"}}]},
+])
+def test_a_refused_steps_list_does_not_make_variants_name_unknown_steps(
+        data: dict[str, Any], folders: tuple[Path, Path],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, lines = _validate(folders, data, capsys)
+    assert code == 1 and lines
+    assert not any("names unknown step" in line for line in lines), lines
+
+
+def test_a_misspelt_policy_is_one_line_not_also_a_window_line(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    data = {**CAMPAIGN, "reentry": {"policy": "once_per_windw", "window": "P9D"}}
+    code, lines = _validate(folders, data, capsys)
+    assert code == 1
+    assert [line.split(":", 1)[0] for line in lines] == ["$.reentry.policy"]
+
+
+def test_a_long_value_is_quoted_whole_then_cut(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    code, lines = _validate(folders, {**CAMPAIGN, "status": "x" * 100}, capsys)
+    assert code == 1
+    assert lines[0].endswith('; got "' + "x" * 57 + '..."')
