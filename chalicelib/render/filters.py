@@ -147,8 +147,14 @@ def money(context: Context, amount: Any, currency: str = "USD") -> str:
     ``{{ order.total|money(order.currency) }}`` gives ``$129.50`` in en-US and
     ``129,50 €`` for euros in de-DE.
     """
-    if isinstance(amount, Undefined):
-        amount._fail_with_undefined_error()
+    # An undefined amount or currency raises here; while validation lists every
+    # undefined value, each is noted and the filter gives "" so the render goes on
+    # (else it would stop at a "not a number" that is the same mistake).
+    missing = [v for v in (amount, currency) if isinstance(v, Undefined)]
+    for undefined in missing:
+        undefined._fail_with_undefined_error()
+    if missing:
+        return ""
     if isinstance(amount, bool) or not isinstance(amount, (int, float, Decimal, str)):
         raise FilterValueError("money", f"money expects a number, got {shown_value(amount)}",
                                amount)
@@ -160,8 +166,6 @@ def money(context: Context, amount: Any, currency: str = "USD") -> str:
     if not value.is_finite() or value.adjusted() >= 30:
         raise FilterValueError("money", "money expects a finite amount under 10^30, got "
                                f"{shown_value(amount)}", amount)
-    if isinstance(currency, Undefined):  # order.currency missing: name it, as above
-        currency._fail_with_undefined_error()
     code = str(currency).strip().upper() if isinstance(currency, str) else ""
     if not is_currency(code):
         raise FilterValueError("money", f"unknown currency {shown_value(currency)} (use an "
@@ -181,6 +185,9 @@ def date(context: Context, value: Any, format: str = "medium") -> str:
     A datetime is first moved to the recipient's timezone (one without an offset
     is UTC), so a delivery at 02:00 UTC is still "yesterday" in New York.
     """
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()  # raises, unless validation lists them all
+        return ""
     parsed = _to_datetime(value, "date")
     pattern = _format("date", format)
     if isinstance(parsed, dt.datetime):
@@ -206,6 +213,9 @@ def datetime(
     Naive values are taken as UTC; a bare date (``1992-02-29``) is taken as its
     midnight in that timezone, so it shows on its own day everywhere.
     """
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()  # raises, unless validation lists them all
+        return ""
     parsed = _to_datetime(value, "datetime")
     pattern = _format("datetime", format)
     zone = _timezone(context, tz)

@@ -280,3 +280,33 @@ def test_a_data_key_with_one_underscore_is_still_just_undefined() -> None:
     with pytest.raises(RenderError) as info:
         sms("{{ customer['_nick'] }}")
     assert info.value.message == "undefined variable 'customer._nick'"
+
+
+def test_validate_lists_every_undefined_value_a_formatting_filter_is_given(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: the listing render stopped at `|money` of an undefined amount ("money
+    expects a number", the same mistake), so the currency beside it and every later
+    line went unreported."""
+    (tmp_path / "c").mkdir()
+    (tmp_path / "t").mkdir()
+    (tmp_path / "c" / "i.json").write_text(json.dumps(
+        {"id": "i", "name": "Idle", "trigger": {"idle": "P30D"},
+         "steps": [{"id": "a", "channel": "sms", "template": "m"}]}))
+    template = tmp_path / "t" / "m.sms.j2"
+    template.write_text("{{ order.total|money(order.currency) }}\n"
+                        "{{ order.placed_at|date }} {{ order.placed_at|datetime }}\n")
+    assert main(["validate", str(tmp_path / "c"), "--templates", str(tmp_path / "t")]) == 1
+    why = "(campaign 'i' has a date or idle trigger: there is no order)"
+    assert capsys.readouterr().err.splitlines() == [
+        f"{template}: line 1: undefined variable 'order.total' {why}",
+        f"{template}: line 1: undefined variable 'order.currency' {why}",
+        f"{template}: line 2: undefined variable 'order.placed_at' {why}"]
+
+
+@pytest.mark.parametrize("source", ["{{ order.nope|money('USD') }}",
+                                    "{{ 5|money(order.nope) }}", "{{ order.nope|date }}",
+                                    "{{ order.nope|datetime }}"])
+def test_a_formatting_filter_of_an_undefined_value_still_fails_a_send(source: str) -> None:
+    with pytest.raises(RenderError) as info:
+        sms(source)
+    assert info.value.message.startswith("undefined variable 'order.nope'")
