@@ -404,11 +404,11 @@ class Renderer:
             missing = "subject" if plain["subject"] is None else "html"
             raise RenderError(filename, None, f"missing {{% block {missing} %}}")
         subject = " ".join(plain["subject"].split())
-        if not subject:
-            raise RenderError(filename, None, "subject is empty")
         html = html.strip()
-        if not html:
-            raise RenderError(filename, None, "the html block is empty")
+        if not subject or not html:
+            raise RenderError(filename, None, "subject and html block are empty"
+                              if not (subject or html) else "subject is empty"
+                              if not subject else "the html block is empty")
         text = (plain["text"] or "").strip() or html_to_text(html)
         for part in (subject, html, text):
             _check_unicode(filename, part)

@@ -310,3 +310,12 @@ def test_a_formatting_filter_of_an_undefined_value_still_fails_a_send(source: st
     with pytest.raises(RenderError) as info:
         sms(source)
     assert info.value.message.startswith("undefined variable 'order.nope'")
+
+
+def test_an_email_with_both_required_blocks_empty_says_so_in_one_line() -> None:
+    """Before: "subject is empty" only; the empty html block showed after a fix."""
+    renderer = Renderer({"m.email.j2": "{% block subject %} {% endblock %}"
+                                       "{% block html %}\n{% endblock %}"})
+    with pytest.raises(RenderError) as info:
+        renderer.render_email("m", SAMPLE_CONTEXT)
+    assert info.value.message == "subject and html block are empty"
