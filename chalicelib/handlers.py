@@ -15,9 +15,9 @@ from aws_lambda_powertools import Logger
 from chalicelib import settings
 from chalicelib.pipeline.batch import BatchReport, Record, process_batch
 from chalicelib.pipeline.ingest import decode, ingest_event
-from chalicelib.pipeline.send import Channels, send_one
+from chalicelib.pipeline.send import Channels, clear_renderers, send_one
 from chalicelib.pipeline.tick import TickReport, run_tick
-from chalicelib.store.campaigns import LiveCache
+from chalicelib.store.campaigns import LiveCache, clear_compiled
 from chalicelib.tracking.ses_events import record_ses_event
 
 logger = Logger(service="aftercare")
@@ -41,10 +41,14 @@ def channels() -> Channels:
 
 
 def reset() -> None:
-    """Drop per-container caches (tests and the local stack)."""
+    """Drop per-container caches (tests and the local stack). A new stack numbers
+    campaign versions from 1 again: what was cached per (campaign, version) goes too,
+    or a campaign id reused with other templates would render with the old ones."""
     global _live, _channels
     _live = None
     _channels = None
+    clear_renderers()
+    clear_compiled()
 
 
 def records(sqs_event: Iterable[Any]) -> list[Record]:

@@ -293,6 +293,12 @@ def renderer_for(campaign_id: str, version: int, templates: dict[str, str] | Any
     return _renderers[key]
 
 
+def clear_renderers() -> None:
+    """Forget the renderers built per (campaign, version): a new local stack numbers
+    versions from 1 again, with other templates."""
+    _renderers.clear()
+
+
 SENDER_STATUS = {"accepted": "sent", "permanent": "failed", "ambiguous": "ambiguous",
                  "retryable": "retry"}
 MAX_OUTCOME_TRIES = 5  # writes of the outcome, each after a report changed the message

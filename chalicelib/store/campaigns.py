@@ -90,3 +90,8 @@ def latest_version(campaign_id: str) -> tuple[str, CompiledCampaign] | None:
     if key not in _compiled:
         _compiled[key] = compile_campaign(Campaign.model_validate(item.definition), key[1])
     return str(item.status), _compiled[key]
+
+
+def clear_compiled() -> None:
+    """Forget the versions compiled by :func:`latest_version` (see ``handlers.reset``)."""
+    _compiled.clear()
