@@ -39,7 +39,6 @@ MAX_STEPS = 20
 MAX_VARIANTS = 10
 
 
-
 def _whole(value: Any) -> Any:
     """``10.0`` as ``10``: JSON Schema's ``integer`` (and so an editor checking against
     campaigns/schema.json) accepts a number with a zero fraction; validation is strict

@@ -7,7 +7,6 @@ problem on stderr: never a traceback, never a silent "ok", never a hang.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -21,16 +20,6 @@ STEP = {"id": "s1", "after": "P2D", "channel": "sms", "template": "checkin"}
 BASE: dict[str, Any] = {"id": "x", "name": "X", "trigger": {"event": "order.delivered"},
                         "steps": [STEP]}
 CUSTOMER = {"id": "c-1", "name": "Ann Lee", "locale": "en-US", "timezone": "America/New_York"}
-
-
-@pytest.fixture
-def folders(tmp_path: Path) -> tuple[Path, Path]:
-    """(campaigns folder, templates folder: a copy of the real one)."""
-    campaigns = tmp_path / "c"
-    campaigns.mkdir()
-    templates = tmp_path / "t"
-    shutil.copytree(ROOT / "templates", templates)
-    return campaigns, templates
 
 
 def campaign(**changes: Any) -> dict[str, Any]:

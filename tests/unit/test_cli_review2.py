@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +24,6 @@ HERE = Path(__file__).resolve().parents[1] / "fixtures" / "review2"
 STEP = {"id": "s1", "after": "P2D", "channel": "sms", "template": "checkin"}
 BASE: dict[str, Any] = {"id": "x", "name": "X", "trigger": {"event": "order.delivered"},
                         "steps": [STEP]}
-
-
-@pytest.fixture
-def folders(tmp_path: Path) -> tuple[Path, Path]:
-    """(empty campaigns folder, templates folder: a copy of the real one)."""
-    campaigns = tmp_path / "c"
-    campaigns.mkdir()
-    templates = tmp_path / "t"
-    shutil.copytree(ROOT / "templates", templates)
-    return campaigns, templates
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -4,7 +4,6 @@ messages, whole numbers written 10.0, and plain wording for schema problems."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -75,15 +74,6 @@ def test_an_order_of_the_wrong_type_is_named_so() -> None:
     with pytest.raises(EventError) as exc:
         parse_event({**BASE_EVENT, "customer": {"id": "c-1"}, "order": "o-1"})
     assert str(exc.value) == "$.order: must be an object, got a string"
-
-
-@pytest.fixture
-def folders(tmp_path: Path) -> tuple[Path, Path]:
-    campaigns = tmp_path / "c"
-    campaigns.mkdir()
-    templates = tmp_path / "t"
-    shutil.copytree(ROOT / "templates", templates)
-    return campaigns, templates
 
 
 def _validate(folders: tuple[Path, Path], data: dict[str, Any],

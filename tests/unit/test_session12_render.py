@@ -23,6 +23,22 @@ def sms(source: str, context: dict[str, Any] | None = None, locale: str | None =
     return renderer.render_sms("m", context or SAMPLE_CONTEXT, locale).body
 
 
+def validate_one(tmp_path: Path, capsys: pytest.CaptureFixture[str], source: str,
+                 trigger: dict[str, str] | None = None) -> tuple[Path, list[str]]:
+    """`aftercare validate` of one campaign whose one SMS step uses template `m` with
+    ``source`` (an event trigger unless given): (the template's path, stderr lines)."""
+    campaigns, templates = tmp_path / "c", tmp_path / "t"
+    campaigns.mkdir(exist_ok=True)
+    templates.mkdir(exist_ok=True)
+    (campaigns / "x.json").write_text(json.dumps(
+        {"id": "x", "name": "X", "trigger": trigger or {"event": "order.delivered"},
+         "steps": [{"id": "s1", "channel": "sms", "template": "m"}]}))
+    template = templates / "m.sms.j2"
+    template.write_text(source)
+    assert main(["validate", str(campaigns), "--templates", str(templates)]) == 1
+    return template, capsys.readouterr().err.splitlines()
+
+
 @pytest.mark.parametrize("call", ["wordwrap(1, true, '')", "wordwrap(1)",
                                   "wordwrap(3, true, '-')"])
 def test_wordwrap_of_a_huge_text_is_refused_at_once(call: str) -> None:
@@ -186,17 +202,11 @@ def test_a_dict_method_that_changes_data_is_still_refused() -> None:
 
 def test_validate_reports_order_items_in_an_idle_campaign_once(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "c").mkdir()
-    (tmp_path / "t").mkdir()
-    (tmp_path / "c" / "i.json").write_text(json.dumps(
-        {"id": "i", "name": "Idle", "trigger": {"idle": "P30D"},
-         "steps": [{"id": "a", "channel": "sms", "template": "items"}]}))
-    (tmp_path / "t" / "items.sms.j2").write_text(
-        "You bought:{% for item in order.items %} {{ item.name }}{% endfor %}\n")
-    assert main(["validate", str(tmp_path / "c"), "--templates", str(tmp_path / "t")]) == 1
-    assert capsys.readouterr().err.splitlines() == [
-        f"{tmp_path / 't' / 'items.sms.j2'}: line 1: undefined variable 'order.items' "
-        "(campaign 'i' has a date or idle trigger: there is no order)"]
+    template, lines = validate_one(
+        tmp_path, capsys, "You bought:{% for item in order.items %} {{ item.name }}"
+                          "{% endfor %}\n", {"idle": "P30D"})
+    assert lines == [f"{template}: line 1: undefined variable 'order.items' (campaign 'x' "
+                     "has a date or idle trigger: there is no order)"]
 
 
 # ------------------------------------------------- Python's type errors, in words
@@ -230,25 +240,15 @@ def test_validate_lists_a_type_error_after_an_undefined_variable(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Before: the render that lists undefined variables stopped at the type error of
     line 2 and dropped it: one run showed only line 1."""
-    (tmp_path / "c").mkdir()
-    (tmp_path / "t").mkdir()
-    (tmp_path / "c" / "x.json").write_text(json.dumps(
-        {"id": "x", "name": "X", "trigger": {"event": "order.delivered"},
-         "steps": [{"id": "s1", "channel": "sms", "template": "m"}]}))
-    template = tmp_path / "t" / "m.sms.j2"
-    template.write_text("{{ customer.nmae }}\n{{ 1 + 'a' }}\n")
-    assert main(["validate", str(tmp_path / "c"), "--templates", str(tmp_path / "t")]) == 1
-    assert capsys.readouterr().err.splitlines() == [
-        f"{template}: line 1: undefined variable 'customer.nmae'",
-        f"{template}: line 2: cannot use '+' on a number and text"]
+    template, lines = validate_one(tmp_path, capsys, "{{ customer.nmae }}\n{{ 1 + 'a' }}\n")
+    assert lines == [f"{template}: line 1: undefined variable 'customer.nmae'",
+                     f"{template}: line 2: cannot use '+' on a number and text"]
     # What an undefined value let through as empty is not a second problem.
     for source in ("{% set n = customer.nmae %}\n{{ n|money }}\n",
                    "{{ order.curency }}\n{{ 5|money(order.curency ~ '') }}\n",
                    "{{ order.cnt }}\n{{ 10 / (order.cnt|int) }}\n",
                    "{{ customer.tz }}\n{{ order.placed_at|datetime(tz=customer.tz ~ '') }}\n"):
-        template.write_text(source)
-        assert main(["validate", str(tmp_path / "c"), "--templates", str(tmp_path / "t")]) == 1
-        lines = capsys.readouterr().err.splitlines()
+        _, lines = validate_one(tmp_path, capsys, source)
         assert all("undefined variable" in line for line in lines), lines
         assert not any("money" in line or "divi" in line or "timezone" in line
                        for line in lines), lines
@@ -265,15 +265,8 @@ def test_a_dunder_is_refused_as_such_whatever_its_form(
     """Before: `customer['__class__']` was two lines (an undefined variable and "not
     allowed"), and `''.format.__self__` an undefined variable ('function object' has no
     attribute '__self__'), though both try to reach Python's internals."""
-    (tmp_path / "c").mkdir()
-    (tmp_path / "t").mkdir()
-    (tmp_path / "c" / "x.json").write_text(json.dumps(
-        {"id": "x", "name": "X", "trigger": {"event": "order.delivered"},
-         "steps": [{"id": "s1", "channel": "sms", "template": "m"}]}))
-    template = tmp_path / "t" / "m.sms.j2"
-    template.write_text(source + "\n")
-    assert main(["validate", str(tmp_path / "c"), "--templates", str(tmp_path / "t")]) == 1
-    assert capsys.readouterr().err.splitlines() == [f"{template}: line 1: {message}"]
+    template, lines = validate_one(tmp_path, capsys, source + "\n")
+    assert lines == [f"{template}: line 1: {message}"]
 
 
 def test_a_data_key_with_one_underscore_is_still_just_undefined() -> None:
@@ -287,17 +280,12 @@ def test_validate_lists_every_undefined_value_a_formatting_filter_is_given(
     """Before: the listing render stopped at `|money` of an undefined amount ("money
     expects a number", the same mistake), so the currency beside it and every later
     line went unreported."""
-    (tmp_path / "c").mkdir()
-    (tmp_path / "t").mkdir()
-    (tmp_path / "c" / "i.json").write_text(json.dumps(
-        {"id": "i", "name": "Idle", "trigger": {"idle": "P30D"},
-         "steps": [{"id": "a", "channel": "sms", "template": "m"}]}))
-    template = tmp_path / "t" / "m.sms.j2"
-    template.write_text("{{ order.total|money(order.currency) }}\n"
-                        "{{ order.placed_at|date }} {{ order.placed_at|datetime }}\n")
-    assert main(["validate", str(tmp_path / "c"), "--templates", str(tmp_path / "t")]) == 1
-    why = "(campaign 'i' has a date or idle trigger: there is no order)"
-    assert capsys.readouterr().err.splitlines() == [
+    template, lines = validate_one(
+        tmp_path, capsys, "{{ order.total|money(order.currency) }}\n"
+                          "{{ order.placed_at|date }} {{ order.placed_at|datetime }}\n",
+        {"idle": "P30D"})
+    why = "(campaign 'x' has a date or idle trigger: there is no order)"
+    assert lines == [
         f"{template}: line 1: undefined variable 'order.total' {why}",
         f"{template}: line 1: undefined variable 'order.currency' {why}",
         f"{template}: line 2: undefined variable 'order.placed_at' {why}"]
