@@ -23,10 +23,7 @@ import pytest
 from chalicelib.events import parse_event
 from chalicelib.journeys.engine import CampaignSet, decide_step, process_event
 from tests.conftest import ROOT
-from tests.unit import test_cli_adversarial as adversarial
 from tests.unit.test_cli_adversarial import campaign, step, validate
-
-folders = adversarial.folders  # the fixture: a campaigns folder, a copy of templates/
 
 AFTERCARE = [sys.executable, "-m", "chalicelib.cli.main"]
 

@@ -20,10 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit import test_cli_adversarial as adversarial
 from tests.unit.test_cli_adversarial import campaign, step, validate
-
-folders = adversarial.folders  # the fixture: a campaigns folder, a copy of templates/
 
 
 @pytest.mark.parametrize(("partials", "expected"), [
