@@ -25,10 +25,6 @@ Number = int | float
 
 _LOG = logging.getLogger("chalicelib.rules")
 
-# Default for intermediate ``.get`` lookups in generated code; never mutated and
-# never returned.
-EMPTY: dict[str, Any] = {}
-
 NUMERIC_TYPES = frozenset({int, float, bool})
 
 _INT_RE = re.compile(r"[+-]?[0-9]+")
