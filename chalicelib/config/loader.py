@@ -535,7 +535,8 @@ def _read_campaign(path: Path) -> tuple[Any, list[Problem]]:
 def stored_size(campaign: Campaign, templates: Mapping[str, str]) -> int:
     """Bytes of the campaign definition and templates as :func:`store.campaigns.push`
     stores them (each attribute as its model serializes it: JSON in which a character
-    beyond ASCII takes 6 bytes, \\uXXXX; attribute names and keys not counted)."""
+    beyond ASCII takes 6 bytes, \\uXXXX, and one beyond the Basic Multilingual Plane 12,
+    a surrogate pair; attribute names and keys not counted)."""
     from chalicelib.store.models import CampaignModel
 
     definition = campaign.model_dump(mode="json", by_alias=True, exclude_none=True)
