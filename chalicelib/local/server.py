@@ -68,10 +68,13 @@ class _Outbox:
 def _scheduler(stack: Any, outbox: _Outbox, tick_seconds: float, stop: threading.Event) -> None:
     next_tick = 0.0
     now_file = outbox.path.with_name("now.txt")
+    now_next = outbox.path.with_name("now.txt.next")
     while not stop.is_set():
         # Business time runs ahead of the wall clock: scripts/post-event.sh reads it
-        # here so the events it posts happen "now" for the stack.
-        now_file.write_text(clock.iso(clock.now()) + "\n")
+        # here so the events it posts happen "now" for the stack.  Written aside and
+        # renamed: a reader never sees the file empty, between truncation and write.
+        now_next.write_text(clock.iso(clock.now()) + "\n")
+        os.replace(now_next, now_file)
         with LOCK:
             stack.pump("events", "ingest")
             if time.monotonic() >= next_tick:

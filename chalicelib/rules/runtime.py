@@ -25,6 +25,10 @@ Number = int | float
 
 _LOG = logging.getLogger("chalicelib.rules")
 
+# Default for ``.get`` of an object on the way to a value in generated code; never
+# mutated and never returned.
+EMPTY: dict[str, Any] = {}
+
 NUMERIC_TYPES = frozenset({int, float, bool})
 
 _INT_RE = re.compile(r"[+-]?[0-9]+")

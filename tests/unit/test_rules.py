@@ -420,6 +420,27 @@ def test_compiled_rule_is_one_generated_function() -> None:
     assert source.count("data['customer']") == 1
 
 
+@pytest.mark.parametrize(("rule", "data", "expected"), [
+    ({"==": [{"var": "customer.attributes.tier"}, "gold"]}, {"customer": {}}, False),
+    ({"==": [{"var": "customer.attributes.tier"}, "gold"]}, {}, False),
+    ({"var": ["customer.attributes.tier", "gold"]}, {"customer": {"id": "c"}}, "gold"),
+    ({"missing": ["customer.attributes.tier"]}, {"customer": {}},
+     ["customer.attributes.tier"]),
+    ({"some": [{"var": "items"}, {"==": [{"var": "spec.kind"}, "x"]}]},
+     {"items": [{"spec": {"kind": "y"}}, {}, {"spec": {"kind": "x"}}]}, True),
+    ({"in": [{"var": "event.order.category"}, ["a", "b"]]}, {"customer": {}}, False),
+    ({"var": ["event.order.total", 7]}, {"event": {}}, 7),
+    ({"!": {"var": "a.b.c"}}, {"a": {"b": None}}, True),
+])
+def test_an_object_missing_on_the_way_to_a_value_gives_the_json_logic_answer(
+    rule: Any, data: Any, expected: Any
+) -> None:
+    # The fast variant subscripts the context's own key (data['customer']) and
+    # re-evaluates with the safe variant when it is missing (KeyError); it reads
+    # deeper objects with .get, so an absent one costs no fallback.
+    assert compile_rule(rule)(data) == expected
+
+
 # ------------------------------------------------------- QA regressions
 
 
