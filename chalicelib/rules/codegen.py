@@ -64,8 +64,8 @@ DEOPT = (TypeError, AttributeError, ArithmeticError, KeyError)
 
 # Names the generated code may use, bound once in every rule's globals.
 RUNTIME: dict[str, Any] = {
-    "_NUMT": runtime.NUMERIC_TYPES,
     "_E": runtime.EMPTY,
+    "_NUMT": runtime.NUMERIC_TYPES,
     "_DEOPT": DEOPT,
     "_add": runtime.add,
     "_sub": runtime.subtract,
@@ -348,10 +348,10 @@ class Compiler:
         for i in range(start, last + 1):
             key = segments[i]
             if i < last:
-                # The context's own keys (customer, event, now) are always there:
-                # a subscript; deeper objects may be absent: .get with an empty dict.
-                step = f"{code}[{key!r}]" if i == 0 and base == "data" else (
-                    f"{code}.get({key!r}, _E)")
+                # The root context's own keys (customer, event) are always there: a
+                # subscript; deeper objects may be absent: .get with an empty dict.
+                root = i == 0 and base == self.frames[0].ctx
+                step = f"{code}[{key!r}]" if root else f"{code}.get({key!r}, _E)"
             elif default is not None and not (default.const and default.value is None):
                 return Expr(f"{code}.get({key!r}, {default.code})")
             else:
