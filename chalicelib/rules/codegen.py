@@ -57,7 +57,7 @@ from .model import (
 Rule = Callable[[Any], Any]
 
 MAX_DEPTH = 64
-# Marks the assignment of a shared lookup: ``(\0_v1\0data.get(...))``.  NUL never
+# Marks the assignment of a shared lookup: ``(\0_v1\0data['customer'])``.  NUL never
 # appears in generated code otherwise (``repr`` escapes it in literals).
 _SHARED = re.compile("\0(_v[0-9]+)\0")
 DEOPT = (TypeError, AttributeError, ArithmeticError, KeyError)

@@ -441,6 +441,18 @@ def test_an_object_missing_on_the_way_to_a_value_gives_the_json_logic_answer(
     assert compile_rule(rule)(data) == expected
 
 
+@pytest.mark.parametrize(("rule", "data"), [
+    ({"==": [{"var": "customer.attributes.tier"}, "gold"]}, {"customer": {}}),
+    ({"var": "customer.consent.email.granted"}, {"customer": {"consent": {}}}),
+    ({"in": [{"var": "event.order.category"}, ["a", "b"]]}, {"customer": {}, "event": {}}),
+])
+def test_an_absent_object_below_the_context_key_costs_no_fallback(
+    rule: Any, data: Any
+) -> None:
+    fast_only, safe = codegen.build_variants(rule)
+    assert fast_only(data) == safe(data)  # answered without raising: no fallback
+
+
 # ------------------------------------------------------- QA regressions
 
 
