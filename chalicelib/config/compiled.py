@@ -89,7 +89,9 @@ class CompiledCampaign:
     idle_after: Delay | None
     audience: Predicate | None
     steps: tuple[CompiledStep, ...]
-    exit_events: frozenset[str]
+    # In the campaign's order (the first that applies is the reason: the same in
+    # every process, which a set's order, seeded by hash randomisation, is not).
+    exit_events: tuple[str, ...]
     exit_rule: Predicate | None
     goal_event: str | None
     goal_within: timedelta | None
@@ -160,7 +162,7 @@ def compile_campaign(campaign: Campaign, version: int = 1) -> CompiledCampaign:
         idle_after=parse_delay(trigger.idle) if isinstance(trigger, IdleTrigger) else None,
         audience=_predicate(campaign.audience, "$.audience"),
         steps=tuple(_step(s, i) for i, s in enumerate(campaign.steps)),
-        exit_events=frozenset(exit_.all_events) if exit_ else frozenset(),
+        exit_events=tuple(dict.fromkeys(exit_.all_events)) if exit_ else (),
         exit_rule=_predicate(exit_.rule, "$.exit.rule") if exit_ else None,
         goal_event=campaign.goal.event if campaign.goal else None,
         goal_within=parse_duration(campaign.goal.within) if campaign.goal else None,

@@ -177,6 +177,11 @@ class EventResult:
     moved: list[PlannedStep] = field(default_factory=list)
     cancelled: list[Cancellation] = field(default_factory=list)
     conversions: list[Conversion] = field(default_factory=list)
+    # The first step (not planned) of each enrollment that ended in the event that
+    # made it: a yearly occurrence learnt after an exit event that followed its
+    # start (:func:`_started_late`), not planned before. Counted enrolled in the
+    # stats all the same.
+    ended: list[PlannedStep] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
 
 
@@ -796,32 +801,74 @@ def _enroll_dated(result: EventResult, at: datetime, stamp: str, campaigns: Camp
                 # This year's occurrence was exited (its steps cancelled, so no decision
                 # on its last step will plan the next): plan next year's now.
                 after_year = int(current["ref"].rsplit(":", 1)[1])
-        found = _date_occurrence(c, profile, local, after_year)
-        if found is None:
-            continue
-        ref, base = found
-        # The audience is asked as of the occurrence (the enrollment's start): "18 or
-        # older" is true on the 18th birthday, not only when the date became known.
-        if c.audience is not None and not _audience_holds(c, ref, iso(base), profile, tz):
-            if before is None or before.get(c.date_field or "") != value:
-                result.rows.append(
-                    Row(profile["id"], c.id, "-", stamp, "skipped", "audience rule false"))
-            continue
-        if current is not None and current["ref"].rsplit(":", 1)[0] != ref.rsplit(":", 1)[0]:
-            result.cancelled.extend(
-                _cancel(c, profile["id"], current["ref"], "cancelled", "date changed"))
-        planned = plan_enrollment(c, profile["id"], ref, base, profile.get("timezone"),
-                                  default_tz, f"date:{ref}", None)
-        extra = {}
-        if after_year is not None and current is not None and c.goal_within is not None \
-                and not current.get("converted"):
-            # The exited occurrence's goal window is still open: kept, as an exited
-            # event enrollment converts (intent to treat) until the next one starts.
-            extra["exited_occurrence"] = {k: current.get(k)
-                                          for k in ("ref", "at", "holdout", "variant")}
-        _record(profile, c, planned, ref, **extra)
-        result.planned.extend(planned)
-        result.rows.append(Row(profile["id"], c.id, "-", stamp, "planned", ref))
+        # Twice at most: an occurrence planned late that an exit event has already
+        # ended is recorded exited, and the next year's is planned at once (it starts
+        # after this event, so it is not late).
+        for _ in range(2):
+            found = _date_occurrence(c, profile, local, after_year)
+            if found is None:
+                break
+            ref, base = found
+            # The audience is asked as of the occurrence (the enrollment's start): "18
+            # or older" is true on the 18th birthday, not only when the date became known.
+            if c.audience is not None and not _audience_holds(c, ref, iso(base), profile, tz):
+                if before is None or before.get(c.date_field or "") != value:
+                    result.rows.append(
+                        Row(profile["id"], c.id, "-", stamp, "skipped", "audience rule false"))
+                break
+            if current is not None \
+                    and current["ref"].rsplit(":", 1)[0] != ref.rsplit(":", 1)[0]:
+                result.cancelled.extend(
+                    _cancel(c, profile["id"], current["ref"], "cancelled", "date changed"))
+            planned = plan_enrollment(c, profile["id"], ref, base, profile.get("timezone"),
+                                      default_tz, f"date:{ref}", None)
+            extra = {}
+            if after_year is not None and current is not None and c.goal_within is not None \
+                    and not current.get("converted"):
+                # The exited occurrence's goal window is still open: kept, as an exited
+                # event enrollment converts (intent to treat) until the next one starts.
+                extra["exited_occurrence"] = {k: current.get(k)
+                                              for k in ("ref", "at", "holdout", "variant")}
+            planned_before = current is not None and ref in current.get("refs", ())
+            _record(profile, c, planned, ref, **extra)
+            result.rows.append(Row(profile["id"], c.id, "-", stamp, "planned", ref))
+            if planned[0].enrolled_at >= stamp or not _started_late(result, c, planned[0],
+                                                                    base, stamp):
+                result.planned.extend(planned)
+                break
+            if not planned_before:  # an occurrence planned again counts once (its items)
+                result.ended.append(planned[0])
+            current = profile["enrollments"][c.id]
+            after_year = int(ref.rsplit(":", 1)[1])
+
+
+def _started_late(result: EventResult, c: CompiledCampaign, first: PlannedStep,
+                  base: datetime, stamp: str) -> bool:
+    """A date occurrence planned after it started (the date became known, or the
+    campaign went live, later that day): the goal and exit events the profile holds
+    from its start to this event count as they would have had it been planned in
+    time, as its steps' exit check at send time counts them. A goal converts it;
+    an exit event ends it here (returns True: its steps are not planned, its record
+    says ``exited`` and an ``exited`` row is left), where otherwise each of its steps
+    would be decided ``exited`` one by one and the next year planned only when the
+    last one is decided."""
+    if c.goal_event is not None:
+        _goal_seen_before(result, c, first, base)
+    last_events = result.profile.get("last_events") or {}
+    start = first.enrolled_at
+    # Date enrollments are not made for an order: any exit event after the start
+    # ends them, as at ingest and at send time (_exit_reason, whose reason is the
+    # first such type in the campaign's order, as here).
+    reason = next((etype for etype in c.exit_events
+                   if (t := last_events.get(etype)) is not None and start < t <= stamp), None)
+    if reason is None:
+        return False
+    profile = result.profile
+    enrollments = dict(profile["enrollments"])
+    enrollments[c.id] = {**enrollments[c.id], "exited": stamp}
+    profile["enrollments"] = enrollments
+    result.rows.append(Row(profile["id"], c.id, "-", stamp, "exited", reason))
+    return True
 
 
 def _enroll_idle(result: EventResult, before: Profile, stamp: str, campaigns: CampaignSet,

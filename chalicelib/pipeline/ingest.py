@@ -340,7 +340,7 @@ def result_transaction(result: EventResult, current: CustomerModel | None,
     cancelled = {c.schedule_id: c for c in reversed(result.cancelled)
                  if c.schedule_id not in planned}
     add_planned(tx, planned.values(),
-                [*_conversion_bumps(result), *retained])
+                [*_conversion_bumps(result), *enrolled_bumps(result.ended), *retained])
     if result.moved:
         tx.optional.extend(moved_step_ops(
             s for s in {s.id: s for s in result.moved}.values()
