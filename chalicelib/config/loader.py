@@ -234,6 +234,17 @@ def _pydantic_problems(file: str, error: ValidationError) -> list[Problem]:
         loc = tuple(err["loc"])
         if err["type"] == "missing" and loc and (loc[:-1], loc[-1]) in named:
             continue  # named by the misspelt field's line
+        if err["type"] == "trigger_kind" and isinstance(err.get("input"), dict):
+            # No kind's key, but one misspelt (`evnt`): named, as a typo elsewhere is.
+            typos = [(key, close[0]) for key in err["input"] if isinstance(key, str)
+                     and (close := difflib.get_close_matches(key, sorted(TRIGGER_TAGS),
+                                                             n=1, cutoff=0.6))]
+            problems += [Problem(file, json_path((*loc, key)),
+                                 f"unknown field: did you mean {meant_key!r}? (a trigger "
+                                 "needs one of 'event', 'date' or 'idle')")
+                         for key, meant_key in typos]
+            if typos:
+                continue
         message = _pydantic_message(err)
         if loc in meant:
             message = (f"unknown field: did you mean {meant[loc]!r}, a required field "
@@ -558,8 +569,7 @@ def campaign_files(paths: Iterable[Path]) -> list[Path]:
     files: list[Path] = []
     seen: set[Path] = set()
     for path in paths:
-        found = ([p for p in sorted(path.glob("*.json")) if p.name != "schema.json"]
-                 if path.is_dir() else [path])
+        found = _folder_files(path) if path.is_dir() else [path]
         for file in found:
             try:
                 key = file.resolve()
@@ -569,6 +579,42 @@ def campaign_files(paths: Iterable[Path]) -> list[Path]:
                 seen.add(key)
                 files.append(file)
     return files
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    """The campaign files of a folder: its ``*.json`` (``.JSON`` too), but not the
+    editors' JSON Schema beside them (``schema.json``, when it is one)."""
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return []
+    return [p for p in entries if p.suffix.lower() == ".json"
+            and not (p.name == "schema.json" and _is_schema_file(p))]
+
+
+def _is_schema_file(path: Path) -> bool:
+    raw, problems = _read_campaign(path)
+    return not problems and _is_json_schema(raw)
+
+
+def _inner_folders(folder: Path) -> list[Problem]:
+    """A warning for each folder inside ``folder`` that holds JSON files: they are
+    not read (only the files at the top of a folder given are)."""
+    try:
+        inner = [p for p in sorted(folder.iterdir()) if p.is_dir()
+                 and not p.name.startswith(".") and p.suffix.lower() != ".json"]
+    except OSError:
+        return []
+    return [Problem(str(p), "$", "a folder inside the one given: its campaign files are not "
+                    "read (name it to check them)", "warning")
+            for p in inner if any(q.suffix.lower() == ".json" for q in _entries(p))]
+
+
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError:
+        return []
 
 
 def _message_files(name: str, channel: str, templates: Mapping[str, str]) -> dict[str, str]:
@@ -937,8 +983,11 @@ def load_bundles(paths: Iterable[Path], templates: Mapping[str, str],
     reported: set[tuple[str, str, str, str]] = set()  # template lines (see _first_time)
     paths = list(paths)
     for path in paths:
-        if path.is_dir() and not campaign_files([path]):
-            problems.append(Problem(str(path), "$", "no campaign files (*.json) in this folder"))
+        if path.is_dir():
+            problems += _inner_folders(path)
+            if not campaign_files([path]):
+                problems.append(Problem(str(path), "$",
+                                        "no campaign files (*.json) in this folder"))
     for file in campaign_files(paths):
         raw, found = _read_campaign(file)
         if not found and _is_json_schema(raw):

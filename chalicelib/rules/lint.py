@@ -127,6 +127,12 @@ def _operations(rule: Any, path: str) -> Iterator[tuple[str, Any, str, bool]]:
 def _context_path(op: str, raw: Any, path: str) -> list[RuleError]:
     """A constant ``var``/``val`` path whose first key is not in the context."""
     first: Any = raw[0] if isinstance(raw, list) and raw else raw
+    where = child_index(path, 0) if isinstance(raw, list) else path
+    if type(first) is int or type(first) is float:
+        # An index: the context is an object, where it reads a key such as "5".
+        return [RuleError(where, f"'{op}' reads {first!r}, but a rule sees only "
+                          "'customer', 'event' and 'now' (a number reads an item of a "
+                          "list, as in the rules of 'map', 'filter' and the like)")]
     if not isinstance(first, str) or not first:
         return []  # the whole context, a computed path, or a scope jump (``val``)
     root = first.split(".", 1)[0] if op == "var" else first
@@ -134,7 +140,6 @@ def _context_path(op: str, raw: Any, path: str) -> list[RuleError]:
         return []
     close = difflib.get_close_matches(root, CONTEXT_ROOTS, n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}?" if close else f"e.g. 'customer.{first}'"
-    where = child_index(path, 0) if isinstance(raw, list) else path
     return [RuleError(where, f"'{op}' reads {first!r}, but a rule sees only 'customer', "
                       f"'event' and 'now' ({hint})")]
 

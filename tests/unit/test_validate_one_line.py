@@ -84,7 +84,7 @@ def test_a_survey_kind_the_model_refuses_is_one_line(
 
 
 @pytest.mark.parametrize(("trigger", "path"), [
-    ({"evnt": "order.delivered"}, "$.trigger"),
+    ({"evnt": "order.delivered"}, "$.trigger.evnt"),
     ({}, "$.trigger"),
     ({"event": "Order.Delivered"}, "$.trigger.event"),
 ])

@@ -1,0 +1,94 @@
+"""`aftercare validate`: findings of a review (session 14).
+
+A misspelt key that leaves a trigger without a kind (`{"evnt": ...}`) was reported as
+"trigger needs one of ..." without naming the typo; a `var` whose path is a number
+(null for everyone: the context is an object) was accepted; campaign files in a
+folder inside the one given, or named `*.JSON`, were skipped without a word, and a
+campaign saved as `schema.json` in a folder was skipped as the editors' schema.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.cli.main import main
+from tests.unit.test_cli_adversarial import BASE, campaign, only, validate
+
+
+@pytest.mark.parametrize(("trigger", "expected"), [
+    ({"evnt": "order.delivered"}, "$.trigger.evnt: unknown field: did you mean 'event'?"),
+    ({"dte": "customer.birthday", "leap_day": "mar1"},
+     "$.trigger.dte: unknown field: did you mean 'date'?"),
+    ({"idel": "P120D"}, "$.trigger.idel: unknown field: did you mean 'idle'?"),
+])
+def test_a_misspelt_trigger_kind_is_named(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str],
+        trigger: dict[str, Any], expected: str) -> None:
+    only(validate(folders, capsys, campaign(trigger=trigger)), f"a.json: {expected}")
+
+
+def test_a_trigger_without_any_kind_like_key_keeps_the_general_message(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    only(validate(folders, capsys, campaign(trigger={"when": "order.delivered"})),
+         "a.json: $.trigger: trigger needs one of 'event', 'date' or 'idle'")
+
+
+@pytest.mark.parametrize(("rule", "path", "shown"), [
+    ({">": [{"var": 5}, 1]}, "$.audience['>'][0].var", "5"),
+    ({">": [{"var": [5, 0]}, 1]}, "$.audience['>'][0].var[0]", "5"),
+    ({"==": [{"val": [3]}, 1]}, "$.audience['=='][0].val[0]", "3"),
+])
+def test_a_number_as_a_top_level_path_is_refused(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str],
+        rule: dict[str, Any], path: str, shown: str) -> None:
+    only(validate(folders, capsys, campaign(audience=rule)),
+         f"a.json: {path}: '", f"reads {shown}, but a rule sees only 'customer', 'event' "
+         "and 'now'")
+
+
+def test_a_number_reading_an_item_inside_map_is_fine(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    rule = {"some": [{"map": [{"var": "customer.products"}, [{"var": ""}]]},
+                     {"==": [{"var": 0}, "x"]}]}
+    assert validate(folders, capsys, campaign(audience=rule)) == []
+
+
+def test_files_a_folder_does_not_read_are_named(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    campaigns, templates = folders
+    (campaigns / "a.json").write_text(json.dumps(BASE))
+    (campaigns / "old").mkdir()
+    (campaigns / "old" / "broken.json").write_text("{bad")
+    (campaigns / "notes").mkdir()  # no JSON in it: nothing to say
+    (campaigns / "notes" / "readme.txt").write_text("x")
+    (campaigns / "b.JSON").write_text(json.dumps({**BASE, "id": "b"}))
+    code = main(["validate", str(campaigns), "--templates", str(templates)])
+    captured = capsys.readouterr()
+    assert code == 0 and captured.err == "", captured.err
+    warning, ok = captured.out.splitlines()  # warnings go with the summary, to stdout
+    assert warning.startswith(f"{campaigns}/old: $: warning: a folder inside the one "
+                              "given: its campaign files are not read")
+    assert ok == "ok: 2 campaign(s) valid"  # b.JSON was read
+
+
+def test_a_campaign_named_schema_json_in_a_folder_is_read(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    campaigns, templates = folders
+    (campaigns / "schema.json").write_text(json.dumps({**BASE, "dealy": "P1D"}))
+    assert main(["validate", str(campaigns), "--templates", str(templates)]) == 1
+    only(capsys.readouterr().err.splitlines(), "schema.json: $.dealy: unknown field")
+
+
+def test_the_editors_schema_beside_the_campaigns_is_skipped_quietly(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    campaigns, templates = folders
+    root = Path(__file__).resolve().parents[2]
+    (campaigns / "schema.json").write_text((root / "campaigns" / "schema.json").read_text())
+    (campaigns / "a.json").write_text(json.dumps(BASE))
+    assert main(["validate", str(campaigns), "--templates", str(templates)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and "ok: 1 campaign(s) valid" in captured.out
