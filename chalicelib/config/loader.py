@@ -10,6 +10,7 @@ import copy
 import difflib
 import functools
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from chalicelib.config.model import (
     TRIGGER_TAGS,
     Campaign,
     EventTrigger,
+    Step,
     consistency_problems,
 )
 from chalicelib.events import text as event_text
@@ -709,7 +711,6 @@ def _raw_shape(raw: Mapping[str, Any]) -> _CampaignShape:
     """The template uses of a campaign document the model refused, as far as they can
     be read (steps with a valid channel and template name), so that a missing or
     broken template is reported in the same run as the other problems."""
-    import re
 
     from chalicelib.config.model import TEMPLATE_PATTERN
     from chalicelib.journeys.messages import SURVEY_QUESTIONS
@@ -731,6 +732,10 @@ def _raw_shape(raw: Mapping[str, Any]) -> _CampaignShape:
         # A survey kind the model refused (misspelt, a list) still means a survey
         # step: its template is checked as one (the kind's line is the problem).
         kind = step.get("survey")
+        if kind is None:  # a misspelt key (`survy`), reported as an unknown field
+            kind = next((v for k, v in step.items() if isinstance(k, str)
+                         and k not in Step.model_fields
+                         and difflib.get_close_matches(k, ("survey",), cutoff=0.75)), None)
         survey = (kind if isinstance(kind, str) and kind in SURVEY_QUESTIONS
                   else None if kind is None else next(iter(SURVEY_QUESTIONS)))
         surveys.setdefault(step_id, survey)
@@ -930,6 +935,9 @@ def _unchecked_templates(templates: Mapping[str, str], checked: set[tuple[str, s
     return problems + _unused_partials(templates, template_dir)
 
 
+_MESSAGE_LIKE: Final = re.compile(r"\.(?:sms|email)\.j2$", re.IGNORECASE)
+
+
 def _unused_partials(templates: Mapping[str, str], template_dir: str) -> list[Problem]:
     """Syntax errors in layouts and partials no message template uses (those that
     are used are checked with them): warnings, as every file is checked."""
@@ -940,6 +948,15 @@ def _unused_partials(templates: Mapping[str, str], template_dir: str) -> list[Pr
     env = Environment()
     problems = []
     for filename in sorted(set(templates) - set(used)):
+        if _MESSAGE_LIKE.search(filename) and "/" not in filename \
+                and not filename.startswith("_"):
+            # `checkin.e.sms.j2`, `checkin.es.es.sms.j2`, `checkin.SMS.j2`: a message
+            # by its look that no step can send (a translation never used).
+            problems.append(Problem(
+                f"{template_dir}/{filename}", "$", "not a message template's name "
+                "(name[.locale].sms.j2 or name[.locale].email.j2, such as "
+                "checkin.es.sms.j2): no step sends it, and only its syntax is checked",
+                "warning"))
         try:
             env.parse(templates[filename])
         except TemplateSyntaxError as exc:

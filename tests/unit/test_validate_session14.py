@@ -4,7 +4,8 @@ A misspelt key that leaves a trigger without a kind (`{"evnt": ...}`) was report
 "trigger needs one of ..." without naming the typo; a `var` whose path is a number
 (null for everyone: the context is an object) was accepted; campaign files in a
 folder inside the one given, or named `*.JSON`, were skipped without a word, and a
-campaign saved as `schema.json` in a folder was skipped as the editors' schema.
+campaign saved as `schema.json` in a folder was skipped as the editors' schema; a
+misspelt `survey` key also blamed the step's template for reading `survey`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from chalicelib.cli.main import main
-from tests.unit.test_cli_adversarial import BASE, campaign, only, validate
+from tests.unit.test_cli_adversarial import BASE, campaign, only, step, validate
 
 
 @pytest.mark.parametrize(("trigger", "expected"), [
@@ -92,3 +93,28 @@ def test_the_editors_schema_beside_the_campaigns_is_skipped_quietly(
     assert main(["validate", str(campaigns), "--templates", str(templates)]) == 0
     captured = capsys.readouterr()
     assert captured.err == "" and "ok: 1 campaign(s) valid" in captured.out
+
+
+@pytest.mark.parametrize("key", ["survy", "surveys"])
+def test_a_misspelt_survey_key_does_not_also_blame_the_template(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str], key: str) -> None:
+    # nps.sms.j2 prints survey.question: checked as a survey step, it is fine.
+    lines = validate(folders, capsys, campaign(steps=[step(template="nps", **{key: "nps"})]))
+    only(lines, f"a.json: $.steps[0].{key}: unknown field: did you mean 'survey'?")
+
+
+@pytest.mark.parametrize("name", ["checkin.e.sms.j2", "checkin.es.es.sms.j2",
+                                  "checkin.SMS.j2", "care_tip.EMAIL.j2"])
+def test_a_message_like_file_no_step_can_send_is_named(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str], name: str) -> None:
+    campaigns, templates = folders
+    (campaigns / "a.json").write_text(json.dumps(BASE))
+    (templates / name).write_text("Hola {{ customer.nmae }}\n")
+    (templates / "partials" / "x.sms.j2").parent.mkdir(exist_ok=True)
+    (templates / "partials" / "x.sms.j2").write_text("a partial {{ x }}\n")  # not named
+    assert main(["validate", str(campaigns), "--templates", str(templates)]) == 0
+    captured = capsys.readouterr()
+    warning, ok = captured.out.splitlines()
+    assert warning.startswith(f"{templates}/{name}: $: warning: not a message template's "
+                              "name"), warning
+    assert ok == "ok: 1 campaign(s) valid" and captured.err == ""
