@@ -15,7 +15,7 @@ from typing import Any
 
 from .dates import is_zone_name, parse_instant
 from .errors import RuleError
-from .model import child_index, child_key
+from .model import child_index, child_key, json_shown
 
 _DATE_OPERATORS = frozenset({"days_since", "days_until", "years_since", "is_anniversary"})
 _MAX_NODES = 100_000
@@ -150,11 +150,11 @@ def _date_arguments(op: str, raw: Any, path: str) -> list[RuleError]:
     if args and _constant(args[0]) and args[0] is not None and parse_instant(args[0]) is None:
         found.append(RuleError(child_index(path, 0) if isinstance(raw, list) else path,
                                f"'{op}' needs a date (YYYY-MM-DD or an ISO 8601 datetime), "
-                               f"got the constant {args[0]!r}"))
+                               f"got the constant {json_shown(args[0])}"))
     if (op == "is_anniversary" and len(args) == 2 and _constant(args[1])
             and args[1] is not None and not is_zone_name(args[1])):
         found.append(RuleError(child_index(path, 1), "'is_anniversary' needs an IANA "
-                               f"timezone such as 'Europe/Madrid', got {args[1]!r}"))
+                               f"timezone such as 'Europe/Madrid', got {json_shown(args[1])}"))
     return found
 
 

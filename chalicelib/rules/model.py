@@ -98,3 +98,21 @@ def quote_key(key: str) -> str:
 
 def child_index(path: str, index: int) -> str:
     return f"{path}[{index}]"
+
+
+def json_shown(value: Any, limit: int = 60) -> str:
+    """A rule's constant as a message shows it: as written in JSON (``true``,
+    ``null``, ``[1, 2]``), a string quoted as Python does (``'x'``, as messages quote
+    names), cut to about ``limit`` characters.
+
+    >>> json_shown(True), json_shown("x"), json_shown([1, None])
+    ('true', "'x'", '[1, null]')
+    """
+    if isinstance(value, str):
+        text = repr(value)
+    else:
+        try:
+            text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError):
+            text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."

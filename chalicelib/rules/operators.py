@@ -32,6 +32,7 @@ from .model import (
     Expr,
     Frame,
     child_index,
+    json_shown,
     literal,
 )
 
@@ -120,7 +121,7 @@ def _var_segments(c: Compiler, spec: Any, path: str) -> tuple[str, ...] | None:
     if isinstance(spec, float) and spec.is_integer():
         spec = int(spec)
     if isinstance(spec, bool) or not isinstance(spec, (str, int)):
-        c.fail(path, f"'var' path must be a string or an index, got {spec!r}")
+        c.fail(path, f"'var' path must be a string or an index, got {json_shown(spec)}")
         return ()
     if isinstance(spec, int):
         problem = json_problem(spec)
@@ -514,9 +515,13 @@ def _cat(c: Compiler, op: str, raw: Any, path: str) -> Expr:
     args = c.eager(raw, path)
     if args is None:
         return Expr(f"_cat(_spread({c.node(raw, path).code}))", STR)
+    if not _arity(c, op, raw, path, 0, 999):
+        return literal(None)
     if not args:
         return literal("")
-    if c.fast and all(e.kind == STR for e in args):
+    # `a + b + ...` nests one level per operand in Python's compiler: a long one is a
+    # tuple joined at run time.
+    if c.fast and len(args) <= 64 and all(e.kind == STR for e in args):
         return Expr("(" + " + ".join(e.code for e in args) + ")", STR)
     return Expr(f"_cat({_tuple(args)})", STR)
 
@@ -582,7 +587,7 @@ def _iterate(c: Compiler, op: str, raw: Any, path: str) -> Expr:
         return literal(None)
     items_raw, body_raw = raw[0], raw[1]
     if not (isinstance(items_raw, list) or is_operation(items_raw)):
-        return c.fail(child_index(path, 0), f"'{op}' needs an array, got {items_raw!r}")
+        return c.fail(child_index(path, 0), f"'{op}' needs an array, got {json_shown(items_raw)}")
     if body_raw is None and op in ("map", "filter", "reduce"):
         return c.fail(child_index(path, 1), f"'{op}' needs logic to apply, got null")
     items = c.node(items_raw, child_index(path, 0))

@@ -118,3 +118,24 @@ def test_a_message_like_file_no_step_can_send_is_named(
     assert warning.startswith(f"{templates}/{name}: $: warning: not a message template's "
                               "name"), warning
     assert ok == "ok: 1 campaign(s) valid" and captured.err == ""
+
+
+@pytest.mark.parametrize(("rule", "expected"), [
+    ({"days_since": [True]}, "$.days_since[0]: 'days_since' needs a date (YYYY-MM-DD or an "
+                             "ISO 8601 datetime), got the constant true"),
+    ({"var": False}, "$.var: 'var' path must be a string or an index, got false"),
+    ({"map": [5, {"var": ""}]}, "$.map[0]: 'map' needs an array, got 5"),
+    ({"cat": ["a"] * 5000}, "$.cat: 'cat' takes at most 999 argument(s), got 5000"),
+])
+def test_rule_messages_show_constants_as_json_and_name_the_operator(
+        rule: dict[str, Any], expected: str) -> None:
+    from chalicelib.rules import lint_rule, validate_rule
+
+    assert [str(e) for e in [*validate_rule(rule), *lint_rule(rule)]] == [expected]
+
+
+def test_a_long_cat_still_compiles_and_joins() -> None:
+    from chalicelib.rules import compile_rule
+
+    parts = [{"substr": [{"var": "x"}, i % 2, 1]} for i in range(999)]
+    assert compile_rule({"cat": parts})({"x": "ab"}) == "ab" * 499 + "a"
