@@ -455,7 +455,8 @@ class Renderer:
                              else to_render_error(exc, text_env, filename, variables))
         found: dict[tuple[str, int | None, str], RenderError] = {}
         for undefined, where, line in records:
-            message = undefined_record_message(undefined, text_env, where, line, variables)
+            message, line = undefined_record_message(undefined, text_env, where, line,
+                                                     variables)
             error = RenderError(where or filename, line, message)
             found.setdefault((error.template, error.line, error.message), error)
         if ended is not None and found and ended.line is not None and not any(

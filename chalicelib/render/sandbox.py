@@ -209,10 +209,12 @@ def collecting_undefined() -> Iterator[list[tuple[Undefined, str | None, int | N
 
 
 def undefined_record_message(undefined: Undefined, env: AftercareSandbox, template: str | None,
-                             line: int | None, variables: Mapping[str, Any]) -> str:
-    """The problem line for one collected undefined value."""
+                             line: int | None, variables: Mapping[str, Any]
+                             ) -> tuple[str, int | None]:
+    """The problem for one collected undefined value, and its line (see
+    :func:`_undefined_message`)."""
     if undefined._undefined_exception is not UndefinedError:
-        return f"not allowed: {undefined._undefined_message}"
+        return f"not allowed: {undefined._undefined_message}", line
     exc = UndefinedVariableError(undefined._undefined_message, undefined._undefined_name,
                                  undefined._undefined_obj is not missing,
                                  undefined._undefined_obj)
@@ -787,11 +789,37 @@ def _dotted(node: nodes.Node) -> str | None:
 
 
 def _variable_paths(env: AftercareSandbox, source: str, line: int,
-                    name: Any) -> list[tuple[str, nodes.Node]]:
-    """Find how ``name`` was reached on ``line``: ``customer.nickname``, with the owner node."""
+                    name: Any) -> tuple[list[tuple[str, nodes.Node]], int]:
+    """Find how ``name`` was reached on ``line``: ``customer.nickname``, with the owner
+    node; and the line it is on. A render names the line a statement starts on, so
+    when nothing there reads ``name``, the rest of an expression that statement
+    spans over several lines (``{{ customer.name\n ~ customer.nickname }}``) is
+    read: the first later line that does gives the paths and the line."""
+    tree = env.parse(source)
+    found = _paths_on(tree.find_all((nodes.Getattr, nodes.Getitem)), line, name)
+    if found:
+        return found, line
+    spanning: list[nodes.Node] = []
+    for statement in tree.find_all(nodes.Stmt):
+        if statement.lineno == line:
+            # Its own expressions (an if's test, an output's parts), not the
+            # statements of its body, which a render names by their own lines.
+            for child in statement.iter_child_nodes():
+                if not isinstance(child, nodes.Stmt):
+                    spanning += [child, *child.find_all((nodes.Getattr, nodes.Getitem))]
+    later = sorted({n.lineno for n in spanning if n.lineno > line})
+    for candidate in later:
+        found = _paths_on(spanning, candidate, name)
+        if found:
+            return found, candidate
+    return [], line
+
+
+def _paths_on(candidates: Iterable[nodes.Node], line: int,
+              name: Any) -> list[tuple[str, nodes.Node]]:
     found: dict[str, nodes.Node] = {}
-    for node in env.parse(source).find_all((nodes.Getattr, nodes.Getitem)):
-        if node.lineno != line:
+    for node in candidates:
+        if node.lineno != line or not isinstance(node, (nodes.Getattr, nodes.Getitem)):
             continue
         key: Any = missing
         if isinstance(node, nodes.Getattr):
@@ -828,20 +856,24 @@ def _resolve(node: nodes.Node, variables: Mapping[str, Any]) -> Any:
 def _undefined_message(
     exc: UndefinedVariableError, env: AftercareSandbox, template: str | None, line: int | None,
     variables: Mapping[str, Any] | None = None,
-) -> str:
+) -> tuple[str, int | None]:
+    """The problem, and its line: the render's, or a later one its statement spans to
+    where the expression that lacked the value is (:func:`_variable_paths`)."""
     name = exc.variable
     if not exc.has_owner or name is None:
-        return f"undefined variable {name!r}"
+        return f"undefined variable {name!r}", line
     source = env.loader.mapping.get(template or "") if isinstance(env.loader, DictLoader) else None
-    candidates = _variable_paths(env, source, line, name) if source and line else []
+    candidates: list[tuple[str, nodes.Node]] = []
+    if source and line:
+        candidates, line = _variable_paths(env, source, line, name)
     if variables is not None and len(candidates) > 1:
         # `customer.name or order.items[0].name`: keep the one whose owner is the
         # object that lacked the key, when it can be told.
         owned = [(p, n) for p, n in candidates if _resolve(n, variables) is exc.owner]
         candidates = owned or candidates
     if candidates:
-        return "undefined variable " + " or ".join(repr(p) for p, _ in candidates)
-    return f"undefined variable {name!r} ({exc.message})"
+        return "undefined variable " + " or ".join(repr(p) for p, _ in candidates), line
+    return f"undefined variable {name!r} ({exc.message})", line
 
 
 def _items(node: nodes.Node) -> list[nodes.Node]:
@@ -952,7 +984,7 @@ def to_render_error(exc: Exception, env: AftercareSandbox, template: str,
     elif isinstance(exc, TemplateNotFound):
         message = f"template {exc.name!r} not found in the templates folder"
     elif isinstance(exc, UndefinedVariableError):
-        message = _undefined_message(exc, env, where, line, variables)
+        message, line = _undefined_message(exc, env, where, line, variables)
     elif isinstance(exc, SecurityError):
         message = f"not allowed: {exc}"
     elif isinstance(exc, NullValueError):

@@ -139,3 +139,16 @@ def test_a_long_cat_still_compiles_and_joins() -> None:
 
     parts = [{"substr": [{"var": "x"}, i % 2, 1]} for i in range(999)]
     assert compile_rule({"cat": parts})({"x": "ab"}) == "ab" * 499 + "a"
+
+
+@pytest.mark.parametrize("source", [
+    "Hi {{ customer.name\n ~ customer.nickname }}\n",
+    "{% if customer.name ==\n customer.nickname %}x{% endif %}ok\n",
+    "Hi {{ '%s %s'|format(customer.name,\n   customer.nickname) }}\n",
+])
+def test_an_undefined_variable_in_an_expression_over_two_lines_is_one_line_at_its_own(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str], source: str) -> None:
+    _, templates = folders
+    lines = validate(folders, capsys, BASE, {"checkin.sms.j2": source})
+    assert lines == [f"{templates}/checkin.sms.j2: line 2: undefined variable "
+                     "'customer.nickname'"]
