@@ -165,6 +165,8 @@ def _shown(value: Any) -> str:
     """A value as JSON, cut short: what a message quotes of the marketer's input."""
     if isinstance(value, str) and len(value) > 60:
         value = value[:57] + "..."  # cut inside the quotes
+    if type(value) is int and abs(value) >= 10**17 and abs(value) <= 1.7976931348623157e308:
+        return f"{float(value):g}"  # 1e300, as written (a whole number, made an int)
     try:
         text = json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):

@@ -152,3 +152,11 @@ def test_an_undefined_variable_in_an_expression_over_two_lines_is_one_line_at_it
     lines = validate(folders, capsys, BASE, {"checkin.sms.j2": source})
     assert lines == [f"{templates}/checkin.sms.j2: line 2: undefined variable "
                      "'customer.nickname'"]
+
+
+def test_a_huge_whole_number_is_shown_as_written(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    only(validate(folders, capsys, '{"id": "x", "name": "X", "priority": 1e300, '
+                  '"trigger": {"event": "order.delivered"}, "steps": [{"id": "s1", '
+                  '"channel": "sms", "template": "checkin"}]}'),
+         "a.json: $.priority: should be at most 1000; got 1e+300")
