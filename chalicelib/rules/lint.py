@@ -42,6 +42,8 @@ def lint_rule(rule: Any, *, path: str = "$") -> list[RuleError]:
             problems.extend(_date_arguments(op, raw, op_path))
         if top and op in ("var", "val"):
             problems.extend(_context_path(op, raw, op_path))
+        if top and op in ("missing", "missing_some"):
+            problems.extend(_missing_paths(op, raw, op_path))
     return problems
 
 
@@ -144,6 +146,33 @@ def _context_path(op: str, raw: Any, path: str) -> list[RuleError]:
                       f"'event' and 'now' ({hint})")]
 
 
+def _missing_paths(op: str, raw: Any, path: str) -> list[RuleError]:
+    """The constant paths ``missing`` or ``missing_some`` asks for whose first key is
+    not in the context: always missing (``{"missing": ["custmer.email"]}``)."""
+    items: Any = [raw]
+    base: str | None = None
+    if op == "missing_some":
+        if not (isinstance(raw, list) and len(raw) == 2 and isinstance(raw[1], list)):
+            return []
+        items, base = raw[1], child_index(path, 1)
+    elif isinstance(raw, list):
+        items, base = raw, path
+        if raw and isinstance(raw[0], list):  # the keys given as one array
+            items, base = raw[0], child_index(path, 0)
+    problems = []
+    for i, item in enumerate(items):
+        root = item.split(".", 1)[0] if isinstance(item, str) else ""
+        if not root or root in CONTEXT_ROOTS:
+            continue
+        close = difflib.get_close_matches(root, CONTEXT_ROOTS, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else f"e.g. 'customer.{item}'"
+        problems.append(RuleError(
+            child_index(base, i) if base is not None else path,
+            f"'{op}' asks for {item!r}, but a rule sees only 'customer', 'event' and "
+            f"'now' ({hint}): it is missing for everyone"))
+    return problems
+
+
 def _date_arguments(op: str, raw: Any, path: str) -> list[RuleError]:
     args = raw if isinstance(raw, list) else [raw]
     found = []
@@ -159,4 +188,7 @@ def _date_arguments(op: str, raw: Any, path: str) -> list[RuleError]:
 
 
 def _constant(value: Any) -> bool:
-    return not isinstance(value, (dict, list))
+    """A value no evaluation changes: not an operation, nor an array holding one."""
+    if isinstance(value, list):
+        return all(map(_constant, value))
+    return not isinstance(value, dict)

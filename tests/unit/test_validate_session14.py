@@ -160,3 +160,23 @@ def test_a_huge_whole_number_is_shown_as_written(
                   '"trigger": {"event": "order.delivered"}, "steps": [{"id": "s1", '
                   '"channel": "sms", "template": "checkin"}]}'),
          "a.json: $.priority: should be at most 1000; got 1e+300")
+
+
+@pytest.mark.parametrize(("rule", "expected"), [
+    ({"days_since": [["2026-01-01"]]},
+     ["$.days_since[0]: 'days_since' needs a date (YYYY-MM-DD or an ISO 8601 datetime), "
+      "got the constant [\"2026-01-01\"]"]),
+    ({"missing": ["customer.email", "custmer.phone"]},
+     ["$.missing[1]: 'missing' asks for 'custmer.phone', but a rule sees only 'customer', "
+      "'event' and 'now' (did you mean 'customer'?): it is missing for everyone"]),
+    ({"missing_some": [1, ["customer.email", "phone"]]},
+     ["$.missing_some[1][1]: 'missing_some' asks for 'phone', but a rule sees only "
+      "'customer', 'event' and 'now' (e.g. 'customer.phone'): it is missing for everyone"]),
+    ({"missing": ["customer.email", "event.order.id"]}, []),
+    ({"days_since": [[{"var": "customer.first_order_at"}]]}, []),  # computed: not judged
+])
+def test_constants_that_can_never_work_are_named(rule: dict[str, Any],
+                                                 expected: list[str]) -> None:
+    from chalicelib.rules import lint_rule
+
+    assert [str(e) for e in lint_rule(rule)] == expected
