@@ -479,6 +479,10 @@ def decode_json(file: str, data: bytes) -> tuple[Any, list[Problem]]:
                               "save the file as UTF-8")]
     if not text.strip():
         return None, [Problem(file, "$", "the file is empty: it should hold one JSON object")]
+    if text.startswith("\ufeff"):
+        return None, [Problem(file, "line 1 column 1", "invalid JSON: a second byte order "
+                              "mark (U+FEFF) opens the file: save it as UTF-8 with one "
+                              "at most")]
     duplicates = _DuplicateKeys()
     bad: list[_NotJson] = []  # NaN, Infinity, 1e400, an integer of thousands of digits
     try:
@@ -488,7 +492,11 @@ def decode_json(file: str, data: bytes) -> tuple[Any, list[Problem]]:
                          parse_float=lambda number: _finite(bad, number),
                          parse_int=lambda number: _int(bad, number))
     except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno}"
+        # Lines as editors count them: a lone carriage return (old Mac files) ends
+        # one too, which json counts only at "\n".
+        breaks = list(_LINE_BREAK.finditer(text, 0, exc.pos))
+        column = exc.pos - (breaks[-1].end() if breaks else 0) + 1
+        where = f"line {len(breaks) + 1} column {column}"
         message = exc.msg
         if message == "Invalid control character at":
             message = ("a control character (a tab, a line break) inside a string: "
@@ -503,7 +511,8 @@ def decode_json(file: str, data: bytes) -> tuple[Any, list[Problem]]:
     if "\\u" in text and not event_text.encodes(json.dumps(raw, ensure_ascii=False)):
         # An escaped UTF-16 surrogate that is not half of a pair: not Unicode, and
         # DynamoDB refuses to store it (push would fail on it).
-        return None, [Problem(file, "$", f"invalid JSON: {event_text.NOT_UNICODE}")]
+        return None, [Problem(file, _not_unicode_path(raw),
+                              f"invalid JSON: {event_text.NOT_UNICODE}")]
     if _deeper_than(raw, MAX_DOCUMENT_DEPTH):
         # Where Python's parser gives up depends on its version (3.11: about 1000
         # levels; 3.13 parses more): one limit, the same answer everywhere.
@@ -516,6 +525,28 @@ def decode_json(file: str, data: bytes) -> tuple[Any, list[Problem]]:
                              f"key {key!r} appears more than once in this object")
                      for obj, key in duplicates.found]
     return raw, []
+
+
+_LINE_BREAK: Final = re.compile(r"\r\n|\r|\n")
+
+
+def _not_unicode_path(raw: Any) -> str:
+    """The JSON path of the first key or string that is not Unicode (a lone
+    surrogate), ``$`` when none is found."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(raw, ())]
+    while stack:
+        value, loc = stack.pop()
+        if isinstance(value, str):
+            if not event_text.encodes(value):
+                return _plain_json_path(loc)
+        elif isinstance(value, dict):
+            for key in reversed(list(value)):
+                if not event_text.encodes(key):
+                    return _plain_json_path(loc)  # the object: the key cannot be shown
+                stack.append((value[key], (*loc, key)))
+        elif isinstance(value, list):
+            stack.extend((item, (*loc, i)) for i, item in reversed(list(enumerate(value))))
+    return "$"
 
 
 def _child_path(path: str, key: str) -> str:

@@ -73,8 +73,8 @@ def test_a_campaign_holding_a_lone_surrogate_is_refused_without_a_traceback(
     done = run_validate(campaigns, ROOT / "templates")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.splitlines() == [
-        f"{campaigns / 'a.json'}: $: invalid JSON: text is not valid Unicode (an unpaired "
-        "surrogate)"]
+        f"{campaigns / 'a.json'}: $.audience.var: invalid JSON: text is not valid Unicode "
+        "(an unpaired surrogate)"]
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")

@@ -180,3 +180,19 @@ def test_constants_that_can_never_work_are_named(rule: dict[str, Any],
     from chalicelib.rules import lint_rule
 
     assert [str(e) for e in lint_rule(rule)] == expected
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (b'{"id": "x", "name": "A\\ud800", "trigger": {"event": "order.delivered"}}',
+     "a.json: $.name: invalid JSON: text is not valid Unicode"),
+    (b"\xef\xbb\xbf\xef\xbb\xbf{}",
+     "a.json: line 1 column 1: invalid JSON: a second byte order mark (U+FEFF)"),
+    (b'{"id": "w",\r"name": "W",\r"steps": [}',
+     "a.json: line 3 column 11: invalid JSON: Expecting value"),
+    (b'{"id": "w",\r\n"name": "W",\r\n"steps": [}',
+     "a.json: line 3 column 11: invalid JSON: Expecting value"),
+])
+def test_json_problems_are_placed_where_an_editor_shows_them(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str], content: bytes,
+        expected: str) -> None:
+    only(validate(folders, capsys, content), expected)
