@@ -214,7 +214,8 @@ def undefined_record_message(undefined: Undefined, env: AftercareSandbox, templa
     """The problem for one collected undefined value, and its line (see
     :func:`_undefined_message`)."""
     if undefined._undefined_exception is not UndefinedError:
-        return f"not allowed: {undefined._undefined_message}", line
+        message = str(undefined._undefined_message)
+        return f"not allowed: {message}", _attribute_line(env, template, line, message)
     exc = UndefinedVariableError(undefined._undefined_message, undefined._undefined_name,
                                  undefined._undefined_obj is not missing,
                                  undefined._undefined_obj)
@@ -799,20 +800,49 @@ def _variable_paths(env: AftercareSandbox, source: str, line: int,
     found = _paths_on(tree.find_all((nodes.Getattr, nodes.Getitem)), line, name)
     if found:
         return found, line
-    spanning: list[nodes.Node] = []
-    for statement in tree.find_all(nodes.Stmt):
-        if statement.lineno == line:
-            # Its own expressions (an if's test, an output's parts), not the
-            # statements of its body, which a render names by their own lines.
-            for child in statement.iter_child_nodes():
-                if not isinstance(child, nodes.Stmt):
-                    spanning += [child, *child.find_all((nodes.Getattr, nodes.Getitem))]
+    spanning = _spanning(tree, line)
     later = sorted({n.lineno for n in spanning if n.lineno > line})
     for candidate in later:
         found = _paths_on(spanning, candidate, name)
         if found:
             return found, candidate
     return [], line
+
+
+def _spanning(tree: nodes.Template, line: int) -> list[nodes.Node]:
+    """The expression nodes of the statements that start on ``line`` (an if's test,
+    an output's parts; not the statements of a body, which a render names by their
+    own lines), however many lines they span."""
+    spanning: list[nodes.Node] = []
+    for statement in tree.find_all(nodes.Stmt):
+        if statement.lineno == line:
+            for child in statement.iter_child_nodes():
+                if not isinstance(child, nodes.Stmt):
+                    spanning += [child, *child.find_all(nodes.Expr)]
+    return spanning
+
+
+_UNSAFE_ATTRIBUTE: Final = re.compile(r"attribute '([^']+)'")
+
+
+def _attribute_line(env: AftercareSandbox, template: str | None, line: int | None,
+                    message: str) -> int | None:
+    """The line of the attribute a sandbox refusal names, when the render gave the
+    line its statement starts on (an expression over several lines)."""
+    named = _UNSAFE_ATTRIBUTE.search(message)
+    source = env.loader.mapping.get(template or "") if isinstance(env.loader, DictLoader) else None
+    if named is None or not source or not line:
+        return line
+    tree = env.parse(source)
+    attribute = named.group(1)
+
+    def reads(node: nodes.Node) -> bool:
+        return isinstance(node, nodes.Getattr) and node.attr == attribute
+
+    if any(reads(n) and n.lineno == line for n in tree.find_all(nodes.Getattr)):
+        return line
+    return min((n.lineno for n in _spanning(tree, line) if reads(n) and n.lineno > line),
+               default=line)
 
 
 def _paths_on(candidates: Iterable[nodes.Node], line: int,
@@ -987,6 +1017,7 @@ def to_render_error(exc: Exception, env: AftercareSandbox, template: str,
         message, line = _undefined_message(exc, env, where, line, variables)
     elif isinstance(exc, SecurityError):
         message = f"not allowed: {exc}"
+        line = _attribute_line(env, where, line, str(exc))
     elif isinstance(exc, NullValueError):
         message = _null_message(exc, env, where, line, variables)
     elif isinstance(exc, FilterValueError):

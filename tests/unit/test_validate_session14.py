@@ -196,3 +196,14 @@ def test_json_problems_are_placed_where_an_editor_shows_them(
         folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str], content: bytes,
         expected: str) -> None:
     only(validate(folders, capsys, content), expected)
+
+
+@pytest.mark.parametrize("source", [
+    "{{ customer.name ~\n ''.__class__ }}\n",
+    "{% if customer.name ==\n  ''.__class__ %}x{% endif %}ok\n",
+])
+def test_a_refused_attribute_in_an_expression_over_two_lines_is_one_line_at_its_own(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str], source: str) -> None:
+    _, templates = folders
+    only(validate(folders, capsys, BASE, {"checkin.sms.j2": source}),
+         f"{templates}/checkin.sms.j2: line 2: not allowed: access to attribute '__class__'")
