@@ -829,15 +829,16 @@ def _enroll_dated(result: EventResult, at: datetime, stamp: str, campaigns: Camp
                 # event enrollment converts (intent to treat) until the next one starts.
                 extra["exited_occurrence"] = {k: current.get(k)
                                               for k in ("ref", "at", "holdout", "variant")}
+            # An occurrence planned before (its date changed and changed back) is
+            # planned again as it was: its goals and exits were counted then.
             planned_before = current is not None and ref in current.get("refs", ())
             _record(profile, c, planned, ref, **extra)
             result.rows.append(Row(profile["id"], c.id, "-", stamp, "planned", ref))
-            if planned[0].enrolled_at >= stamp or not _started_late(result, c, planned[0],
-                                                                    base, stamp):
+            if planned_before or planned[0].enrolled_at >= stamp \
+                    or not _started_late(result, c, planned[0], base, stamp):
                 result.planned.extend(planned)
                 break
-            if not planned_before:  # an occurrence planned again counts once (its items)
-                result.ended.append(planned[0])
+            result.ended.append(planned[0])
             current = profile["enrollments"][c.id]
             after_year = int(ref.rsplit(":", 1)[1])
 
@@ -846,8 +847,9 @@ def _started_late(result: EventResult, c: CompiledCampaign, first: PlannedStep,
                   base: datetime, stamp: str) -> bool:
     """A date occurrence planned after it started (the date became known, or the
     campaign went live, later that day): the goal and exit events the profile holds
-    from its start to this event count as they would have had it been planned in
-    time, as its steps' exit check at send time counts them. A goal converts it;
+    since its start (processed before this event, whatever their time) count as they
+    would have had it been planned in time, as its steps' exit check at send time
+    counts them. A goal converts it;
     an exit event ends it here (returns True: its steps are not planned, its record
     says ``exited`` and an ``exited`` row is left), where otherwise each of its steps
     would be decided ``exited`` one by one and the next year planned only when the
@@ -860,7 +862,7 @@ def _started_late(result: EventResult, c: CompiledCampaign, first: PlannedStep,
     # ends them, as at ingest and at send time (_exit_reason, whose reason is the
     # first such type in the campaign's order, as here).
     reason = next((etype for etype in c.exit_events
-                   if (t := last_events.get(etype)) is not None and start < t <= stamp), None)
+                   if (t := last_events.get(etype)) is not None and start < t), None)
     if reason is None:
         return False
     profile = result.profile

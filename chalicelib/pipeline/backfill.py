@@ -84,8 +84,9 @@ def _resume_after(state: dict[str, Any], versions: dict[str, int]) -> str | None
 def _plan_one(customer: CustomerModel, campaigns: CampaignSet, tz: str) -> tuple[int, int]:
     for _ in range(4):
         result = backfill_profile(dict(customer.profile), campaigns, clock.now(), tz)
-        if not result.planned and not result.cancelled:
-            return 0, 0
+        if not result.planned and not result.cancelled and not result.ended \
+                and not result.conversions:
+            return 0, 0  # nothing to write (an occurrence ended at once is written)
         try:
             dropped = commit(result_transaction(result, customer))
         except RequiredConditionFailed:

@@ -146,3 +146,76 @@ def test_the_exit_reason_is_the_first_listed_exit_event_that_applies() -> None:
         assert [r.reason for r in result.rows if r.outcome == "exited"] == [listed[0]]
         assert not result.planned or result.planned[0].ref.endswith(":2027")
         assert [s.ref for s in result.ended] == ["birthday:1990-05-20:2026"]
+
+
+def _run(campaigns: CampaignSet, events: list[dict[str, Any]]) -> list[Any]:
+    """process_event over ``events`` in the given order: every result."""
+    profile = None
+    results = []
+    for e in events:
+        result = process_event(parse_event(e), profile, campaigns)
+        profile = result.profile
+        results.append(result)
+    return results
+
+
+def test_a_date_changed_and_changed_back_on_the_day_counts_its_goal_and_exit_once(
+        stack: LocalStack, tmp_path: Path) -> None:
+    """The occurrence planned again (its date came back) was counted when first
+    planned: no second conversion, no second exit (review, session 14)."""
+    events = [event("u0", "customer.updated", "2026-05-01T15:00:00Z", BIRTHDAY_CUSTOMER),
+              event("p", "order.placed", "2026-05-20T15:00:00Z", BIRTHDAY_CUSTOMER,
+                    order=ORDER),
+              event("u1", "customer.updated", "2026-05-20T16:00:00Z",
+                    {**BIRTHDAY_CUSTOMER, "birthday": "1990-07-01"}),
+              event("u2", "customer.updated", "2026-05-20T17:00:00Z", BIRTHDAY_CUSTOMER)]
+    goal = birthday_campaign(goal={"event": "order.placed", "within": "P7D"})
+    results = _run(_compiled(goal), events)
+    assert sum(len(r.conversions) for r in results) == 1
+    exit_ = birthday_campaign(exit={"event": "order.placed"})
+    results = _run(_compiled(exit_), events)
+    assert [(e["id"], row.outcome) for e, r in zip(events, results, strict=True)
+            for row in r.rows if row.outcome == "exited"] == [("p", "exited")]
+    assert not any(r.ended for r in results)
+    folder = write_set([goal], tmp_path / "campaigns")
+    simulated, piped = run_both(stack, folder, events, END)
+    assert simulated == piped
+    assert stat_rows("bday")[("-", "treatment", "2026-05-20")]["converted"] == 1
+
+
+def test_an_exit_processed_before_the_date_is_known_counts_whatever_its_time() -> None:
+    """Had the date been known, the order (processed first, at 20:00) would have
+    exited the occurrence at once; learnt later in the log at 16:00, the same."""
+    customer = {k: v for k, v in BIRTHDAY_CUSTOMER.items() if k != "birthday"}
+    results = _run(_compiled(birthday_campaign(exit={"event": "order.placed"})), [
+        event("p", "order.placed", "2026-05-20T20:00:00Z", customer, order=ORDER),
+        event("u", "customer.updated", "2026-05-20T16:00:00Z", BIRTHDAY_CUSTOMER)])
+    assert [(row.outcome, row.reason) for row in results[1].rows] == [
+        ("planned", "birthday:1990-05-20:2026"), ("exited", "order.placed"),
+        ("planned", "birthday:1990-05-20:2027")]
+
+
+def test_a_backfill_writes_an_occurrence_it_ends_at_once(
+        stack: LocalStack, tmp_path: Path) -> None:
+    """Ended at once, and next year's audience false: nothing planned, but the
+    exited occurrence is recorded and counted (review, session 14)."""
+    from chalicelib import clock
+    from chalicelib.pipeline.backfill import FileCheckpoint, run_backfill
+    from chalicelib.store.models import CustomerModel
+
+    try:
+        clock.set_now(datetime(2026, 5, 20, 13, 30, tzinfo=UTC))
+        stack.ingest([event("p", "order.placed", "2026-05-20T13:00:00Z", BIRTHDAY_CUSTOMER,
+                            order=ORDER)])
+        under_37 = {"<": [{"years_since": [{"var": "customer.birthday"}]}, 37]}
+        folder = write_set([birthday_campaign(exit={"event": "order.placed"},
+                                              audience=under_37)], tmp_path / "campaigns")
+        stack.push_campaigns(folder, ROOT / "templates")
+        clock.set_now(datetime(2026, 5, 20, 16, 0, tzinfo=UTC))
+        run_backfill(FileCheckpoint(tmp_path / "backfill.json"))
+        record = CustomerModel.get("g").profile["enrollments"]["bday"]
+        assert (record["ref"], record["exited"]) == ("birthday:1990-05-20:2026",
+                                                     "2026-05-20T16:00:00Z")
+        assert stat_rows("bday") == {("-", "treatment", "2026-05-20"): {"enrolled": 1}}
+    finally:
+        clock.set_now(None)
