@@ -6,6 +6,7 @@ raises on bad input, so the CLI and the push API can list all problems at once.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import functools
@@ -165,8 +166,10 @@ def _shown(value: Any) -> str:
     """A value as JSON, cut short: what a message quotes of the marketer's input."""
     if isinstance(value, str) and len(value) > 60:
         value = value[:57] + "..."  # cut inside the quotes
-    if type(value) is int and abs(value) >= 10**17 and abs(value) <= 1.7976931348623157e308:
-        return f"{float(value):g}"  # 1e300, as written (a whole number, made an int)
+    if type(value) is int and 10**20 <= abs(value) <= 1.7976931348623157e308:
+        # 1e300 as written: a whole number written as a float is made an int (an
+        # integer written with more than 20 digits is shown so too).
+        return f"{float(value):g}"
     try:
         text = json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
@@ -628,17 +631,23 @@ def _folder_files(folder: Path) -> list[Path]:
 
 
 def _is_schema_file(path: Path) -> bool:
+    """The editors' JSON Schema; or not a regular file (a dangling link, a folder
+    named so): not read, as before ``schema.json`` could be a campaign."""
+    if not path.is_file():
+        return True
     raw, problems = _read_campaign(path)
     return not problems and _is_json_schema(raw)
 
 
-def _inner_folders(folder: Path) -> list[Problem]:
+def _inner_folders(folder: Path, named: set[Path]) -> list[Problem]:
     """A warning for each folder inside ``folder`` that holds JSON files: they are
-    not read (only the files at the top of a folder given are)."""
+    not read (only the files at the top of a folder given are), unless that folder
+    is given too (``named``: the paths given, resolved)."""
     try:
         inner = [p for p in sorted(folder.iterdir()) if p.is_dir()
-                 and not p.name.startswith(".") and p.suffix.lower() != ".json"]
-    except OSError:
+                 and not p.name.startswith(".") and p.suffix.lower() != ".json"
+                 and p.resolve() not in named]
+    except (OSError, RuntimeError):
         return []
     return [Problem(str(p), "$", "a folder inside the one given: its campaign files are not "
                     "read (name it to check them)", "warning")
@@ -1032,9 +1041,13 @@ def load_bundles(paths: Iterable[Path], templates: Mapping[str, str],
     checked: set[tuple[str, str]] = set()
     reported: set[tuple[str, str, str, str]] = set()  # template lines (see _first_time)
     paths = list(paths)
+    named = set()
+    for path in paths:
+        with contextlib.suppress(OSError, RuntimeError):
+            named.add(path.resolve())
     for path in paths:
         if path.is_dir():
-            problems += _inner_folders(path)
+            problems += _inner_folders(path, named)
             if not campaign_files([path]):
                 problems.append(Problem(str(path), "$",
                                         "no campaign files (*.json) in this folder"))

@@ -789,24 +789,31 @@ def _dotted(node: nodes.Node) -> str | None:
     return None
 
 
-def _variable_paths(env: AftercareSandbox, source: str, line: int,
-                    name: Any) -> tuple[list[tuple[str, nodes.Node]], int]:
+def _variable_paths(env: AftercareSandbox, source: str, line: int, name: Any,
+                    owned: Callable[[nodes.Node], bool] | None = None,
+                    ) -> tuple[list[tuple[str, nodes.Node]], int]:
     """Find how ``name`` was reached on ``line``: ``customer.nickname``, with the owner
     node; and the line it is on. A render names the line a statement starts on, so
     when nothing there reads ``name``, the rest of an expression that statement
     spans over several lines (``{{ customer.name\n ~ customer.nickname }}``) is
-    read: the first later line that does gives the paths and the line."""
+    read: the first later line with a path whose owner is the object that lacked
+    the key (``owned``, when it can be told; else the first with any) gives the
+    paths and the line."""
     tree = env.parse(source)
     found = _paths_on(tree.find_all((nodes.Getattr, nodes.Getitem)), line, name)
-    if found:
+    if found and (owned is None or any(owned(n) for _, n in found)):
         return found, line
     spanning = _spanning(tree, line)
-    later = sorted({n.lineno for n in spanning if n.lineno > line})
-    for candidate in later:
+    first: tuple[list[tuple[str, nodes.Node]], int] = (found, line)
+    for candidate in sorted({n.lineno for n in spanning if n.lineno > line}):
         found = _paths_on(spanning, candidate, name)
-        if found:
+        if found and owned is not None and any(owned(n) for _, n in found):
             return found, candidate
-    return [], line
+        if found and not first[0]:
+            first = (found, candidate)
+            if owned is None:
+                break
+    return first
 
 
 def _spanning(tree: nodes.Template, line: int) -> list[nodes.Node]:
@@ -894,12 +901,17 @@ def _undefined_message(
         return f"undefined variable {name!r}", line
     source = env.loader.mapping.get(template or "") if isinstance(env.loader, DictLoader) else None
     candidates: list[tuple[str, nodes.Node]] = []
+
+    def owns(node: nodes.Node) -> bool:
+        return variables is not None and _resolve(node, variables) is exc.owner
+
     if source and line:
-        candidates, line = _variable_paths(env, source, line, name)
+        candidates, line = _variable_paths(env, source, line, name,
+                                           owns if variables is not None else None)
     if variables is not None and len(candidates) > 1:
         # `customer.name or order.items[0].name`: keep the one whose owner is the
         # object that lacked the key, when it can be told.
-        owned = [(p, n) for p, n in candidates if _resolve(n, variables) is exc.owner]
+        owned = [(p, n) for p, n in candidates if owns(n)]
         candidates = owned or candidates
     if candidates:
         return "undefined variable " + " or ".join(repr(p) for p, _ in candidates), line

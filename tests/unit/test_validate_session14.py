@@ -207,3 +207,36 @@ def test_a_refused_attribute_in_an_expression_over_two_lines_is_one_line_at_its_
     _, templates = folders
     only(validate(folders, capsys, BASE, {"checkin.sms.j2": source}),
          f"{templates}/checkin.sms.j2: line 2: not allowed: access to attribute '__class__'")
+
+
+@pytest.mark.parametrize(("source", "line", "name"), [
+    # The key lacked on line 3 is also read, from another object, on line 2.
+    ('{{ customer.email\n ~ order["items"][0].sku\n ~ customer.sku }}\n', 3, "customer.sku"),
+    # ... or on the line the statement starts on.
+    ("{{ order.total\n ~ customer.total }}\n", 2, "customer.total"),
+])
+def test_a_multi_line_expression_names_the_object_that_lacks_the_key(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str], source: str,
+        line: int, name: str) -> None:
+    _, templates = folders
+    assert validate(folders, capsys, BASE, {"checkin.sms.j2": source}) == [
+        f"{templates}/checkin.sms.j2: line {line}: undefined variable '{name}'"]
+
+
+def test_an_inner_folder_given_too_is_not_warned_about(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    campaigns, templates = folders
+    (campaigns / "a.json").write_text(json.dumps(BASE))
+    (campaigns / "archive").mkdir()
+    (campaigns / "archive" / "b.json").write_text(json.dumps({**BASE, "id": "b"}))
+    (campaigns / "schema.json").symlink_to(campaigns / "gone.json")  # dangling: skipped
+    assert main(["validate", str(campaigns), str(campaigns / "archive"),
+                 "--templates", str(templates)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == ["ok: 2 campaign(s) valid"] and captured.err == ""
+
+
+def test_a_long_integer_is_shown_as_written(
+        folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    only(validate(folders, capsys, campaign(priority=123456789012345678)),
+         "a.json: $.priority: should be at most 1000; got 123456789012345678")
