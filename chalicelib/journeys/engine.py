@@ -849,11 +849,10 @@ def _started_late(result: EventResult, c: CompiledCampaign, first: PlannedStep,
     campaign went live, later that day): the goal and exit events the profile holds
     since its start (processed before this event, whatever their time) count as they
     would have had it been planned in time, as its steps' exit check at send time
-    counts them. A goal converts it;
-    an exit event ends it here (returns True: its steps are not planned, its record
-    says ``exited`` and an ``exited`` row is left), where otherwise each of its steps
-    would be decided ``exited`` one by one and the next year planned only when the
-    last one is decided."""
+    counts them. A goal converts it; an exit event ends it here (returns True: its
+    steps are not planned, its record says ``exited`` and an ``exited`` row is
+    left), where otherwise each of its steps would be decided ``exited`` one by one
+    and the next year planned only when the last one is decided."""
     if c.goal_event is not None:
         _goal_seen_before(result, c, first, base)
     last_events = result.profile.get("last_events") or {}
