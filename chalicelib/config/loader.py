@@ -622,11 +622,7 @@ def campaign_files(paths: Iterable[Path]) -> list[Path]:
 def _folder_files(folder: Path) -> list[Path]:
     """The campaign files of a folder: its ``*.json`` (``.JSON`` too), but not the
     editors' JSON Schema beside them (``schema.json``, when it is one)."""
-    try:
-        entries = sorted(folder.iterdir())
-    except OSError:
-        return []
-    return [p for p in entries if p.suffix.lower() == ".json"
+    return [p for p in _entries(folder) if p.suffix.lower() == ".json"
             and not (p.name == "schema.json" and _is_schema_file(p))]
 
 
@@ -644,7 +640,7 @@ def _inner_folders(folder: Path, named: set[Path]) -> list[Problem]:
     not read (only the files at the top of a folder given are), unless that folder
     is given too (``named``: the paths given, resolved)."""
     try:
-        inner = [p for p in sorted(folder.iterdir()) if p.is_dir()
+        inner = [p for p in _entries(folder) if p.is_dir()
                  and not p.name.startswith(".") and p.suffix.lower() != ".json"
                  and p.resolve() not in named]
     except (OSError, RuntimeError):
@@ -655,8 +651,9 @@ def _inner_folders(folder: Path, named: set[Path]) -> list[Problem]:
 
 
 def _entries(folder: Path) -> list[Path]:
+    """A folder's entries, sorted by name; none when it cannot be listed."""
     try:
-        return list(folder.iterdir())
+        return sorted(folder.iterdir())
     except OSError:
         return []
 
