@@ -13,7 +13,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +23,45 @@ EXIT_OK, EXIT_INVALID = 0, 1
 
 
 def _when(text: str) -> datetime:
+    """``--from``/``--to``: a date (its midnight UTC) or a time (UTC without an offset;
+    ``T``, ``t`` or a space between date and time), to the microsecond: events are
+    whole seconds, and ``--to 10:00:00.5`` keeps one at 10:00:00."""
     from chalicelib.events.envelope import EventError, parse_time
 
-    value = text if "T" in text else f"{text}T00:00:00Z"
+    value = text.strip()
+    if len(value) > 10 and value[10] in " t":
+        value = f"{value[:10]}T{value[11:]}"
     try:
-        if datetime.fromisoformat(value).tzinfo is None:
+        date.fromisoformat(value)
+        value += "T00:00:00Z"  # a bare date
+    except ValueError:
+        pass
+    fraction = 0
+    try:
+        parsed = datetime.fromisoformat(value)
+        fraction = parsed.microsecond
+        if parsed.tzinfo is None:
             value += "+00:00"  # a time without an offset is UTC, as a bare date is
     except ValueError:
         pass  # parse_time says what is wrong with it
     try:
-        return parse_time(value, "--from/--to")
+        return parse_time(value, "--from/--to").replace(microsecond=fraction)
     except EventError as exc:
         raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def _stat_error(path: Path) -> OSError | None:
+    """Why ``path`` cannot be looked at (``FileNotFoundError``: nothing there; a name
+    too long, a permission...), or None. ``Path.exists()`` raises some of these."""
+    try:
+        path.stat()
+    except OSError as exc:
+        return exc
+    return None
+
+
+def _cannot_read(error: OSError) -> str:
+    return f"cannot read: {error.strerror or error}"
 
 
 def _zone(text: str) -> str:
@@ -77,15 +104,21 @@ def _load(paths: Sequence[Path], template_dir: Path) -> tuple[list[Any], list[An
 
     # A path that does not exist is one problem; the others are still validated
     # (without a templates folder, each template a campaign names is missing too).
-    missing = [Problem(str(p), "$", "no such file or folder") for p in paths if not p.exists()]
+    errors = [(p, _stat_error(p)) for p in paths]
+    missing = [Problem(str(p), "$", "no such file or folder"
+                       if isinstance(error, FileNotFoundError) else _cannot_read(error))
+               for p, error in errors if error is not None]
     templates: dict[str, str] = {}
-    if template_dir.is_dir():
+    error = _stat_error(template_dir)
+    if error is None and template_dir.is_dir():
         templates = load_template_dir(template_dir)
     else:
         missing.insert(0, Problem(str(template_dir), "$", "is a file, not the templates folder"
-                                  if template_dir.exists() else "templates folder not found"))
-    bundles, problems = load_bundles([p for p in paths if p.exists()], templates,
-                                     str(template_dir))
+                                  if error is None else "templates folder not found"
+                                  if isinstance(error, FileNotFoundError)
+                                  else _cannot_read(error)))
+    bundles, problems = load_bundles([p for p, error in errors if error is None],
+                                     templates, str(template_dir))
     return bundles, missing + problems
 
 
@@ -118,10 +151,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     bundles, problems = _load([args.campaigns], args.templates)
     # Every problem with the command line at once, one line each, before any work.
     errors = [str(p) for p in problems if p.severity == "error"]
-    if args.events.is_dir():
-        errors.append(f"{args.events}: $: is a folder, not an event log (JSONL file)")
-    elif not args.events.exists():
+    error = _stat_error(args.events)
+    if isinstance(error, FileNotFoundError):
         errors.append(f"{args.events}: $: no such file")
+    elif error is not None:
+        errors.append(f"{args.events}: $: {_cannot_read(error)}")
+    elif args.events.is_dir():
+        errors.append(f"{args.events}: $: is a folder, not an event log (JSONL file)")
     if args.start is not None and args.end is not None and args.start >= args.end:
         errors.append("--from/--to: $: --from must be before --to")
     if errors:
@@ -138,9 +174,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
         check = RenderCheck({b.campaign.id: b.templates for b in bundles}, args.timezone,
                             settings.load().public_base_url)
-    with _regular_file(args.events) as path:
-        sim = simulate_file(path, campaigns, start=args.start, end=args.end,
-                            default_tz=args.timezone, workers=args.workers, send_check=check)
+    try:
+        with _regular_file(args.events) as path:
+            sim = simulate_file(path, campaigns, start=args.start, end=args.end,
+                                default_tz=args.timezone, workers=args.workers,
+                                send_check=check)
+    except OSError as exc:  # unreadable (permissions), or gone since it was looked at
+        print(f"{args.events}: $: {_cannot_read(exc)}", file=sys.stderr)
+        return EXIT_INVALID
     output.write_rows(sim, args.format, sys.stdout)
     for bad in sim.bad:
         print(f"{args.events}: line {bad.line}: {bad.reason}", file=sys.stderr)

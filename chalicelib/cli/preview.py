@@ -40,6 +40,23 @@ def _read_json(path: Path, what: str) -> dict[str, Any] | None:
     return raw
 
 
+def _checked_order(path: Path, raw: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The order as a message gets it: checked as an event's order is, with the
+    categories its items give, and only the fields an enrollment keeps."""
+    from chalicelib.events import EventError
+    from chalicelib.events.envelope import check_order
+    from chalicelib.journeys.engine import order_snapshot
+
+    if raw is None:
+        return None
+    try:
+        checked = check_order(raw)
+    except EventError as exc:
+        _error(f"{path}: {exc.path.replace('$.order', '$', 1)}: {exc.message}")
+        return None
+    return order_snapshot({"order": checked})
+
+
 def _campaign_path(args: argparse.Namespace) -> Path | None:
     """The file of the campaign named on the command line (a path or an id)."""
     from chalicelib.config.loader import campaign_files, decode_json
@@ -77,6 +94,11 @@ def _campaign_path(args: argparse.Namespace) -> Path | None:
 def _check_customer(path: Path, customer: dict[str, Any]) -> bool:
     from chalicelib.render.filters import parse_timezone
 
+    customer_id = customer.get("id")
+    if customer_id is not None and not (isinstance(customer_id, str) and customer_id.strip()):
+        # It picks the holdout and the variant: as the event envelope, a text only.
+        _error(f"{path}: $.id: must be a non-empty string (or left out)")
+        return False
     attributes = customer.get("attributes")
     if attributes is not None and not isinstance(attributes, dict):
         _error(f"{path}: $.attributes: must be a JSON object")
@@ -96,11 +118,12 @@ def _known_parts(locale: Any) -> list[str]:
     first (``es-MX-foo``: ``es-MX``, ``es``): the template variants the sender still
     looks for, before the default ones (see :meth:`chalicelib.render.Renderer.resolve`)."""
     from chalicelib.render.filters import parse_locale
+    from chalicelib.render.naming import locale_parts
 
     if not isinstance(locale, str):
         return []  # the sender treats it as no locale
     # The chain the renderer resolves templates by (naming.locale_chain), as written.
-    parts = [part for part in locale.strip().replace("_", "-").split("-") if part]
+    parts = locale_parts(locale)
     chain = ("-".join(parts[:n]) for n in range(len(parts), 0, -1))
     return [known for known in chain if parse_locale(known) is not None]
 
@@ -147,7 +170,8 @@ def preview(args: argparse.Namespace) -> int:
     for p in errors if errors or bundles else problems:  # else say why nothing loaded
         _error(str(p))
     customer = _read_json(args.customer, "customer")
-    order = _read_json(args.order, "order") if args.order else dict(SAMPLE_CONTEXT["order"])
+    order = (_checked_order(args.order, _read_json(args.order, "order")) if args.order
+             else dict(SAMPLE_CONTEXT["order"]))
     if errors or not bundles or customer is None or order is None:
         return EXIT_INVALID
     if not _check_customer(args.customer, customer):
@@ -158,7 +182,7 @@ def preview(args: argparse.Namespace) -> int:
     bundle = bundles[0]
     campaign = compile_campaign(bundle.campaign)
     renderer = Renderer(bundle.templates)
-    profile = {**customer, "id": str(customer.get("id", "preview"))}
+    profile = {**customer, "id": customer.get("id") or "preview"}
     customer_id = profile["id"]
     variant = (keys.pick_variant(campaign.id, customer_id, campaign.variant_weights)
                if campaign.variants else None)

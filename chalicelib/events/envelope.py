@@ -248,7 +248,9 @@ def _number_error(path: str) -> EventError:
     return EventError(path, "must be a finite number (within a double's range)")
 
 
-def _order(raw: Any) -> dict[str, Any] | None:
+def check_order(raw: Any) -> dict[str, Any] | None:
+    """An event's ``order`` checked (paths from ``$.order``), with ``categories`` and
+    ``category`` derived from its items; ``aftercare preview --order`` uses it too."""
     if raw is None:
         return None
     if not isinstance(raw, dict):
@@ -315,7 +317,7 @@ def parse_event(raw: Any) -> dict[str, Any]:
     assert occurred is not None
     at = parse_time(occurred, "$.occurred_at")
     customer = _customer(raw.get("customer"))
-    order = _order(raw.get("order"))
+    order = check_order(raw.get("order"))
     data = raw.get("data")
     if data is not None and not isinstance(data, dict):
         raise EventError("$.data", "must be an object")

@@ -329,7 +329,9 @@ def _kept_data(reads: tuple[bool, frozenset[str]], event: Mapping[str, Any],
     return data, len(json.dumps(data, separators=(",", ":")))
 
 
-def _order_snapshot(event: Mapping[str, Any]) -> dict[str, Any] | None:
+def order_snapshot(event: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What an enrollment keeps of its event's order for the messages: the fields
+    templates read (``order.*``), nothing else the event carried."""
     order = event.get("order")
     if not order:
         return None
@@ -591,7 +593,7 @@ def _enroll_event(result: EventResult, event: Mapping[str, Any], at: datetime, s
                     f"{MAX_STEP_DATA_BYTES} kept with a step"))
                 continue
         if order is None:
-            order = _order_snapshot(event)
+            order = order_snapshot(event)
         planned = plan_enrollment(c, cid, ref, at, profile.get("timezone"), default_tz,
                                   event["id"], order, data)
         if order:  # the enrollment is this order's: order-scoped exits end only it

@@ -222,6 +222,8 @@ class _Abandon(Exception):
 
 def _owner_of_unreadable(line: str, workers: int) -> int:
     """The owner of a line the regular expression could not read: parse it."""
+    if line[:1] == "\ufeff":  # skipped by parse_line too
+        line = line[1:]
     try:
         raw = unwrap(json.loads(line))
     except (ValueError, RecursionError):

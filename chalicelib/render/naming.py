@@ -40,9 +40,20 @@ def parse_filename(filename: str) -> TemplateFile | None:
     return TemplateFile(match["name"], match["channel"], locale_key(locale) if locale else None)
 
 
+_POSIX_SUFFIX: Final = re.compile(r"[.@].*", re.DOTALL)
+
+
+def locale_parts(locale: str) -> list[str]:
+    """A locale's parts as written, without the encoding or modifier of a POSIX
+    locale (which Babel reads too): ``es_MX.UTF-8@euro`` gives ``["es", "MX"]``."""
+    base = _POSIX_SUFFIX.sub("", locale.strip())
+    return [p for p in base.replace("_", "-").split("-") if p]
+
+
 def locale_chain(locale: str) -> list[str]:
-    """Locale keys from most to least specific: ``pt-BR`` gives ``["pt-br", "pt"]``."""
-    parts = [p for p in locale_key(locale).split("-") if p]
+    """Locale keys from most to least specific: ``pt-BR`` gives ``["pt-br", "pt"]``,
+    ``es.UTF-8`` gives ``["es"]``."""
+    parts = [p.lower() for p in locale_parts(locale)]
     return ["-".join(parts[:i]) for i in range(len(parts), 0, -1)]
 
 

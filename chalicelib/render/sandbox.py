@@ -22,6 +22,7 @@ from collections.abc import (
     Iterable,
     Iterator,
     Mapping,
+    MappingView,
     MutableMapping,
     Sequence,
 )
@@ -357,15 +358,28 @@ def _refuse_text_of(value: Any, use: str | None, argument: bool = False) -> None
     """
     if value is None:
         raise NullValueError(use, argument)
-    if isinstance(value, Undefined):
+    _refuse_non_value(value, use)
+
+
+def _refuse_non_value(value: Any, use: str | None) -> None:
+    """The part of :func:`_refuse_text_of` that applies inside a printed list or
+    object too: a function or a template object, and a sequence not made a list
+    (``|map``, ``|select``, ``|reverse``, ``.keys()``, ``range()``), whose text would
+    be ``<generator object ... at 0x...>``."""
+    if isinstance(value, (str, Undefined)):
         return
     if callable(value) or isinstance(value, (TemplateReference, type)):
         name = getattr(value, "__name__", None) or type(value).__name__
-        done = (f"print {name!r}" if use is None
-                else f"join {name!r} with '~'" if use == "~"
-                else f"give {name!r} to {_target(use)}")
-        raise SecurityError(f"cannot {done}: it is a function or a template object, "
-                            "not a value (call it, or pick one of its values)")
+        what = "a function or a template object, not a value (call it, or pick one of its values)"
+    elif isinstance(value, (Iterator, range, MappingView)):
+        name = type(value).__name__
+        what = "a sequence not made a list yet (add |list, or |join(', ') to print its items)"
+    else:
+        return
+    done = (f"print {name!r}" if use is None
+            else f"join {name!r} with '~'" if use == "~"
+            else f"give {name!r} to {_target(use)}")
+    raise SecurityError(f"cannot {done}: it is {what}")
 
 
 class _CheckedMapping(dict[Any, Any]):
@@ -430,7 +444,8 @@ _MAX_INSPECTED = 10_000  # items of a printed list or object looked at for undef
 
 
 def _undefined_inside(value: Any) -> Undefined | None:
-    """An undefined value inside a printed list or object (``map(attribute="nmae")``)."""
+    """An undefined value inside a printed list or object (``map(attribute="nmae")``);
+    a function or an unlisted sequence inside it is refused (:func:`_refuse_non_value`)."""
     stack = [value]
     seen = 0
     while stack and seen < _MAX_INSPECTED:
@@ -438,6 +453,7 @@ def _undefined_inside(value: Any) -> Undefined | None:
         seen += 1
         if isinstance(item, Undefined):
             return item
+        _refuse_non_value(item, None)
         if isinstance(item, Mapping):
             stack.extend(item.values())
         elif isinstance(item, (list, tuple, set, frozenset)):
