@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import INVALID_ARGUMENTS, RuleEvaluationError
+from .model import json_shown
 from .runtime import json_key, strict_eq
 
 __all__ = [
@@ -131,7 +132,7 @@ def _clock(data: Any) -> _Clock:
     moment_utc = _utc(parsed) if isinstance(parsed, datetime) else parsed
     if moment_utc is None:
         raise RuleEvaluationError(
-            INVALID_ARGUMENTS, f"'now' is not an ISO-8601 datetime: {raw!r}"
+            INVALID_ARGUMENTS, f"'now' is not an ISO-8601 datetime: {json_shown(raw)}"
         )
     if isinstance(moment_utc, datetime):
         moment = moment_utc
@@ -231,7 +232,9 @@ def _utc(moment: datetime) -> datetime | None:
 
 def days_since(value: Any, data: Any) -> int | None:
     """Whole days from ``value`` to ``now`` (negative for a future date)."""
-    if value.__class__ is str and len(value) == 10:  # the common date-only case
+    # The common date-only case (YYYY-MM-DD: not a week date such as 2026-W09-1,
+    # which date.fromisoformat reads too and parse_instant refuses).
+    if value.__class__ is str and len(value) == 10 and value[4] == value[7] == "-":
         try:
             ordinal = date.fromisoformat(value).toordinal()
         except ValueError:

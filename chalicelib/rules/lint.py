@@ -188,7 +188,13 @@ def _date_arguments(op: str, raw: Any, path: str) -> list[RuleError]:
 
 
 def _constant(value: Any) -> bool:
-    """A value no evaluation changes: not an operation, nor an array holding one."""
-    if isinstance(value, list):
-        return all(map(_constant, value))
-    return not isinstance(value, dict)
+    """A value no evaluation changes: not an operation, nor an array holding one
+    (at any depth: walked without recursion)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            return False
+    return True

@@ -113,6 +113,9 @@ def json_shown(value: Any, limit: int = 60) -> str:
     else:
         try:
             text = json.dumps(value, ensure_ascii=False, allow_nan=False)
-        except (TypeError, ValueError):
-            text = repr(value)
+        except (TypeError, ValueError, RecursionError):
+            try:
+                text = repr(value)
+            except (ValueError, RecursionError):  # 5,000 digits, a list 5,000 deep
+                text = f"{type(value).__name__} too large to show"
     return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -471,12 +471,14 @@ def _fast_arith(c: Compiler, op: str, args: list[Expr]) -> str | None:
         elif op == "/":
             code = f"(1 / {e.code})"
         else:
-            code = e.code if e.kind == NUM else f"(+{e.code})"
+            code = f"(0 + {e.code})"  # as the helper adds from 0: -0.0 gives 0.0
     else:
         if args[0].kind not in NUMERIC and args[1].kind not in NUMERIC:
             return None  # "1" + "2" concatenates
         code = "(" + f" {op} ".join(e.code for e in args) + ")"
-    if op == "/" or any(e.kind not in NUMERIC for e in args):
+    # An integer past a double's range (a product of huge numbers, such data) added to
+    # a float raises OverflowError, where the helpers give Infinity: fall back too.
+    if op == "/" or len(args) > 1 or any(e.kind not in NUMERIC for e in args):
         c.assume()
     return code
 

@@ -599,7 +599,8 @@ def _step(current: Any, key: str) -> tuple[bool, Any]:
             return True, current[key]
         return False, None
     # An index as JavaScript reads one: "01" is not 1 (orders["01"] is undefined).
-    if isinstance(current, list) and key.isdigit() and key.isascii() and (
+    # No list is longer than 19 digits' worth (and int() refuses over 4,300 digits).
+    if isinstance(current, list) and len(key) < 20 and key.isdigit() and key.isascii() and (
             key[0] != "0" or key == "0"):
         index = int(key)
         if index < len(current):
