@@ -7,6 +7,8 @@ credentials, optional ``AFTERCARE_DYNAMODB_ENDPOINT`` for a local stack).
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -83,24 +85,37 @@ def _as_of(text: str) -> datetime:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from chalicelib.handlers import live
-    from chalicelib.pipeline.importer import run_import
+    from chalicelib.pipeline.importer import HeaderError, run_import
 
-    if not args.file.is_file():
-        print(f"{args.file}: no such file", file=sys.stderr)
-        return 1
     checkpoint = args.checkpoint or args.file.with_name(args.file.name + ".checkpoint")
+    problem = _import_paths_problem(args.file, checkpoint)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
     rejected_path = args.file.with_name(args.file.name + ".rejected.txt")
     progress = Progress(f"import {args.kind}")
     try:
         report = run_import(args.kind, args.file, live(), checkpoint=checkpoint,
                             limit=args.limit, progress=progress, rejected_log=rejected_path,
                             as_of=args.as_of)
-    except aws_errors(RuntimeError) as exc:
+    except HeaderError as exc:
         progress.done()
-        print(f"import stopped: {exc}; run the same command again to resume after the "
+        print(f"{args.file}: {exc}", file=sys.stderr)
+        return 1
+    except aws_errors(RuntimeError, OSError) as exc:
+        progress.done()
+        # An OSError: the checkpoint or the rejected-rows report cannot be written.
+        reason = (f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError)
+                  and exc.filename and exc.strerror else exc)
+        print(f"import stopped: {reason}; run the same command again to resume after the "
               f"rows done (checkpoint {checkpoint})", file=sys.stderr)
         return 1
     progress.done()
+    for warning in report.warnings[:20]:
+        print(f"{args.file}: warning: {warning}", file=sys.stderr)
+    if len(report.warnings) > 20:
+        print(f"{args.file}: warning: {len(report.warnings) - 20} more columns not read",
+              file=sys.stderr)
     if report.restarted:
         print(f"{checkpoint}: not used, {report.restarted}: imported from the top (rows "
               f"imported before count as already imported)", file=sys.stderr)
@@ -114,6 +129,24 @@ def cmd_import(args: argparse.Namespace) -> int:
           f"imported, {len(report.rejected)} rejected{earlier}{see}; {state}")
     # Exit 1 when any row of the whole import was rejected, by this run or one it resumed.
     return 1 if report.rejected or report.earlier_rejected else 0
+
+
+def _import_paths_problem(file: Path, checkpoint: Path) -> str | None:
+    """Why an import cannot start with these paths (None: it can)."""
+    try:
+        if not file.exists():
+            return f"{file}: no such file"
+        if file.is_dir():
+            return f"{file}: is a folder, not a file of rows"
+        if not file.is_file():  # a pipe: read more than once, and resumed by position
+            return f"{file}: not a regular file (save the rows to a file first)"
+        if checkpoint.is_dir():
+            return f"{checkpoint}: --checkpoint is a folder, not a file"
+        if not checkpoint.parent.is_dir():
+            return f"{checkpoint}: --checkpoint: no such folder {str(checkpoint.parent)!r}"
+    except OSError as exc:  # a name too long...
+        return f"{exc.filename or file}: {exc.strerror or exc}"
+    return None
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -134,25 +167,53 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
-MAX_ID_BYTES = 2048  # DynamoDB's limit for a partition key
+MAX_ID_CHARS = 512  # the event envelope's limit for a customer id
 
 
 def id_problem(value: str) -> str | None:
-    """Why ``value`` cannot be a customer id (None: it can)."""
-    if any(c.isspace() or not c.isprintable() for c in value):
-        return "one customer id per line, without spaces or control characters"
-    if len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
-        return f"a customer id has at most {MAX_ID_BYTES} bytes"
+    """Why ``value`` cannot be a customer id (None: it can): any id an event may carry
+    can be erased (spaces inside it too: "Ana Smith")."""
+    if not value.strip():
+        return "an empty customer id"
+    if len(value) > MAX_ID_CHARS:
+        return f"a customer id has at most {MAX_ID_CHARS} characters"
     return None
 
 
+# A comment in an id file: a line starting with "#", or "#" after a space. Not any
+# "#": "shop#1" is an id (cut at the "#", it would erase customer "shop").
+_ID_COMMENT = re.compile(r"(?:^|\s)#.*", re.DOTALL)
+_ONE_PER_LINE = 'one customer id per line (an id with spaces as a JSON string: "Ana Smith")'
+
+
+def _file_id(line: str) -> tuple[str | None, str | None]:
+    """(the id of one line of an id file, or None; why the line is refused, or None)."""
+    text = line.strip()
+    if text.startswith('"'):  # a JSON string: any id, spaces and "#" in it too
+        try:
+            value, end = json.JSONDecoder().raw_decode(text)
+        except ValueError:
+            return None, "a quoted id must be a JSON string (\\\" for a quote in it)"
+        if _ID_COMMENT.sub("", text[end:], count=1).strip():
+            return None, _ONE_PER_LINE
+        return value, id_problem(value)
+    value = _ID_COMMENT.sub("", text, count=1).strip()
+    if not value:
+        return None, None  # blank, or a comment
+    if any(c.isspace() for c in value):  # "c-1 c-2": two ids, or a quote forgotten
+        return None, _ONE_PER_LINE
+    return value, id_problem(value)
+
+
 def read_ids(args: argparse.Namespace) -> tuple[list[str], list[str]]:
-    """Customer ids from the arguments and ``--file`` (one per line, ``#`` comments,
-    UTF-8 with or without a byte-order mark), and the problems found reading them."""
+    """Customer ids from the arguments and ``--file`` (one per line, without the
+    spaces around it, or as a JSON string when it holds spaces; ``#`` at the start
+    of a line or after a space starts a comment; UTF-8 with or without a byte-order
+    mark), and the problems found reading them."""
     ids: list[str] = []
     problems: list[str] = []
     for value in args.customer_ids:
-        why = id_problem(value) if value else "an empty customer id"
+        why = id_problem(value)
         if why:
             problems.append(f"argument {value[:40]!r}: {why}")
         else:
@@ -163,11 +224,10 @@ def read_ids(args: argparse.Namespace) -> tuple[list[str], list[str]]:
         except (OSError, UnicodeDecodeError) as exc:
             return ids, [*problems, f"{args.file}: cannot read: {exc}"]
         for n, line in enumerate(text.splitlines(), 1):
-            value = line.split("#", 1)[0].strip()
-            why = id_problem(value) if value else None
+            value, why = _file_id(line)
             if why:
                 problems.append(f"{args.file}: line {n}: {why}")
-            elif value:
+            elif value is not None:
                 ids.append(value)
     return ids, problems
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import difflib
 import hashlib
 import json
 import math
@@ -33,6 +34,30 @@ BATCH_ROWS = 100
 _CUSTOMER_FIELDS = ("email", "phone", "name", "timezone", "locale", "birthday")
 _TRUE = {"1", "true", "yes", "y", "t"}
 _FALSE = {"0", "false", "no", "n", "f"}
+# The columns (JSONL keys) each kind reads; others are reported, once each.
+COLUMNS: dict[str, frozenset[str]] = {
+    "customers": frozenset({"id", "customer_id", "updated_at", *_CUSTOMER_FIELDS,
+                            "consent", "consent_sms", "consent_email", "attributes"}),
+    "orders": frozenset({"order_id", "customer_id", "placed_at", "total", "currency",
+                         "items", "sku", "category", "name"}),
+}
+
+
+class HeaderError(ValueError):
+    """A CSV header no row can be read by (a column twice): nothing is imported."""
+
+
+def unknown_columns(kind: str, names: Iterable[str]) -> list[str]:
+    """A warning for each name ``kind`` does not read (``attr_<name>`` is read)."""
+    known = COLUMNS[kind]
+    found = []
+    for name in names:
+        if name in known or (kind == "customers" and name.startswith("attr_") and name[5:]):
+            continue
+        close = difflib.get_close_matches(name.strip().lower(), sorted(known), n=1, cutoff=0.7)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        found.append(f"column {name!r} is not read{hint}")
+    return found
 
 
 @dataclass(slots=True)
@@ -45,6 +70,8 @@ class ImportReport:
     complete: bool = False
     # Why the checkpoint was not used ("" when there was none, or it was resumed).
     restarted: str = ""
+    # Columns (JSONL keys) not read, each once: a misspelt "Total" imports 0.
+    warnings: list[str] = field(default_factory=list)
 
 
 NOT_UTF8 = "not UTF-8 text: save the file as UTF-8 (Excel: CSV UTF-8)"
@@ -54,57 +81,130 @@ def _undecodable(values: Iterable[Any]) -> bool:
     return any(isinstance(v, str) and event_text.UNDECODABLE.search(v) for v in values)
 
 
-def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+# csv's own words for what strict reading refuses, said as a person would.
+_CSV_ERRORS = {
+    "unexpected end of data": "a quote is not closed before the end of the file (every "
+                              "line after it was read into this row's cell)",
+    "',' expected after '\"'": "a character after a closing quote (write a quote inside "
+                                "a quoted cell as two: \"\")",
+}
+
+
+class _Lines:
+    """The lines of a file, counted as csv takes them: after a row csv cannot read,
+    its own ``line_num`` lags (it does not count the lines of that row)."""
+
+    def __init__(self, fh: Iterable[str]) -> None:
+        self._lines = iter(fh)
+        self.count = 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.count += 1
+        return line
+
+
+def _header(reader: Any, kind: str | None, warnings: list[str] | None) -> list[str] | None:
+    """The CSV header's column names (spaces around them dropped: "id, email"), or
+    None for an empty file. Raises :class:`HeaderError` for a column named twice."""
+    try:
+        names = next(reader)
+    except StopIteration:
+        return None
+    names = [name.strip() for name in names]
+    twice = sorted({name for name in names if name and names.count(name) > 1})
+    if twice:
+        raise HeaderError(f"line 1: column {twice[0]!r} more than once: which one "
+                          "to read is unknown (nothing imported)")
+    if kind is not None and warnings is not None:
+        warnings.extend(unknown_columns(kind, [n for n in names if n]))
+    return names
+
+
+def read_rows(path: Path, kind: str | None = None, warnings: list[str] | None = None,
+              ) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """(line number, row) pairs from JSONL or CSV; a row that cannot be decoded is
     its error text, so the caller reports it and goes on. UTF-8, with or without a
     byte order mark (Excel's "CSV UTF-8" writes one); a row with bytes that are not
-    UTF-8 (a Latin-1 export) is reported, not a crash."""
+    UTF-8 (a Latin-1 export) is reported, not a crash. With ``kind``, a column (or
+    JSONL key) the kind does not read is added to ``warnings``, once. A CSV row
+    csv cannot read (a cell over its limit, a quote not closed before the end of
+    the file or a character after a closing quote) is reported as such; a CSV header
+    with a column twice raises :class:`HeaderError` before any row."""
     is_csv = path.suffix.lower() == ".csv"
     # csv wants newline="" (it reads line breaks inside quoted cells itself); a JSONL
     # line ends at "\n" only (a carriage return inside one is JSON whitespace).
     with path.open(encoding="utf-8-sig", errors="surrogateescape",
                    newline="" if is_csv else "\n") as fh:
         if is_csv:
-            reader = csv.DictReader(fh)
-            failed_at = -1
-            while True:
-                try:
-                    row = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as exc:  # a cell over csv's field limit (131,072)
-                    if reader.line_num == failed_at:
-                        return  # no progress: nothing more can be read
-                    failed_at = reader.line_num
-                    # The reader does not count the line it failed on.
-                    yield reader.line_num + 1, f"unreadable CSV row: {exc}"
-                    continue
-                if _undecodable(row.values()) or _undecodable(row):
-                    yield reader.line_num, NOT_UTF8
-                    continue
-                yield reader.line_num, {k: v for k, v in row.items()
-                                        if k and v not in ("", None)}
+            yield from _csv_rows(fh, kind, warnings)
+        else:
+            yield from _jsonl_rows(fh, kind, warnings)
+
+
+def _csv_rows(fh: Iterable[str], kind: str | None, warnings: list[str] | None,
+              ) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    lines = _Lines(fh)
+    reader = csv.reader(lines, strict=True)
+    names = _header(reader, kind, warnings)
+    if names is None:
+        return
+    failed_at = -1
+    while True:
+        start = lines.count + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
             return
-        for number, line in enumerate(fh, 1):
-            if line[:1] == "\ufeff":  # files with a byte-order mark each, concatenated
-                line = line[1:]
-            if not line.strip():
-                continue
-            if not line.isascii() and event_text.UNDECODABLE.search(line):
-                yield number, NOT_UTF8
-                continue
-            try:
-                value = event_text.loads(line)
-            except json.JSONDecodeError as exc:
-                yield number, f"invalid JSON: {exc.msg}"
-                continue
-            except RecursionError:
-                yield number, "invalid JSON: nested too deeply"
-                continue
-            except ValueError as exc:  # NaN, 1e999, too many digits, a lone surrogate
-                yield number, f"invalid JSON: {exc}"
-                continue
-            yield number, value if isinstance(value, dict) else "a row must be a JSON object"
+        except csv.Error as exc:  # a cell over csv's field limit (131,072)...
+            if lines.count == failed_at:
+                return  # no progress: nothing more can be read
+            failed_at = lines.count
+            yield start, f"unreadable CSV row: {_CSV_ERRORS.get(str(exc), exc)}"
+            continue
+        if not cells:
+            continue  # a blank line
+        # Cells past the header's columns are dropped, missing ones absent.
+        row = dict(zip(names, cells, strict=False))
+        if _undecodable(row.values()) or _undecodable(row):
+            yield lines.count, NOT_UTF8
+            continue
+        yield lines.count, {k: v for k, v in row.items() if k and v != ""}
+
+
+def _jsonl_rows(fh: Iterable[str], kind: str | None, warnings: list[str] | None,
+                ) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    seen: set[str] = set()
+    for number, line in enumerate(fh, 1):
+        if line[:1] == "\ufeff":  # files with a byte-order mark each, concatenated
+            line = line[1:]
+        if not line.strip():
+            continue
+        if not line.isascii() and event_text.UNDECODABLE.search(line):
+            yield number, NOT_UTF8
+            continue
+        try:
+            value = event_text.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, f"invalid JSON: {exc.msg}"
+            continue
+        except RecursionError:
+            yield number, "invalid JSON: nested too deeply"
+            continue
+        except ValueError as exc:  # NaN, 1e999, too many digits, a lone surrogate
+            yield number, f"invalid JSON: {exc}"
+            continue
+        if not isinstance(value, dict):
+            yield number, "a row must be a JSON object"
+            continue
+        if kind is not None and warnings is not None and not value.keys() <= seen:
+            new = [key for key in value if key not in seen]
+            seen.update(new)
+            warnings.extend(unknown_columns(kind, new))
+        yield number, value
 
 
 def _bool(value: Any, column: str) -> bool:
@@ -151,7 +251,7 @@ def customer_event(row: dict[str, Any], as_of: str | None = None) -> dict[str, A
     customer.update({k: row[k] for k in _CUSTOMER_FIELDS if row.get(k) is not None})
     consent = dict(_object(row, "consent"))
     for channel in ("sms", "email"):
-        if f"consent_{channel}" in row:
+        if row.get(f"consent_{channel}") is not None:  # null: as an empty CSV cell
             consent[channel] = _bool(row[f"consent_{channel}"], f"consent_{channel}")
     customer["consent"] = {
         ch: {"granted": v, "at": at, "source": "import"} if isinstance(v, bool) else v
@@ -169,7 +269,9 @@ def order_event(row: dict[str, Any], as_of: str | None = None) -> dict[str, Any]
     for column in ("order_id", "customer_id", "placed_at"):
         if not row.get(column):
             raise PermanentError(f"{column}: required column is missing")
-    raw_total = row.get("total", 0)
+    raw_total = row.get("total")
+    if raw_total is None:  # null: as an empty CSV cell
+        raw_total = 0
     try:
         total = float(raw_total) if not isinstance(raw_total, bool) else math.nan
     except (TypeError, ValueError, OverflowError):
@@ -274,7 +376,7 @@ def run_import(kind: str, path: Path, live: LiveCache, *, checkpoint: Path,
     rows = _Rows(live, report, log, done)
     saved = done
     try:
-        for number, row in read_rows(path):
+        for number, row in read_rows(path, kind, report.warnings):
             if number <= done:
                 continue
             if limit is not None and report.rows >= limit:
@@ -406,7 +508,14 @@ def _load_checkpoint(checkpoint: Path) -> dict[str, Any]:
         state = json.loads(checkpoint.read_text())
     except ValueError:  # cut short while written, or edited: start from the top
         return {}
-    return state if isinstance(state, dict) else {}
+    if not isinstance(state, dict):
+        return {}
+    # Edited by hand into something else: from the top too (rows done are duplicates).
+    for key in ("line", "rejected_bytes"):
+        value = state.get(key, 0)
+        if type(value) is not int or value < 0:
+            return {}
+    return state if isinstance(state.get("file", ""), str) else {}
 
 
 def _save(checkpoint: Path, line: int, log: RejectedLog, fingerprint: str) -> None:

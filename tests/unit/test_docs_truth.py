@@ -315,7 +315,7 @@ def test_erase_argument_handling(tmp_path: Path, capsys: pytest.CaptureFixture[s
     code, _, err = _run_cli(["erase"], capsys)
     assert code == 1 and "no customer ids" in err
     ids = tmp_path / "ids.txt"
-    ids.write_bytes(b"\xef\xbb\xbfc-1  # comment\n# only a comment\n\nc 2\n")
+    ids.write_bytes(b"\xef\xbb\xbfc-1  # comment\n# only a comment\n\n" + b"x" * 513 + b"\n")
     code, _, err = _run_cli(["erase", "--file", str(ids)], capsys)
     assert code == 1 and f"{ids}: line 4:" in err and "line 1" not in err
     code, _, err = _run_cli(["import", "customers", str(tmp_path / "none.jsonl")], capsys)
