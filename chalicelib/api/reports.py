@@ -51,10 +51,13 @@ def _day(request: HttpRequest, name: str) -> date | None:
     text = _one(request, name)
     if text is None:
         return None
+    from chalicelib.events.envelope import parse_day
+
     try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise BadRequestError(f"{name}: not a day (YYYY-MM-DD)") from None
+        return parse_day(text)
+    except ValueError as exc:
+        message = str(exc) if str(exc).startswith("year") else "not a day (YYYY-MM-DD)"
+        raise BadRequestError(f"{name}: {message}") from None
 
 
 def _range(request: HttpRequest) -> tuple[date, date]:

@@ -373,9 +373,13 @@ def cmd_retention(args: argparse.Namespace) -> int:
 
 
 def _day(text: str) -> date:
+    from chalicelib.events.envelope import parse_day
+
     try:
-        return date.fromisoformat(text)
-    except ValueError:
+        return parse_day(text)
+    except ValueError as exc:
+        if str(exc).startswith("year"):
+            raise argparse.ArgumentTypeError(str(exc)) from None
         raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a day (YYYY-MM-DD)") from None
 
 

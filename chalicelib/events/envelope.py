@@ -9,7 +9,7 @@ Errors name the JSON path of the problem. The published contract is
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any, TypeGuard
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -78,6 +78,20 @@ def _str(obj: dict[str, Any], key: str, path: str, *, required: bool = False) ->
 # Event times outside these years are refused: a year-1 or year-9999 time is a
 # data error, and yearly planning (next year's birthday) needs room on both sides.
 MIN_YEAR, MAX_YEAR = 1900, 2199
+
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+
+
+def parse_day(text: str) -> date:
+    """A day of a report's range: ``YYYY-MM-DD`` only (not ``20260301`` nor a week
+    date), in the years an event may carry. Raises ValueError saying which."""
+    if not _DAY.fullmatch(text):
+        raise ValueError("not a day (YYYY-MM-DD)")
+    day = date.fromisoformat(text)  # raises for 2026-02-30
+    if not MIN_YEAR <= day.year <= MAX_YEAR:
+        raise ValueError(f"year {day.year} is outside {MIN_YEAR}-{MAX_YEAR}")
+    return day
 
 
 def parse_time(value: str, path: str) -> datetime:

@@ -101,6 +101,12 @@ def test_the_table_and_the_errors(lift: LocalStack, capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit):
         main(["report", "--from", "yesterday"])
     assert "is not a day" in capsys.readouterr().err
+    for argument, words in (("0001-01-05", "year 1 is outside 1900-2199"),
+                            ("20260301", "is not a day"), ("2026-W10-1", "is not a day")):
+        for command in ("report", "retention"):
+            with pytest.raises(SystemExit):
+                main([command, "--to", argument])
+            assert words in capsys.readouterr().err
 
 
 def test_nps_score_and_lift_statistics() -> None:

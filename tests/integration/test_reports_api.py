@@ -90,6 +90,12 @@ def test_the_html_report(reported: LocalStack) -> None:
     ("to=yesterday", 400, "to: not a day"),
     ("from=2026-03-10&to=2026-03-01", 400, "is after"),
     ("from=2025-01-01&to=2026-03-01", 400, "at most 400 days"),
+    # Session 15: extreme years were a 500 (OverflowError), other ISO forms read.
+    ("to=0001-01-05", 400, "to: year 1 is outside 1900-2199"),
+    ("from=9999-12-01&to=9999-12-31", 400, "year 9999 is outside 1900-2199"),
+    ("to=20260301", 400, "to: not a day"),
+    ("to=2026-W10-1", 400, "to: not a day"),
+    ("to=2026-02-30", 400, "to: not a day"),
     ("format=xml", 400, "format: one of json, html"),
     ("from=2026-03-01&from=2026-03-02", 400, "give it once"),
     ("campaign=nope", 404, "'nope'"),
