@@ -12,6 +12,7 @@ restore it, as DESIGN.md's consent rules require. Opt-outs from the address itse
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import logging
@@ -45,10 +46,21 @@ SURVEY_REPLY_WINDOW = timedelta(days=7)
 _PUNCTUATION = ".,;:!?¡¿'\"()[]-*~"
 
 
+MAX_EVENT_ID = 512  # the event envelope's limit for a string
+
+
 def consent_event(event_id: str, customer_id: str, channel: str, granted: bool,
                   source: str, at: str | None = None) -> str:
-    """A consent change as a ``customer.updated`` event, at ``at`` (default now)."""
+    """A consent change as a ``customer.updated`` event, at ``at`` (default now).
+
+    Its id holds the customer's id (one event per customer an address has), so with
+    an id near the envelope's 512 characters it would be refused: such an id is cut
+    and ends with a hash of the whole, the same each time (a redelivery is a no-op).
+    """
     at = at or clock.iso(clock.now())
+    if len(event_id) > MAX_EVENT_ID:
+        digest = hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()
+        event_id = f"{event_id[:MAX_EVENT_ID - 41]}~{digest[:40]}"
     return json.dumps({
         "id": event_id, "type": "customer.updated", "occurred_at": at,
         "customer": {"id": customer_id, "consent": {channel: {

@@ -200,3 +200,20 @@ def test_advanced_opt_out_keywords_are_honoured_in_any_language(known: LocalStac
     assert (_consent("sms")["granted"], _consent("sms")["source"]) == (True, "sms:OUI")
     # Twilio has answered HELP itself: no second reply.
     assert b"<Message>" not in _text(known, "AIDE", "SM" + "e" * 32, OptOutType="HELP")
+
+
+def test_stop_from_a_customer_with_a_long_id_withdraws_consent(known: LocalStack) -> None:
+    """The consent event's id holds the customer's: with an id of 480 characters (the
+    envelope takes up to 512) it was too long, dead-lettered, and consent stayed."""
+    long_id = "c-" + "x" * 478
+    event = load_event("order_delivered")
+    event["id"] = "evt-long-id"
+    event["customer"] = {**event["customer"], "id": long_id}
+    known.ingest([event])
+    clock.set_now(datetime(2026, 3, 2, 12, 0, tzinfo=UTC))
+    record = known.twilio.simulate_inbound(PHONE, "STOP", "+15005550006", INBOUND)
+    assert record.error is None
+    known.pump("events", "ingest")
+    for cid in ("c-42", long_id):
+        consent = CustomerModel.get(cid).profile["consent"]["sms"]
+        assert (consent["granted"], consent["source"]) == (False, "sms:STOP"), cid
