@@ -28,6 +28,15 @@ _CUSTOMER_FIELDS = ("id", "name", "email", "phone", "locale", "timezone", "birth
 LinkMaker = Callable[[str, dict[str, Any]], str]
 
 
+def link_survey_kind(campaign: CompiledCampaign) -> str:
+    """The kind of ``links.survey`` in a step without ``survey``: the one kind the
+    campaign's steps ask, else CSAT. Answers count in the campaign's survey stats,
+    so an NPS campaign's email link asks NPS too (a CSAT "1" among NPS answers made
+    its NPS wrong)."""
+    kinds = {s.survey for s in campaign.steps if s.survey}
+    return kinds.pop() if len(kinds) == 1 else "csat"
+
+
 def render_context(step: PlannedStep, profile: Profile, campaign: CompiledCampaign,
                    links: LinkMaker, default_tz: str = "America/New_York") -> dict[str, Any]:
     """What a template sees. ``customer.timezone`` is the zone the step was timed in:
@@ -45,7 +54,8 @@ def render_context(step: PlannedStep, profile: Profile, campaign: CompiledCampai
         "step": {"id": step.step_id},
         "links": {
             "unsubscribe": links("unsubscribe", {"m": step.id}),
-            "survey": links("survey", {"m": step.id, "k": survey_kind or "csat"}),
+            "survey": links("survey", {"m": step.id,
+                                       "k": survey_kind or link_survey_kind(campaign)}),
         },
         "survey": (
             {"kind": survey_kind, "question": SURVEY_QUESTIONS[survey_kind]}
