@@ -37,19 +37,24 @@ def stats_totals(campaign_id: str, variant: str | None, arm: str, day: str) -> d
     return totals
 
 
-def stat_ops(bumps: Iterable[tuple[StatKey, str]]) -> list[Op]:
-    """One update per stats item (a transaction may touch an item only once)."""
+def stat_ops(bumps: Iterable[tuple[StatKey, str]],
+             less: Iterable[tuple[StatKey, str]] = ()) -> list[Op]:
+    """One update per stats item (a transaction may touch an item only once); each of
+    ``less`` takes one back (a count moved from one counter to another)."""
     grouped: dict[StatKey, Counter[str]] = {}
-    for key, counter in bumps:
-        if counter not in COUNTERS:
-            raise ValueError(f"unknown stats counter {counter!r}")
-        grouped.setdefault(key, Counter())[counter] += 1
+    for sign, pairs in ((1, bumps), (-1, less)):
+        for key, counter in pairs:
+            if counter not in COUNTERS:
+                raise ValueError(f"unknown stats counter {counter!r}")
+            grouped.setdefault(key, Counter())[counter] += sign
     ops: list[Op] = []
     for (campaign, variant, arm, day), counts in grouped.items():
         item = StatsModel(stats_pk(campaign, variant, arm, random.randrange(STATS_SHARDS)), day)
         actions: list[Action] = [
-            getattr(StatsModel, name).add(n) for name, n in sorted(counts.items())
+            getattr(StatsModel, name).add(n) for name, n in sorted(counts.items()) if n
         ]
+        if not actions:
+            continue
 
         def op(tw: TransactWrite, item: StatsModel = item,
                actions: list[Action] = actions) -> None:

@@ -6,7 +6,9 @@ report is therefore idempotent on (provider message id, status): a report alread
 in the history changes nothing. The message's ``status`` only moves forward, to
 the latest *meaningful* status (``sent``, then one of ``delivered``,
 ``undelivered``, ``failed``); the others (``queued``, ``accepted``, ``sending``...)
-are kept in the history only. Each outcome class is counted once per message.
+are kept in the history only. Each outcome class is counted once per message, and
+``delivered`` and ``failed`` once between them: a failure after a delivery (SES
+reports a bounce after the Delivery) moves the message's count from one to the other.
 
 A report may also land while the sender is still waiting for Twilio's answer (the
 callback outran the API reply): the sender's outcome is then folded in after it,
@@ -46,6 +48,9 @@ class Change:
     status: str
     counter: str | None
     error_code: str | None
+    # A counter taken back as ``counter`` is bumped: ``delivered``, when a failure
+    # (an email's late bounce) follows a delivery. A message counts once.
+    uncounter: str | None = None
 
 
 def outcome_status(current: str, outcome: str) -> str:
@@ -92,10 +97,15 @@ def fold(history: Sequence[Any] | None, status: str, report: StatusReport,
     entry = {"status": report.status, "at": at, "source": report.source,
              "provider_id": report.provider_id, "code": report.error_code}
     counter = COUNTER.get(report.status)
-    if counter is not None and any(
-            is_report(e) and COUNTER.get(e.get("status", "")) == counter for e in past):
+    counted = {COUNTER.get(e.get("status", "")) for e in past if is_report(e)}
+    uncounter = None
+    if counter in counted:
         counter = None  # e.g. "failed" after "undelivered": one failure, counted once
+    elif counter == "failed" and "delivered" in counted:
+        uncounter = "delivered"  # SES: a bounce after the Delivery: it failed after all
+    elif counter == "delivered" and "failed" in counted:
+        counter = None  # a failure stands: delivered and failed count a message once
     new_rank = RANK.get(report.status, 0)
     keep = RANK.get(status, 0) > new_rank or new_rank == 0
     return Change(history=[*past, entry], status=status if keep else report.status,
-                  counter=counter, error_code=report.error_code)
+                  counter=counter, error_code=report.error_code, uncounter=uncounter)

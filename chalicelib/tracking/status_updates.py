@@ -112,7 +112,8 @@ def report_transaction(msg: MessageModel, change: Change,
     if change.counter is not None:
         # Counted on the day the message was sent, beside its ``sent`` count.
         key = (msg.campaign_id, msg.variant, SENT_ARM, msg.decided_at[:10])
-        ops.extend(stat_ops([(key, change.counter)]))
+        ops.extend(stat_ops([(key, change.counter)],
+                            [(key, change.uncounter)] if change.uncounter else []))
     return Transaction(required=ops)
 
 

@@ -635,6 +635,25 @@ def test_a_transient_bounce_is_history_only_and_delivery_still_counts(
     assert totals.get("delivered") == 1 and totals.get("failed") is None
 
 
+def test_a_bounce_after_the_delivery_moves_the_count_to_failed(known: LocalStack) -> None:
+    """SES reports a Delivery, then (the receiving server bounced it later) a
+    permanent Bounce: the message counted as delivered and failed both (session 15)."""
+    known.run_due(EMAIL_DUE)
+    (email,) = _messages("c-42", "email")
+    day = email.decided_at[:10]
+    assert _ses(known, "delivery", email) == "recorded"
+    totals = stats_totals(email.campaign_id, email.variant, "treatment", day)
+    assert (totals.get("delivered"), totals.get("failed")) == (1, None)
+    assert _ses(known, "bounce_permanent", email) == "recorded"
+    assert _ses(known, "bounce_permanent", email) == "duplicate"
+    assert MessageModel.get(email.message_id).status == "undelivered"
+    totals = stats_totals(email.campaign_id, email.variant, "treatment", day)
+    assert (totals.get("delivered"), totals.get("failed")) == (0, 1)
+    assert _ses(known, "delivery", email) == "duplicate"  # seen: changes nothing
+    totals = stats_totals(email.campaign_id, email.variant, "treatment", day)
+    assert (totals.get("delivered"), totals.get("failed")) == (0, 1)
+
+
 # -- no PII in logs ---------------------------------------------------------------------
 
 
