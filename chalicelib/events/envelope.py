@@ -143,7 +143,9 @@ def normalize_phone(raw: str, locale: str | None = None) -> str:
 def normalize_email(raw: str) -> str:
     address = raw.strip()
     local, _, domain = address.rpartition("@")
-    if not local or not _EMAIL_DOMAIN.fullmatch(domain) or any(c.isspace() for c in address):
+    # No space nor control character (a NUL from a CSV cell): no mailbox has one.
+    if not local or not _EMAIL_DOMAIN.fullmatch(domain) or any(
+            c.isspace() or not c.isprintable() for c in address):
         raise ValueError("not an email address")
     return f"{local}@{domain.lower()}"
 
