@@ -185,22 +185,28 @@ def reply_score(body: str) -> int | None:
     return -value if match.group(1) == "-" else value
 
 
+SURVEYS_LOOKED_AT = 3  # per customer: the latest, and those before it that failed
+_NOT_RECEIVED = frozenset({"failed", "undelivered"})
+
+
 def latest_survey(phone: str) -> MessageModel | None:
     """The latest survey SMS sent to ``phone`` (to any customer with it) within
-    SURVEY_REPLY_WINDOW, or None."""
+    SURVEY_REPLY_WINDOW that may have reached it, or None. One that failed or was
+    reported undelivered never asked anything: a number texted back answers the one
+    before it (of the latest ``SURVEYS_LOOKED_AT`` of each customer)."""
     since = clock.iso(clock.now() - SURVEY_REPLY_WINDOW)
-    latest = None
-    for cid in customers_with_phone(phone):
-        for item in MessageModel.surveys.query(cid, MessageModel.decided_at >= since,
-                                               scan_index_forward=False, limit=1):
-            if latest is None or item.decided_at > latest.decided_at:
-                latest = item
-    if latest is None:
-        return None
-    try:
-        return MessageModel.get(latest.message_id)
-    except MessageModel.DoesNotExist:
-        return None  # erased since the index was read
+    found = [item for cid in customers_with_phone(phone)
+             for item in MessageModel.surveys.query(cid, MessageModel.decided_at >= since,
+                                                    scan_index_forward=False,
+                                                    limit=SURVEYS_LOOKED_AT)]
+    for item in sorted(found, key=lambda m: str(m.decided_at), reverse=True):
+        try:
+            message = MessageModel.get(item.message_id)
+        except MessageModel.DoesNotExist:
+            continue  # erased since the index was read
+        if message.status not in _NOT_RECEIVED:
+            return message
+    return None
 
 
 def survey_reply(survey: MessageModel, score: int) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +229,28 @@ def test_a_reply_while_the_latest_sms_is_in_flight_answers_the_one_before(
     second.update(actions=[MessageModel.status.set("sending")])  # claimed, not yet sent
     text_back(texted, "ok thanks")
     assert _message("first").reply == "ok thanks" and _message("second").reply is None
+
+
+def test_a_number_answers_the_latest_survey_that_arrived(
+        slice_stack: LocalStack) -> None:
+    """A survey SMS Twilio refused never asked anything: a number texted back then
+    answers the survey before it (session 15: it was recorded on the failed one)."""
+    from tests.integration.test_audit_stats import text_back
+
+    clock.set_now(datetime(2026, 3, 1, 14, 3, tzinfo=UTC))
+    slice_stack.ingest([load_event("order_delivered")])
+    second = load_event("order_delivered")
+    second["id"], second["order"]["id"] = "evt-0002", "o-10"
+    second["occurred_at"] = "2026-03-02T14:02:00Z"
+    clock.set_now(datetime(2026, 3, 2, 14, 3, tzinfo=UTC))
+    slice_stack.ingest([second])
+    slice_stack.run_due(datetime(2026, 3, 3, 15, 0, tzinfo=UTC))  # the first check-in
+    slice_stack.twilio.fail_next(400, 21211)  # the second: an invalid number, refused
+    slice_stack.run_due(datetime(2026, 3, 4, 15, 0, tzinfo=UTC))
+    surveys = sorted((m for m in MessageModel.scan() if m.survey_kind),
+                     key=lambda m: str(m.decided_at))
+    assert [m.status for m in surveys] == ["sent", "failed"]
+    clock.set_now(datetime(2026, 3, 4, 16, 0, tzinfo=UTC))
+    assert b"Thank you" in text_back(slice_stack, "4")
+    answered = {m.message_id: m.survey_score for m in MessageModel.scan() if m.survey_kind}
+    assert answered == {surveys[0].message_id: 4, surveys[1].message_id: None}
