@@ -85,7 +85,7 @@ def _as_of(text: str) -> datetime:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from chalicelib.handlers import live
-    from chalicelib.pipeline.importer import HeaderError, run_import
+    from chalicelib.pipeline.importer import MAX_HINTED, HeaderError, run_import
 
     checkpoint = args.checkpoint or args.file.with_name(args.file.name + ".checkpoint")
     problem = _import_paths_problem(args.file, checkpoint)
@@ -111,11 +111,11 @@ def cmd_import(args: argparse.Namespace) -> int:
               f"rows done (checkpoint {checkpoint})", file=sys.stderr)
         return 1
     progress.done()
-    for warning in report.warnings[:20]:
+    for warning in report.warnings[:MAX_HINTED]:
         print(f"{args.file}: warning: {warning}", file=sys.stderr)
-    if len(report.warnings) > 20:
-        print(f"{args.file}: warning: {len(report.warnings) - 20} more columns not read",
-              file=sys.stderr)
+    if len(report.warnings) > MAX_HINTED:
+        print(f"{args.file}: warning: {len(report.warnings) - MAX_HINTED} more columns not "
+              "read", file=sys.stderr)
     if report.restarted:
         print(f"{checkpoint}: not used, {report.restarted}: imported from the top (rows "
               f"imported before count as already imported)", file=sys.stderr)

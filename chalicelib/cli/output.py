@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import re
 import unicodedata
@@ -39,6 +40,11 @@ def _width(text: str) -> int:
     a combining one."""
     if text.isascii():
         return len(text)
+    return _wide_width(text)
+
+
+@functools.lru_cache(maxsize=65536)  # a customer's id is on each of their rows
+def _wide_width(text: str) -> int:
     return sum(0 if unicodedata.combining(c) else
                2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 

@@ -15,6 +15,7 @@ import difflib
 import hashlib
 import json
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +44,9 @@ COLUMNS: dict[str, frozenset[str]] = {
 }
 
 
+MAX_HINTED = 20  # columns not read that get a did-you-mean (the CLI prints 20)
+
+
 class HeaderError(ValueError):
     """A CSV header no row can be read by (a column twice): nothing is imported."""
 
@@ -50,12 +54,15 @@ class HeaderError(ValueError):
 def unknown_columns(kind: str, names: Iterable[str]) -> list[str]:
     """A warning for each name ``kind`` does not read (``attr_<name>`` is read)."""
     known = COLUMNS[kind]
-    found = []
+    found: list[str] = []
     for name in names:
         if name in known or (kind == "customers" and name.startswith("attr_") and name[5:]):
             continue
-        close = difflib.get_close_matches(name.strip().lower(), sorted(known), n=1, cutoff=0.7)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = ""
+        if len(found) < MAX_HINTED:  # a header of 30,000 columns: no difflib for each
+            close = difflib.get_close_matches(name.strip().lower(), sorted(known), n=1,
+                                              cutoff=0.7)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
         found.append(f"column {name!r} is not read{hint}")
     return found
 
@@ -114,8 +121,12 @@ def _header(reader: Any, kind: str | None, warnings: list[str] | None) -> list[s
         names = next(reader)
     except StopIteration:
         return None
+    except csv.Error as exc:  # a quote not closed, a header cell over csv's limit
+        raise HeaderError(f"line 1: unreadable CSV header: {_CSV_ERRORS.get(str(exc), exc)} "
+                          "(nothing imported)") from None
     names = [name.strip() for name in names]
-    twice = sorted({name for name in names if name and names.count(name) > 1})
+    counts = Counter(name for name in names if name)
+    twice = sorted(name for name, n in counts.items() if n > 1)
     if twice:
         raise HeaderError(f"line 1: column {twice[0]!r} more than once: which one "
                           "to read is unknown (nothing imported)")

@@ -19,14 +19,19 @@ import sys
 import types
 from collections.abc import (
     Callable,
+    ItemsView,
     Iterable,
     Iterator,
+    KeysView,
     Mapping,
     MappingView,
     MutableMapping,
     Sequence,
+    ValuesView,
 )
 from contextvars import ContextVar
+from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
@@ -361,13 +366,16 @@ def _refuse_text_of(value: Any, use: str | None, argument: bool = False) -> None
     _refuse_non_value(value, use)
 
 
+_PLAIN: Final = frozenset({int, float, bool, list, dict, tuple, Decimal, datetime, date})
+
+
 def _refuse_non_value(value: Any, use: str | None) -> None:
     """The part of :func:`_refuse_text_of` that applies inside a printed list or
     object too: a function or a template object, and a sequence not made a list
     (``|map``, ``|select``, ``|reverse``, ``.keys()``, ``range()``), whose text would
     be ``<generator object ... at 0x...>``."""
-    if isinstance(value, (str, Undefined)):
-        return
+    if type(value) in _PLAIN or isinstance(value, (str, Undefined)):
+        return  # the common case first: a plain value, without the ABC checks below
     if callable(value) or isinstance(value, (TemplateReference, type)):
         name = getattr(value, "__name__", None) or type(value).__name__
         what = "a function or a template object, not a value (call it, or pick one of its values)"
@@ -494,16 +502,11 @@ def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         # `map` makes are also counted as work (AftercareSandbox.call_filter).
         limits.check_clock()
         rest = args[1:] if passes else args
+        if rest and name in ("urlencode", "xmlattr"):
+            args = _checked_pairs(name, args, len(args) - len(rest))
+            rest = args[1:] if passes else args
         if rest and name in _TEXT_FILTERS:
             _refuse_text_of(rest[0], name)
-        if rest and name in ("urlencode", "xmlattr"):  # the values of a mapping or pairs
-            pairs = (rest[0].items() if isinstance(rest[0], Mapping) else
-                     rest[0] if name == "urlencode" and isinstance(rest[0], (list, tuple))
-                     else ())
-            for pair in pairs:
-                value = pair[1] if isinstance(pair, tuple) and len(pair) == 2 else None
-                if value is not None or name == "urlencode":  # xmlattr leaves null out
-                    _refuse_text_of(value, name)
         if name == "urlize":
             for given in (kwargs.get("target"), kwargs.get("rel")):
                 if given is not None:
@@ -524,6 +527,23 @@ def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         return limits.check_size(func(*args, **kwargs), f"result of |{name}")
 
     return guarded
+
+
+def _checked_pairs(name: str, args: tuple[Any, ...], at: int) -> tuple[Any, ...]:
+    """``|urlencode``'s or ``|xmlattr``'s arguments (the value at ``args[at]``), each
+    value of its mapping or pairs checked (no null or function made text). Pairs from
+    ``.items()`` or ``|items`` are listed once, so they can be checked and read."""
+    value = args[at]
+    if name == "urlencode" and isinstance(value, (Iterator, ItemsView, KeysView, ValuesView)):
+        value = list(value)
+        args = (*args[:at], value, *args[at + 1:])
+    pairs = (value.items() if isinstance(value, Mapping) else
+             value if name == "urlencode" and isinstance(value, (list, tuple)) else ())
+    for pair in pairs:
+        item = pair[1] if isinstance(pair, tuple) and len(pair) == 2 else None
+        if item is not None or name == "urlencode":  # xmlattr leaves null out
+            _refuse_text_of(item, name)
+    return args
 
 
 def _join_arguments(passed: tuple[Any, ...], rest: tuple[Any, ...], kwargs: dict[str, Any],

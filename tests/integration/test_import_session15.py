@@ -91,6 +91,23 @@ def test_a_column_named_twice_is_refused_before_any_row(
     assert not _exists("c4")
 
 
+@pytest.mark.parametrize(("header", "words"), [
+    ('id,"email"x', "a character after a closing quote"),
+    ('id,"email', "a quote is not closed"),
+    ("id," + "n" * 200_000, "field larger than field limit"),
+])
+def test_a_header_csv_cannot_read_is_one_line(
+        stack: LocalStack, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        header: str, words: str) -> None:
+    path = tmp_path / "h.csv"
+    path.write_text(f"{header}\nc1,ana@example.com\n")
+    code, out, err = _run(["import", "customers", str(path)], capsys)
+    assert code == 1 and out == ""
+    assert err.startswith(f"{path}: line 1: unreadable CSV header: ") and words in err
+    assert err.count("\n") == 1 and "(nothing imported)" in err
+    assert not _exists("c1")
+
+
 def test_columns_not_read_are_named_and_spaces_in_the_header_dropped(
         stack: LocalStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     customers = tmp_path / "c.csv"
@@ -145,7 +162,7 @@ def test_bad_paths_are_one_line(
 
 
 @pytest.mark.parametrize("state", [{"line": "abc"}, {"line": 5, "rejected_bytes": None},
-                                   {"line": -1}, [1, 2]])
+                                   {"line": 2, "rejected_bytes": "x"}, {"line": 2.5}])
 def test_a_checkpoint_edited_by_hand_starts_from_the_top(
         stack: LocalStack, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         state: object) -> None:

@@ -184,3 +184,21 @@ def test_preview_of_a_customer_id_left_null(
     customer.write_text('{"id": null, "name": "Ann"}', encoding="utf-8")
     assert main(["preview", "birthday", "--customer", str(customer), *ARGS]) == 0
     assert "None" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("template", [
+    "{{ customer.attributes.items()|urlencode }}",
+    "{{ customer.attributes|items|urlencode }}",
+    "{{ customer.attributes|urlencode }}",
+])
+def test_pairs_from_items_are_urlencoded(template: str) -> None:
+    context = {**SAMPLE_CONTEXT, "customer": {**SAMPLE_CONTEXT["customer"],
+                                              "attributes": {"vip": "yes", "tier": "gold"}}}
+    assert Renderer({"t.sms.j2": template + STOP}).render_sms("t", context).body == (
+        "vip=yes&tier=gold" + STOP)
+
+
+def test_a_null_among_urlencoded_pairs_is_still_refused() -> None:
+    with pytest.raises(RenderError, match="null"):
+        Renderer({"t.sms.j2": "{{ {'a': none}.items()|urlencode }}" + STOP}).render_sms(
+            "t", SAMPLE_CONTEXT)
