@@ -186,14 +186,14 @@ def reply_score(body: str) -> int | None:
 
 
 SURVEYS_LOOKED_AT = 3  # per customer: the latest, and those before it that failed
-_NOT_RECEIVED = frozenset({"failed", "undelivered"})
 
 
 def latest_survey(phone: str) -> MessageModel | None:
     """The latest survey SMS sent to ``phone`` (to any customer with it) within
-    SURVEY_REPLY_WINDOW that may have reached it, or None. One that failed or was
-    reported undelivered never asked anything: a number texted back answers the one
-    before it (of the latest ``SURVEYS_LOOKED_AT`` of each customer)."""
+    SURVEY_REPLY_WINDOW that may have reached it, or None. One that failed (Twilio
+    refused it) never asked anything: a number texted back answers the one before it
+    (of the latest ``SURVEYS_LOOKED_AT`` of each customer). One reported
+    ``undelivered`` is kept: a carrier's report can be wrong, and the reply says so."""
     since = clock.iso(clock.now() - SURVEY_REPLY_WINDOW)
     found = [item for cid in customers_with_phone(phone)
              for item in MessageModel.surveys.query(cid, MessageModel.decided_at >= since,
@@ -204,7 +204,7 @@ def latest_survey(phone: str) -> MessageModel | None:
             message = MessageModel.get(item.message_id)
         except MessageModel.DoesNotExist:
             continue  # erased since the index was read
-        if message.status not in _NOT_RECEIVED:
+        if message.status != "failed":
             return message
     return None
 

@@ -116,7 +116,8 @@ class _Lines:
 
 def _header(reader: Any, kind: str | None, warnings: list[str] | None) -> list[str] | None:
     """The CSV header's column names (spaces around them dropped: "id, email"), or
-    None for an empty file. Raises :class:`HeaderError` for a column named twice."""
+    None for an empty file. Raises :class:`HeaderError` for a column named twice or a
+    header csv cannot read."""
     try:
         names = next(reader)
     except StopIteration:
