@@ -35,6 +35,9 @@ from chalicelib.tracking.delivery import StatusReport
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
+# Sent by Twilio when a Webhook Rule signs with a Webhook Setting's shared key:
+# "key=<id>,algorithm=HMAC_SHA256".
+SIGNATURE_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
 MEDIA_TYPE = "application/x-www-form-urlencoded"
 MAX_BODY_BYTES = 64 * 1024
 MIN_TOKEN_CHARS = 16  # Twilio's auth tokens are 32 hex digits; "" is the unset secret
@@ -67,24 +70,31 @@ def parse_form(body: bytes) -> FormParams:
 
 
 def verify_twilio(request: HttpRequest, form: FormParams, path: str) -> None:
-    """403 unless ``X-Twilio-Signature`` is the auth token's signature of this request.
+    """403 unless ``X-Twilio-Signature`` is Twilio's signature of this request: with
+    the auth token (HMAC-SHA1), or, when a Twilio Webhook Rule signs the URL with a
+    Webhook Setting's shared key (``X-Twilio-Webhooks-Signature-Settings`` names its
+    algorithm), with that key (``webhook_shared_key`` in the Twilio secret).
 
     The URL checked is the configured one for ``path`` with the request's query
     string: never the host, port or scheme the request (or a proxy's
     ``X-Forwarded-*`` headers) claims.
     """
-    from twilio.request_validator import RequestValidator
+    from twilio.request_validator import RequestValidator, get_signature_algorithm
 
     signature = request.header(SIGNATURE_HEADER)
     if not signature:
         raise ForbiddenError(f"missing {SIGNATURE_HEADER} header")
-    token = str(aws.secret_json(settings.load().twilio_secret).get("auth_token") or "")
-    if len(token) < MIN_TOKEN_CHARS:
+    secret = aws.secret_json(settings.load().twilio_secret)
+    signing = request.header(SIGNATURE_SETTINGS_HEADER)
+    name = "webhook_shared_key" if signing else "auth_token"
+    key = str(secret.get(name) or "")
+    if len(key) < MIN_TOKEN_CHARS:
         # As infra creates the secret, before ops set it: anyone could sign with "".
         raise ServiceUnavailableError(
-            "Twilio webhooks are not configured: set auth_token in the Twilio secret")
+            f"Twilio webhooks are not configured: set {name} in the Twilio secret")
     url = signed_url(path, request.query)
-    if not RequestValidator(token).validate(url, form, signature):
+    algorithm = get_signature_algorithm(signing) if signing else None
+    if not RequestValidator(key).validate(url, form, signature, algorithm=algorithm):
         raise ForbiddenError(f"{SIGNATURE_HEADER} does not match this request")
 
 

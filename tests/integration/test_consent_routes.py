@@ -217,3 +217,51 @@ def test_stop_from_a_customer_with_a_long_id_withdraws_consent(known: LocalStack
     for cid in ("c-42", long_id):
         consent = CustomerModel.get(cid).profile["consent"]["sms"]
         assert (consent["granted"], consent["source"]) == (False, "sms:STOP"), cid
+
+
+def test_a_webhook_signed_with_a_webhook_settings_shared_key(known: LocalStack) -> None:
+    """A Twilio Webhook Rule may sign Aftercare's URLs with a Webhook Setting's shared
+    key (HMAC-SHA256, named by X-Twilio-Webhooks-Signature-Settings): every such
+    webhook was refused (403), inbound STOPs lost with them (session 15)."""
+    import json
+
+    from twilio.request_validator import HMAC_SHA256, RequestValidator
+
+    from chalicelib import aws, settings
+    from chalicelib.local.stack import TWILIO_AUTH_TOKEN
+
+    shared = "s" * 40
+    params = {"MessageSid": "SM" + "d" * 32, "From": PHONE, "To": "+15005550006",
+              "Body": "STOP", "AccountSid": known.twilio.account_sid}
+    sha256 = RequestValidator(shared).compute_signature(INBOUND, params, HMAC_SHA256)
+    headers = {"Content-Type": "application/x-www-form-urlencoded",
+               "X-Twilio-Signature": sha256,
+               "X-Twilio-Webhooks-Signature-Settings":
+                   "key=webhooks_sharedkey_01,algorithm=HMAC_SHA256"}
+
+    def post(**changed: str) -> int:
+        reply = known.client.http.post("/webhooks/twilio/inbound",
+                                       headers={**headers, **changed}, body=urlencode(params))
+        return int(reply.status_code)
+
+    # Not configured yet: 503 naming the secret's field (never checked against "").
+    assert post() == 503
+    aws.client("secretsmanager").put_secret_value(
+        SecretId=settings.load().twilio_secret, SecretString=json.dumps({
+            "account_sid": known.twilio.account_sid, "auth_token": TWILIO_AUTH_TOKEN,
+            "webhook_shared_key": shared}))
+    aws.reset()
+    # The auth token's SHA-1 signature does not pass with the header, nor a SHA-1 of
+    # the shared key, nor a SHA-256 of the auth token, nor an unknown algorithm.
+    assert post(**{"X-Twilio-Signature": known.twilio.sign(INBOUND, params)}) == 403
+    assert post(**{"X-Twilio-Signature": RequestValidator(shared).compute_signature(
+        INBOUND, params)}) == 403
+    assert post(**{"X-Twilio-Signature": RequestValidator(TWILIO_AUTH_TOKEN)
+                   .compute_signature(INBOUND, params, HMAC_SHA256)}) == 403
+    assert post(**{"X-Twilio-Webhooks-Signature-Settings": "key=k,algorithm=HMAC_MD5"}) == 403
+    assert post() == 200
+    known.pump("events", "ingest")
+    assert _consent("sms")["granted"] is False
+    # Without the header, the auth token's signature still passes.
+    headers.pop("X-Twilio-Webhooks-Signature-Settings")
+    assert post(**{"X-Twilio-Signature": known.twilio.sign(INBOUND, params)}) == 200
