@@ -93,4 +93,8 @@ def test_lint_of_a_constant_nested_thousands_deep() -> None:
         deep = [deep]
     problems = lint_rule({"days_since": [deep]})
     assert [p.path for p in problems] == ["$.days_since[0]"]
-    assert "list too large to show" in problems[0].message
+    # Python 3.11's json refuses this depth ("list too large to show"); 3.13's shows
+    # its start: either way one short line, and no RecursionError.
+    message = problems[0].message
+    assert message.startswith("'days_since' needs a date") and len(message) < 200
+    assert "list too large to show" in message or message.endswith("[[...")
