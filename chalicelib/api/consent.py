@@ -30,6 +30,7 @@ from chalicelib.api.errors import (
 from chalicelib.api.events import enqueue
 from chalicelib.api.http import HttpRequest, HttpResponse
 from chalicelib.api.webhooks import MAX_BODY_BYTES, MEDIA_TYPE, parse_form, verify_twilio
+from chalicelib.events.envelope import MAX_STR_CHARS
 from chalicelib.store.models import MessageModel
 from chalicelib.tracking.replies import customers_with_phone, record_sms_reply
 
@@ -46,9 +47,6 @@ SURVEY_REPLY_WINDOW = timedelta(days=7)
 _PUNCTUATION = ".,;:!?¡¿'\"()[]-*~"
 
 
-MAX_EVENT_ID = 512  # the event envelope's limit for a string
-
-
 def consent_event(event_id: str, customer_id: str, channel: str, granted: bool,
                   source: str, at: str | None = None) -> str:
     """A consent change as a ``customer.updated`` event, at ``at`` (default now).
@@ -58,9 +56,9 @@ def consent_event(event_id: str, customer_id: str, channel: str, granted: bool,
     and ends with a hash of the whole, the same each time (a redelivery is a no-op).
     """
     at = at or clock.iso(clock.now())
-    if len(event_id) > MAX_EVENT_ID:
+    if len(event_id) > MAX_STR_CHARS:
         digest = hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()
-        event_id = f"{event_id[:MAX_EVENT_ID - 41]}~{digest[:40]}"
+        event_id = f"{event_id[:MAX_STR_CHARS - 41]}~{digest[:40]}"
     return json.dumps({
         "id": event_id, "type": "customer.updated", "occurred_at": at,
         "customer": {"id": customer_id, "consent": {channel: {

@@ -55,9 +55,8 @@ def _day(request: HttpRequest, name: str) -> date | None:
 
     try:
         return parse_day(text)
-    except ValueError as exc:
-        message = str(exc) if str(exc).startswith("year") else "not a day (YYYY-MM-DD)"
-        raise BadRequestError(f"{name}: {message}") from None
+    except ValueError as exc:  # "not a day (YYYY-MM-DD)", or the year out of range
+        raise BadRequestError(f"{name}: {exc}") from None
 
 
 def _range(request: HttpRequest) -> tuple[date, date]:

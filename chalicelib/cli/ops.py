@@ -167,16 +167,15 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
-MAX_ID_CHARS = 512  # the event envelope's limit for a customer id
-
-
 def id_problem(value: str) -> str | None:
     """Why ``value`` cannot be a customer id (None: it can): any id an event may carry
     can be erased (spaces inside it too: "Ana Smith")."""
+    from chalicelib.events.envelope import MAX_STR_CHARS  # the envelope's limit
+
     if not value.strip():
         return "an empty customer id"
-    if len(value) > MAX_ID_CHARS:
-        return f"a customer id has at most {MAX_ID_CHARS} characters"
+    if len(value) > MAX_STR_CHARS:
+        return f"a customer id has at most {MAX_STR_CHARS} characters"
     return None
 
 

@@ -60,6 +60,9 @@ def unwrap(raw: Any) -> Any:
     return raw
 
 
+MAX_STR_CHARS = 512  # an envelope's ids and other text fields
+
+
 def _str(obj: dict[str, Any], key: str, path: str, *, required: bool = False) -> str | None:
     value = obj.get(key)
     if value is None:
@@ -70,8 +73,8 @@ def _str(obj: dict[str, Any], key: str, path: str, *, required: bool = False) ->
         raise EventError(f"{path}.{key}", f"must be a non-empty string, got {json_kind(value)}")
     if required and not value.strip():
         raise EventError(f"{path}.{key}", "must be a non-empty string, got an empty one")
-    if len(value) > 512:
-        raise EventError(f"{path}.{key}", "longer than 512 characters")
+    if len(value) > MAX_STR_CHARS:
+        raise EventError(f"{path}.{key}", f"longer than {MAX_STR_CHARS} characters")
     return value
 
 
@@ -86,9 +89,12 @@ _DAY = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 def parse_day(text: str) -> date:
     """A day of a report's range: ``YYYY-MM-DD`` only (not ``20260301`` nor a week
     date), in the years an event may carry. Raises ValueError saying which."""
-    if not _DAY.fullmatch(text):
-        raise ValueError("not a day (YYYY-MM-DD)")
-    day = date.fromisoformat(text)  # raises for 2026-02-30
+    try:
+        if not _DAY.fullmatch(text):
+            raise ValueError
+        day = date.fromisoformat(text)  # raises for 2026-02-30
+    except ValueError:
+        raise ValueError("not a day (YYYY-MM-DD)") from None
     if not MIN_YEAR <= day.year <= MAX_YEAR:
         raise ValueError(f"year {day.year} is outside {MIN_YEAR}-{MAX_YEAR}")
     return day
@@ -152,7 +158,7 @@ def normalize_email(raw: str) -> str:
 
 def _plain_str(value: Any) -> TypeGuard[str]:
     """A string ``_str`` accepts as it is: the common case, checked inline."""
-    return type(value) is str and len(value) <= 512
+    return type(value) is str and len(value) <= MAX_STR_CHARS
 
 
 @lru_cache(maxsize=65536)
